@@ -1,0 +1,346 @@
+"""Sessions: discovery by SCAN, page metadata, transcript windows, TTL and clear.
+
+Costs, by design (DESIGN.md, "Upstash access rules"): a page of the session
+list is one SCAN call per cursor step plus one pipeline for all rows'
+metadata; a transcript page is one transaction (two for the first page of an
+oldest-first session longer than the window, whose order is only known once
+its elements are read); single-session writes are one atomic script each.
+Nothing reads a whole list to count it.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+from .messages import Message, detect_order, parse_element
+from .summaries import Summary, parse_summary, summary_key
+from .upstash import StoreCommandError, get_client
+
+# Upstash caps SCAN's COUNT near 1,000; asking for more buys nothing.
+SCAN_COUNT = 1000
+NEWEST_FIRST = "newest-first"
+OLDEST_FIRST = "oldest-first"
+TTL_NONE = -1  # what TTL answers for a key without expiry
+MAX_TTL = 10 * 365 * 86400
+
+# Check and act in one atomic step, so a key that stopped being a session (or
+# vanished) between the page and the click is left alone. KEYS: session,
+# summary. Replies: -2 when the key is gone, -3 when it is not a list.
+_GUARD = """
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind == 'none' then return -2 end
+if kind ~= 'list' then return -3 end
+"""
+CLEAR_SCRIPT = _GUARD + """
+local count = redis.call('LLEN', KEYS[1])
+redis.call('UNLINK', KEYS[1], KEYS[2])
+return count
+"""
+EXPIRE_SCRIPT = _GUARD + """
+local before = redis.call('TTL', KEYS[1])
+if ARGV[1] == 'persist' then
+  redis.call('PERSIST', KEYS[1])
+  redis.call('PERSIST', KEYS[2])
+else
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+end
+return {before, redis.call('TTL', KEYS[1])}
+"""
+
+
+class SessionNotFound(Exception):
+    """The key is gone (cleared or expired) or is not a list."""
+
+
+@dataclass
+class SessionRow:
+    key: str
+    display_name: str
+    message_count: int
+    ttl: int
+    preview: Message | None
+    writer: str
+
+
+@dataclass
+class SessionPage:
+    pattern: str
+    rows: list[SessionRow]
+    next_cursor: str | None = None  # where "scan more" resumes; None when the scan is complete
+    next_skip: int = 0  # keys of that SCAN step already shown
+    examined: int = 0  # keys SCAN looked at (about COUNT per step)
+    unaddressable: int = 0  # keys that are not UTF-8: the REST API cannot name them
+    exact: bool = False  # the pattern had no wildcard and was looked up directly
+
+
+@dataclass
+class Transcript:
+    key: str
+    display_name: str
+    message_count: int
+    ttl: int
+    order: str
+    start: int  # chronological index of the first message shown
+    messages: list[tuple[int, Message]] = field(default_factory=list)
+    summary: Summary | None = None
+    writer: str = "unknown"
+
+    @property
+    def has_earlier(self):
+        return self.start > 0
+
+    @property
+    def summary_is_stale(self):
+        return bool(self.summary and self.summary.is_stale(self.message_count))
+
+
+@dataclass
+class TtlChange:
+    before: int
+    after: int
+
+
+def display_name(connection, key):
+    prefix = connection.display_prefix
+    return key[len(prefix):] if prefix and key.startswith(prefix) and key != prefix else key
+
+
+def writer_label(key, message):
+    if message is None or message.format == "unknown":
+        return "unknown"
+    if message.format == "llamaindex":
+        return "LlamaIndex"
+    if key.startswith("message_store:"):
+        return "LangChain (Python)"
+    return "Flowise / LangChain JS"
+
+
+_WILDCARD = re.compile(r"(?<!\\)[*?\[]")
+
+
+def has_wildcards(pattern):
+    return bool(_WILDCARD.search(pattern))
+
+
+def _unescape(pattern):
+    return re.sub(r"\\(.)", r"\1", pattern)
+
+
+def _decode_keys(raw_keys):
+    """SCAN's bytes -> str keys; keys that are not UTF-8 cannot be sent back over REST (JSON)."""
+    keys, unaddressable = [], 0
+    for raw in raw_keys:
+        try:
+            keys.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            unaddressable += 1
+    return keys, unaddressable
+
+
+def scan_sessions(connection, pattern=None, cursor="0", skip=0):
+    """One page of sessions (lists) whose keys match the pattern.
+
+    Scans until the page is full or the connection's budget of examined keys
+    is spent; the page says where to resume. A SCAN step can return more
+    keys than the page needs: the rest are shown next time by repeating that
+    step (same cursor) and skipping what was shown.
+    """
+    client = get_client(connection)
+    pattern = pattern or connection.key_pattern
+    if not has_wildcards(pattern):
+        return _exact_lookup(connection, client, pattern)
+    page = SessionPage(pattern=pattern, rows=[])
+    keys, seen = [], set()
+    while page.next_cursor is None:
+        step_cursor = cursor
+        raw_cursor, raw_keys = client.call("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, "TYPE", "list")
+        cursor = raw_cursor.decode()
+        page.examined += SCAN_COUNT
+        step_keys, unaddressable = _decode_keys(raw_keys)
+        page.unaddressable += unaddressable
+        for offset in range(skip, len(step_keys)):
+            if len(keys) == connection.page_size:
+                page.next_cursor, page.next_skip = step_cursor, offset
+                break
+            if step_keys[offset] not in seen:  # SCAN may return a key twice
+                seen.add(step_keys[offset])
+                keys.append(step_keys[offset])
+        skip = 0
+        if cursor == "0":
+            break
+        if page.next_cursor is None and (len(keys) == connection.page_size or page.examined >= connection.scan_budget):
+            page.next_cursor = cursor
+    page.rows = _session_rows(connection, client, keys)
+    return page
+
+
+def _exact_lookup(connection, client, pattern):
+    key = _unescape(pattern)
+    candidates = [key]
+    if connection.display_prefix and not key.startswith(connection.display_prefix):
+        candidates.append(connection.display_prefix + key)
+    kinds = client.pipeline([["TYPE", candidate] for candidate in candidates])
+    lists = [candidate for candidate, kind in zip(candidates, kinds) if kind == b"list"]
+    return SessionPage(pattern=pattern, rows=_session_rows(connection, client, lists), exact=True)
+
+
+def _session_rows(connection, client, keys):
+    """Metadata of all rows in ONE pipeline: LLEN, TTL and the elements at both ends.
+
+    Both ends, because which one is the newest depends on the writer, known
+    only from the element itself (unless the connection forces an order).
+    """
+    if not keys:
+        return []
+    ends = {NEWEST_FIRST: [0], OLDEST_FIRST: [-1]}.get(connection.list_order, [0, -1])
+    per_key = 2 + len(ends)
+    commands = []
+    for key in keys:
+        commands += [["LLEN", key], ["TTL", key]] + [["LINDEX", key, index] for index in ends]
+    try:
+        replies = client.pipeline(commands)
+    except StoreCommandError as error:
+        if "WRONGTYPE" not in str(error):
+            raise
+        # A key stopped being a list since SCAN saw it: drop such keys, read again.
+        kinds = client.pipeline([["TYPE", key] for key in keys])
+        return _session_rows(connection, client, [key for key, kind in zip(keys, kinds) if kind == b"list"])
+    rows = []
+    for position, key in enumerate(keys):
+        length, ttl, *elements = replies[position * per_key:(position + 1) * per_key]
+        if ttl == -2:
+            continue  # expired or cleared since SCAN saw it
+        parsed = [parse_element(element) if element is not None else None for element in elements]
+        preview = parsed[0]
+        if len(parsed) == 2 and preview is not None and preview.newest_first is False:
+            preview = parsed[1]
+        rows.append(
+            SessionRow(
+                key=key,
+                display_name=display_name(connection, key),
+                message_count=length,
+                ttl=ttl,
+                preview=preview,
+                writer=writer_label(key, preview),
+            )
+        )
+    return rows
+
+
+def _window_range(order, start, end):
+    """LRANGE indexes of the chronological messages [start, end).
+
+    Counted from the end where the oldest message is, so the indexes of
+    messages already shown do not move while the chat app keeps writing.
+    """
+    if order == NEWEST_FIRST:
+        return -end, -(start + 1)
+    return start, end - 1
+
+
+def _read_window(client, connection, key, order, before, window):
+    """One transaction: length, TTL, summary and the window's elements."""
+    if before is None:
+        # The latest messages: their indexes from the newest end need no length.
+        lrange = [0, window - 1] if order == NEWEST_FIRST else [-window, -1]
+    else:
+        start = max(0, before - window)
+        lrange = list(_window_range(order, start, before)) if before > 0 else [1, 0]
+    try:
+        length, ttl, summary, elements = client.pipeline(
+            [
+                ["LLEN", key],
+                ["TTL", key],
+                ["HGETALL", summary_key(connection, key)],
+                ["LRANGE", key, *lrange],
+            ],
+            transaction=True,
+        )
+    except StoreCommandError as error:
+        if "WRONGTYPE" in str(error):
+            raise SessionNotFound(f"{key!r} is not a list, so it is not a chat session.") from error
+        raise
+    if ttl == -2:
+        raise SessionNotFound(f"There is no session {key!r}: it was cleared or has expired.")
+    messages = [parse_element(element) for element in elements]
+    if order == NEWEST_FIRST:
+        messages.reverse()
+    end = before if before is not None else length
+    start = max(0, end - len(messages))
+    return length, ttl, parse_summary(summary), list(enumerate(messages, start=start))
+
+
+def get_transcript(connection, key, before=None, order=None, window=50):
+    """A window of a session in chronological order: the latest messages, or those before `before`.
+
+    `order` is the list order found by an earlier page of the same session;
+    without it (and when the connection does not force one) it is detected
+    from the elements read.
+    """
+    client = get_client(connection)
+    if connection.list_order in (NEWEST_FIRST, OLDEST_FIRST):
+        order = connection.list_order
+    guessed = order or NEWEST_FIRST
+    length, ttl, summary, messages = _read_window(client, connection, key, guessed, before, window)
+    if order is None:
+        detected = detect_order([message for _, message in messages]) or NEWEST_FIRST
+        if detected != guessed:
+            # Read as newest-first, but it is an oldest-first list: the window
+            # holds the wrong end (unless the whole list fit in it).
+            if before is not None or length > window:
+                length, ttl, summary, messages = _read_window(client, connection, key, detected, before, window)
+            else:
+                messages = [(index, message) for index, (_, message) in enumerate(reversed(messages))]
+        order = detected
+    first = next((message for _, message in messages if message.format != "unknown"), None)
+    return Transcript(
+        key=key,
+        display_name=display_name(connection, key),
+        message_count=length,
+        ttl=ttl,
+        order=order,
+        start=messages[0][0] if messages else 0,
+        messages=messages,
+        summary=summary,
+        writer=writer_label(key, first),
+    )
+
+
+def read_message(connection, key, index, order):
+    """The element at chronological `index` (for "show all" of a long message)."""
+    list_index = -(index + 1) if order == NEWEST_FIRST else index
+    try:
+        element = get_client(connection).call("LINDEX", key, list_index)
+    except StoreCommandError as error:
+        raise SessionNotFound(f"{key!r} is not a list.") from error
+    if element is None:
+        raise SessionNotFound(f"Session {key!r} has no message #{index + 1} (any more).")
+    return element
+
+
+def _guarded(connection, script, key, *args):
+    result = get_client(connection).call("EVAL", script, 2, key, summary_key(connection, key), *args)
+    if result == -2:
+        raise SessionNotFound(f"There is no session {key!r}: it was cleared or has expired.")
+    if result == -3:
+        raise SessionNotFound(f"{key!r} is not a list, so it is not a chat session; it was left alone.")
+    return result
+
+
+def set_ttl(connection, key, seconds):
+    """Expire the session (and its summary) in `seconds`."""
+    if not 1 <= seconds <= MAX_TTL:
+        raise ValueError(f"A TTL must be between 1 second and {MAX_TTL // 86400} days.")
+    before, after = _guarded(connection, EXPIRE_SCRIPT, key, seconds)
+    return TtlChange(before, after)
+
+
+def persist_session(connection, key):
+    """Remove the session's TTL (and its summary's): it never expires."""
+    before, after = _guarded(connection, EXPIRE_SCRIPT, key, "persist")
+    return TtlChange(before, after)
+
+
+def clear_session(connection, key):
+    """Delete the session and its summary; returns how many messages it held."""
+    return _guarded(connection, CLEAR_SCRIPT, key)

@@ -1,0 +1,181 @@
+"""The Upstash client: one per connection, built once, with timeouts and error mapping.
+
+Everything the app sends to a store goes through `StoreClient`, which wraps
+the upstash-redis SDK's own HTTP transport (`upstash_redis.http`) with two
+changes the SDK does not offer:
+
+- a timeout on every request (the SDK's httpx client has none, so a dead
+  store would hang a worker forever) and a bounded retry of connection
+  failures only: a request that timed out is not sent again, so the operator
+  waits at most one timeout;
+- our own decoding of the base64 replies. The SDK decodes every string as
+  UTF-8, so one stored value that is not UTF-8 makes a whole pipeline raise.
+  Here every string comes back as `bytes`; callers decode what they know is
+  text and keep the bytes of what may not be (message elements).
+
+Failures become one of three exceptions that views turn into a clear page:
+`StoreUnavailable` (503), `StoreAuthError` and `StoreCommandError` (502).
+"""
+
+import base64
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+from upstash_redis.errors import UpstashError
+from upstash_redis.http import SyncHttpClient, make_headers
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(Exception):
+    """Something went wrong talking to the store; the message is for the operator."""
+
+    http_status = 503
+    title = "The store is unavailable"
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached, or did not answer in time."""
+
+
+class StoreAuthError(StoreError):
+    http_status = 502
+    title = "The store refused the credentials"
+
+
+class StoreCommandError(StoreError):
+    http_status = 502
+    title = "The store refused a command"
+
+
+@dataclass(frozen=True)
+class StoreConnection:
+    """Where a store is and how the app reads it (one per configured connection)."""
+
+    name: str
+    url: str
+    token: str
+    key_pattern: str = "*"
+    display_prefix: str = ""
+    list_order: str = "auto"  # auto | newest-first | oldest-first
+    summary_namespace: str = "memoryadmin:summary:"
+    timeout: float = 5.0
+    retries: int = 2
+    page_size: int = 50
+    scan_budget: int = 10_000
+    default_ttl: int = 7 * 86400
+
+    @property
+    def host(self):
+        return urlsplit(self.url).netloc or self.url
+
+    def client_fingerprint(self):
+        """What the client is built from: a change rebuilds it."""
+        return (self.url, self.token, self.timeout, self.retries)
+
+
+def decode_reply(raw):
+    """A base64-encoded REST result -> the same structure with bytes for strings."""
+    if isinstance(raw, str):
+        return b"OK" if raw == "OK" else base64.b64decode(raw)
+    if isinstance(raw, list):
+        return [decode_reply(item) for item in raw]
+    return raw  # int or None
+
+
+def _raise_for_status(response):
+    """httpx response hook: turn HTTP failures into our exceptions before the SDK parses."""
+    if response.status_code == 401:
+        raise StoreAuthError("The store rejected the REST token (HTTP 401). Check the token of this connection.")
+    if response.status_code >= 500 or response.status_code in (404, 405):
+        response.read()
+        raise StoreUnavailable(
+            f"The store answered HTTP {response.status_code}: {response.text[:200] or 'no details'}"
+        )
+
+
+class StoreClient:
+    """A thread-safe client for one store (the httpx client keeps connections alive)."""
+
+    # Pauses before the retries of a request that could not connect.
+    RETRY_PAUSES = (0.1, 0.3, 0.9)
+
+    def __init__(self, url, token, timeout=5.0, retries=2):
+        self.url = url.rstrip("/")
+        self.host = urlsplit(self.url).netloc or self.url
+        self.timeout = timeout
+        self.retries = max(0, retries)
+        self._headers = make_headers(token, "base64", allow_telemetry=False)
+        # encoding=None: the SDK hands back the base64 strings and we decode them.
+        self._http = SyncHttpClient(encoding=None, retries=0, retry_interval=0)
+        self._http._client.close()
+        self._http._client = httpx.Client(
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            event_hooks={"response": [_raise_for_status]},
+        )
+
+    def call(self, *command):
+        """Run one command; strings in the reply are bytes."""
+        return decode_reply(self._send(self.url, list(command), from_pipeline=False))
+
+    def pipeline(self, commands, transaction=False):
+        """Run commands in one round trip (atomically with transaction=True)."""
+        if not commands:
+            return []
+        endpoint = f"{self.url}/multi-exec" if transaction else f"{self.url}/pipeline"
+        return [decode_reply(reply) for reply in self._send(endpoint, [list(c) for c in commands], True)]
+
+    def close(self):
+        self._http.close()
+
+    def _send(self, endpoint, command, from_pipeline):
+        for attempt in range(self.retries + 1):
+            try:
+                return self._http.execute(endpoint, self._headers, command, from_pipeline=from_pipeline)
+            except StoreError:
+                raise
+            except UpstashError as error:
+                raise StoreCommandError(f"The store refused a command: {error}") from error
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as error:
+                # Nothing reached the store (or a kept-alive connection had been
+                # closed under us): safe to send again.
+                if attempt == self.retries:
+                    raise StoreUnavailable(
+                        f"Could not reach the store at {self.host} ({type(error).__name__}). "
+                        "Check that it is running and the URL is right, then try again."
+                    ) from error
+                time.sleep(self.RETRY_PAUSES[min(attempt, len(self.RETRY_PAUSES) - 1)])
+            except httpx.TimeoutException as error:
+                raise StoreUnavailable(
+                    f"The store at {self.host} did not answer within {self.timeout:g} s. "
+                    "It may be overloaded or unreachable; try again in a moment."
+                ) from error
+            except (httpx.HTTPError, json.JSONDecodeError, ValueError) as error:
+                raise StoreUnavailable(f"Unexpected reply from the store at {self.host}: {error}") from error
+
+
+_clients = {}
+_clients_lock = threading.Lock()
+
+
+def get_client(connection):
+    """The one client for this connection, rebuilt when its settings change."""
+    fingerprint = connection.client_fingerprint()
+    entry = _clients.get(connection.name)
+    if entry and entry[0] == fingerprint:
+        return entry[1]
+    with _clients_lock:
+        entry = _clients.get(connection.name)
+        if entry and entry[0] == fingerprint:
+            return entry[1]
+        # A replaced client is not closed here: another thread may still be
+        # using it; its sockets go when it is collected.
+        client = StoreClient(connection.url, connection.token, connection.timeout, connection.retries)
+        _clients[connection.name] = (fingerprint, client)
+    return client

@@ -1,0 +1,42 @@
+"""Shared fixtures: one real local store (Valkey + REST gateway) per test session."""
+
+import dataclasses
+
+import pytest
+
+from memoryadmin.localstore.store import LocalStore
+from memoryadmin.services.upstash import StoreConnection, get_client
+
+TEST_TOKEN = "test-token-0123456789"
+
+
+@pytest.fixture(scope="session")
+def local_store():
+    with LocalStore(port=0, token=TEST_TOKEN) as store:
+        yield store
+
+
+@pytest.fixture
+def connection(local_store, settings):
+    """A connection to the local store, emptied for this test; the app's settings point at it."""
+    settings.UPSTASH_REDIS_REST_URL = local_store.url
+    settings.UPSTASH_REDIS_REST_TOKEN = TEST_TOKEN
+    local_store.gateway.latency_ms = 0
+    conn = StoreConnection(name="default (environment)", url=local_store.url, token=TEST_TOKEN)
+    get_client(conn).call("FLUSHDB")
+    return conn
+
+
+@pytest.fixture
+def client_for(connection):
+    """The app's client for a connection (the same object the views use)."""
+    return lambda conn=connection: get_client(conn)
+
+
+@pytest.fixture
+def store(client_for):
+    return client_for()
+
+
+def replace_connection(connection, **changes):
+    return dataclasses.replace(connection, **changes)

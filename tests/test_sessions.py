@@ -1,0 +1,233 @@
+"""The sessions service against a real local store, through the real client."""
+
+import dataclasses
+
+import pytest
+
+from memoryadmin.services import sessions
+from memoryadmin.services.sessions import SessionNotFound
+
+from .factories import langchain, write_langchain_session, write_llamaindex_session
+
+
+def texts(n, prefix="m"):
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+def round_trips(local_store, action):
+    before = local_store.gateway.requests_served
+    result = action()
+    return result, local_store.gateway.requests_served - before
+
+
+# --- discovery -------------------------------------------------------------
+
+def test_lists_only_lists_with_their_metadata(connection, store):
+    write_langchain_session(store, "message_store:abc", ["hello", "hi there"])
+    write_llamaindex_session(store, "llamaindex:chat:jo", ["question", "answer"])
+    store.call("SET", "ratelimit:user:1", "5")
+    store.call("HSET", "config:bot", "a", "b")
+    store.call("EXPIRE", "llamaindex:chat:jo", 3600)
+    page = sessions.scan_sessions(dataclasses.replace(connection, display_prefix="message_store:"))
+    rows = {row.key: row for row in page.rows}
+    assert set(rows) == {"message_store:abc", "llamaindex:chat:jo"}
+    assert rows["message_store:abc"].display_name == "abc"
+    assert rows["message_store:abc"].message_count == 2
+    assert rows["message_store:abc"].ttl == -1
+    assert rows["message_store:abc"].writer == "LangChain (Python)"
+    assert rows["message_store:abc"].preview.text == "hi there"  # newest, LPUSH: index 0
+    assert rows["llamaindex:chat:jo"].preview.text == "answer"  # newest, RPUSH: index -1
+    assert rows["llamaindex:chat:jo"].writer == "LlamaIndex"
+    assert 0 < rows["llamaindex:chat:jo"].ttl <= 3600
+    assert page.next_cursor is None
+
+
+def test_a_dense_page_costs_one_scan_and_one_pipeline(local_store, connection, store):
+    for i in range(120):
+        store.call("LPUSH", f"s:{i:03}", langchain("human", "hi"))
+    page, trips = round_trips(local_store, lambda: sessions.scan_sessions(connection, "s:*"))
+    assert len(page.rows) == 50
+    assert trips == 2
+
+
+def test_paging_resumes_mid_step_without_duplicates_or_gaps(connection, store):
+    for i in range(130):
+        store.call("LPUSH", f"s:{i:03}", langchain("human", "hi"))
+    seen, cursor, skip = [], "0", 0
+    while True:
+        page = sessions.scan_sessions(connection, "s:*", cursor=cursor, skip=skip)
+        seen += [row.key for row in page.rows]
+        if page.next_cursor is None:
+            break
+        cursor, skip = page.next_cursor, page.next_skip
+    assert len(seen) == len(set(seen)) == 130
+
+
+def test_sparse_pattern_spans_many_scan_steps_within_the_budget(connection, store):
+    pipeline = [["SET", f"noise:{i}", "x"] for i in range(6000)]
+    for start in range(0, len(pipeline), 1000):
+        store.pipeline(pipeline[start:start + 1000])
+    for i in range(7):
+        store.call("LPUSH", f"rare:{i}", langchain("human", "hi"))
+    small_budget = dataclasses.replace(connection, scan_budget=2000)
+    found, cursor, skip, pages = set(), "0", 0, 0
+    while True:
+        page = sessions.scan_sessions(small_budget, "rare:*", cursor=cursor, skip=skip)
+        pages += 1
+        assert page.examined <= 2000
+        found.update(row.key for row in page.rows)
+        if page.next_cursor is None:
+            break
+        cursor, skip = page.next_cursor, page.next_skip
+    assert found == {f"rare:{i}" for i in range(7)}
+    assert pages > 1  # the budget stopped the first page before the keyspace ended
+
+
+def test_pattern_without_wildcard_is_looked_up_directly(local_store, connection, store):
+    write_langchain_session(store, "message_store:abc", ["hello"])
+    store.call("SET", "plain-string", "x")
+    prefixed = dataclasses.replace(connection, display_prefix="message_store:")
+    page = sessions.scan_sessions(prefixed, "abc")
+    assert page.exact and [row.key for row in page.rows] == ["message_store:abc"]
+    assert sessions.scan_sessions(prefixed, "plain-string").rows == []
+    assert [row.key for row in sessions.scan_sessions(connection, r"message_store:ab\c").rows] == ["message_store:abc"]
+
+
+def test_awkward_keys_are_listed_verbatim(connection, store):
+    key = "support bot/2026 #42 100% ünïcødé?\nsecond line"
+    write_langchain_session(store, key, ["hello"])
+    (row,) = sessions.scan_sessions(connection).rows
+    assert row.key == key
+
+
+def test_keys_that_are_not_utf8_are_counted_not_listed(connection, store):
+    store.call("EVAL", "return redis.call('RPUSH', string.char(255) .. 'bad', 'x')", 0)
+    write_langchain_session(store, "good", ["hello"])
+    page = sessions.scan_sessions(connection)
+    assert [row.key for row in page.rows] == ["good"]
+    assert page.unaddressable == 1
+
+
+def test_forced_order_reads_only_the_newest_end(connection, store):
+    write_llamaindex_session(store, "li", ["old", "new"])
+    forced = dataclasses.replace(connection, list_order="oldest-first")
+    (row,) = sessions.scan_sessions(forced).rows
+    assert row.preview.text == "new"
+
+
+# --- transcripts -------------------------------------------------------------
+
+def test_transcript_is_chronological_for_both_orders(connection, store):
+    write_langchain_session(store, "lc", texts(5))
+    write_llamaindex_session(store, "li", texts(5))
+    for key, order in (("lc", "newest-first"), ("li", "oldest-first")):
+        transcript = sessions.get_transcript(connection, key, window=50)
+        assert [m.text for _, m in transcript.messages] == texts(5)
+        assert [i for i, _ in transcript.messages] == [0, 1, 2, 3, 4]
+        assert transcript.order == order
+        assert not transcript.has_earlier
+
+
+@pytest.mark.parametrize("writer", [write_langchain_session, write_llamaindex_session])
+def test_long_session_reads_windows_back_to_the_start(connection, store, writer):
+    writer(store, "long", texts(2500))
+    transcript = sessions.get_transcript(connection, "long", window=100)
+    assert transcript.message_count == 2500
+    assert [m.text for _, m in transcript.messages] == texts(2500)[-100:]
+    shown = [m.text for _, m in transcript.messages]
+    while transcript.has_earlier:
+        transcript = sessions.get_transcript(
+            connection, "long", before=transcript.start, order=transcript.order, window=100
+        )
+        shown = [m.text for _, m in transcript.messages] + shown
+    assert shown == texts(2500)
+
+
+def test_transcript_page_is_one_round_trip_when_the_order_is_known(local_store, connection, store):
+    write_langchain_session(store, "lc", texts(300))
+    _, trips = round_trips(local_store, lambda: sessions.get_transcript(connection, "lc", window=50))
+    assert trips == 1
+    write_llamaindex_session(store, "li", texts(300))
+    _, trips = round_trips(
+        local_store, lambda: sessions.get_transcript(connection, "li", before=100, order="oldest-first", window=50)
+    )
+    assert trips == 1
+
+
+def test_earlier_window_is_stable_while_the_app_keeps_writing(connection, store):
+    write_langchain_session(store, "live", texts(100))
+    first = sessions.get_transcript(connection, "live", window=30)
+    store.call("LPUSH", "live", langchain("human", "brand new"))
+    earlier = sessions.get_transcript(connection, "live", before=first.start, order=first.order, window=30)
+    assert [m.text for _, m in earlier.messages] == texts(100)[40:70]
+
+
+def test_transcript_carries_ttl_and_summary(connection, store):
+    write_langchain_session(store, "lc", texts(4))
+    store.call("EXPIRE", "lc", 500)
+    store.call("HSET", "memoryadmin:summary:lc", "text", "A summary", "method", "extractive", "message_count", "2")
+    transcript = sessions.get_transcript(connection, "lc")
+    assert 0 < transcript.ttl <= 500
+    assert transcript.summary.text == "A summary"
+    assert transcript.summary_is_stale
+
+
+def test_missing_key_and_non_list_are_not_found(connection, store):
+    store.call("SET", "a-string", "x")
+    with pytest.raises(SessionNotFound, match="cleared or has expired"):
+        sessions.get_transcript(connection, "nope")
+    with pytest.raises(SessionNotFound, match="not a list"):
+        sessions.get_transcript(connection, "a-string")
+
+
+def test_read_message_returns_the_exact_element(connection, store):
+    write_langchain_session(store, "lc", texts(3))
+    assert b'"m0"' in sessions.read_message(connection, "lc", 0, "newest-first")
+    with pytest.raises(SessionNotFound):
+        sessions.read_message(connection, "lc", 10, "newest-first")
+
+
+# --- writes ------------------------------------------------------------------
+
+def test_set_ttl_and_persist_apply_to_session_and_summary(connection, store):
+    write_langchain_session(store, "lc", texts(2))
+    store.call("HSET", "memoryadmin:summary:lc", "text", "x")
+    change = sessions.set_ttl(connection, "lc", 3600)
+    assert change.before == -1 and 3590 < change.after <= 3600
+    assert 3590 < store.call("TTL", "memoryadmin:summary:lc") <= 3600
+    change = sessions.persist_session(connection, "lc")
+    assert change.after == -1
+    assert store.call("TTL", "memoryadmin:summary:lc") == -1
+
+
+def test_ttl_bounds_are_checked(connection, store):
+    write_langchain_session(store, "lc", texts(2))
+    with pytest.raises(ValueError):
+        sessions.set_ttl(connection, "lc", 0)
+    with pytest.raises(ValueError):
+        sessions.set_ttl(connection, "lc", sessions.MAX_TTL + 1)
+
+
+def test_clear_removes_session_and_summary_and_nothing_else(connection, store):
+    write_langchain_session(store, "lc", texts(7))
+    write_langchain_session(store, "lc2", texts(1))
+    store.call("HSET", "memoryadmin:summary:lc", "text", "x")
+    store.call("SET", "lcx", "unrelated")
+    assert sessions.clear_session(connection, "lc") == 7
+    assert store.call("EXISTS", "lc", "memoryadmin:summary:lc") == 0
+    assert store.call("EXISTS", "lc2", "lcx") == 2
+
+
+def test_writes_leave_non_sessions_alone(connection, store):
+    store.call("SET", "a-string", "x")
+    for write in (
+        lambda: sessions.clear_session(connection, "a-string"),
+        lambda: sessions.set_ttl(connection, "a-string", 60),
+        lambda: sessions.persist_session(connection, "a-string"),
+    ):
+        with pytest.raises(SessionNotFound, match="left alone"):
+            write()
+    assert store.call("GET", "a-string") == b"x"
+    assert store.call("TTL", "a-string") == -1
+    with pytest.raises(SessionNotFound, match="cleared or has expired"):
+        sessions.clear_session(connection, "gone")

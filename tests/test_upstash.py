@@ -1,0 +1,69 @@
+"""The store client: decoding, timeouts, retries and error mapping, against real servers."""
+
+import dataclasses
+import socket
+import time
+
+import pytest
+
+from memoryadmin.services.upstash import (
+    StoreAuthError,
+    StoreClient,
+    StoreCommandError,
+    StoreUnavailable,
+    get_client,
+)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_strings_come_back_as_bytes_even_when_not_utf8(store):
+    store.call("EVAL", "return redis.call('RPUSH', KEYS[1], string.char(255, 254), 'é')", 1, "bin")
+    assert store.call("LRANGE", "bin", 0, -1) == [b"\xff\xfe", "é".encode()]
+    assert store.pipeline([["LLEN", "bin"], ["SET", "k", "v"], ["GET", "nope"]]) == [2, b"OK", None]
+
+
+def test_transaction_runs_atomically(store):
+    assert store.pipeline([["INCR", "n"], ["INCR", "n"]], transaction=True) == [1, 2]
+
+
+def test_command_error_is_mapped(store):
+    store.call("SET", "s", "x")
+    with pytest.raises(StoreCommandError, match="WRONGTYPE"):
+        store.call("LLEN", "s")
+
+
+def test_wrong_token_is_an_auth_error(connection):
+    client = get_client(dataclasses.replace(connection, name="wrong", token="wrong-token"))
+    with pytest.raises(StoreAuthError, match="rejected the REST token"):
+        client.call("PING")
+
+
+def test_dead_store_fails_fast_after_bounded_retries():
+    client = StoreClient(f"http://127.0.0.1:{free_port()}", "t", timeout=1, retries=2)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="Could not reach the store"):
+        client.call("PING")
+    assert time.monotonic() - started < 2  # two short pauses, no hang
+
+
+def test_slow_store_times_out_once_without_retry(local_store, connection):
+    client = get_client(dataclasses.replace(connection, name="slow", timeout=0.3))
+    local_store.gateway.latency_ms = 1000
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="did not answer within 0.3 s"):
+        client.call("PING")
+    assert time.monotonic() - started < 0.9
+    local_store.gateway.latency_ms = 0
+
+
+def test_one_client_per_connection_rebuilt_when_settings_change(connection):
+    first = get_client(connection)
+    assert get_client(dataclasses.replace(connection, page_size=10)) is first  # not a client setting
+    rebuilt = get_client(dataclasses.replace(connection, timeout=9))
+    assert rebuilt is not first and rebuilt.timeout == 9
+    assert get_client(dataclasses.replace(connection, timeout=9)) is rebuilt
