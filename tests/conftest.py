@@ -40,3 +40,21 @@ def store(client_for):
 
 def replace_connection(connection, **changes):
     return dataclasses.replace(connection, **changes)
+
+
+@pytest.fixture
+def operator(django_user_model):
+    return django_user_model.objects.create_user("olga", password="correct horse battery staple")
+
+
+@pytest.fixture
+def web(client, operator, connection):
+    """A logged-in browser-less client whose app talks to the emptied local store."""
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The default PBKDF2 costs ~0.3 s per user made; tests make many.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,56 @@
+from django import forms
+
+from memoryadmin.services.sessions import MAX_TTL, NEWEST_FIRST, OLDEST_FIRST
+
+TTL_PRESETS = [
+    ("3600", "1 hour"),
+    ("86400", "1 day"),
+    ("604800", "7 days"),
+    ("2592000", "30 days"),
+    ("custom", "Custom…"),
+]
+UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
+
+
+class SessionSearchForm(forms.Form):
+    q = forms.CharField(required=False, max_length=1024, strip=False)
+    cursor = forms.RegexField(regex=r"^\d{1,40}$", required=False)
+    skip = forms.IntegerField(min_value=0, max_value=100_000, required=False)
+
+
+class TranscriptWindowForm(forms.Form):
+    before = forms.IntegerField(min_value=0, required=False)
+    order = forms.ChoiceField(choices=[(NEWEST_FIRST, NEWEST_FIRST), (OLDEST_FIRST, OLDEST_FIRST)], required=False)
+
+
+class TtlForm(forms.Form):
+    preset = forms.ChoiceField(choices=TTL_PRESETS, label="Expire in")
+    custom_value = forms.IntegerField(min_value=1, required=False, label="Amount")
+    custom_unit = forms.ChoiceField(choices=[(unit, unit) for unit in UNIT_SECONDS], required=False, label="Unit")
+
+    def clean(self):
+        data = super().clean()
+        preset = data.get("preset")
+        if preset is None:
+            return data
+        if preset != "custom":
+            data["seconds"] = int(preset)
+            return data
+        if not data.get("custom_value") or not data.get("custom_unit"):
+            raise forms.ValidationError("Give an amount and a unit for a custom TTL.")
+        seconds = data["custom_value"] * UNIT_SECONDS[data["custom_unit"]]
+        if seconds > MAX_TTL:
+            raise forms.ValidationError(f"A TTL can be at most {MAX_TTL // 86400} days.")
+        data["seconds"] = seconds
+        return data
+
+
+def ttl_form_for(connection, data=None):
+    """The TTL form, offering the connection's default TTL first."""
+    seconds = connection.default_ttl
+    if str(seconds) in dict(TTL_PRESETS):
+        initial = {"preset": str(seconds)}
+    else:
+        unit = max((unit for unit, size in UNIT_SECONDS.items() if seconds % size == 0), key=UNIT_SECONDS.get)
+        initial = {"preset": "custom", "custom_value": seconds // UNIT_SECONDS[unit], "custom_unit": unit}
+    return TtlForm(data, initial=initial)

@@ -1,0 +1,30 @@
+import logging
+
+from django.shortcuts import render
+
+from memoryadmin.services.connections import NoConnectionConfigured
+from memoryadmin.services.upstash import StoreError
+
+log = logging.getLogger(__name__)
+
+
+class StoreErrorMiddleware:
+    """A store that is down, slow or refusing us gives the operator a clear page, not a traceback."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, StoreError):
+            title, status = exception.title, exception.http_status
+        elif isinstance(exception, NoConnectionConfigured):
+            title, status = "No store configured", 503
+        else:
+            return None
+        log.warning("store error on %s: %s", request.path, exception)
+        context = {"title": title, "message": str(exception), "retry": True}
+        template = "dashboard/problem.html#alert" if getattr(request, "htmx", False) else "dashboard/problem.html"
+        return render(request, template, context, status=status)
