@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "memoryadmin.dashboard",
+    "memoryadmin.connections",
     "memoryadmin.localstore",
 ]
 
@@ -57,6 +58,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "memoryadmin.connections.context_processors.connections",
             ],
         },
     },
@@ -94,8 +96,11 @@ LOGGING = {
     "loggers": {"httpx": {"level": "WARNING"}},
 }
 
-# The store. Until connections are managed in the app, one connection is
-# defined by the environment, with the variable names Upstash's own SDK reads.
+# Fernet keys for secrets at rest, comma-separated: the first encrypts, all decrypt.
+MEMORYADMIN_ENCRYPTION_KEYS = env.list("MEMORYADMIN_ENCRYPTION_KEYS", default=[])
+
+# The environment's connection (the variable names Upstash's own SDK read);
+# more connections are added in the app.
 UPSTASH_REDIS_REST_URL = env.str("UPSTASH_REDIS_REST_URL", default="")
 UPSTASH_REDIS_REST_TOKEN = env.str("UPSTASH_REDIS_REST_TOKEN", default="")
 MEMORYADMIN_KEY_PATTERN = env.str("MEMORYADMIN_KEY_PATTERN", default="*")

@@ -4,6 +4,7 @@ from django.urls import include, path
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("connections/", include("memoryadmin.connections.urls")),
     path("", include("memoryadmin.dashboard.urls")),
 ]
 

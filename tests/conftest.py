@@ -58,3 +58,21 @@ def web(client, operator, connection):
 def fast_password_hashing(settings):
     # The default PBKDF2 costs ~0.3 s per user made; tests make many.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session")
+def other_store():
+    """A second, independent local store: another Upstash database."""
+    with LocalStore(port=0, token="other-token-abcdef") as store:
+        yield store
+
+
+@pytest.fixture
+def admin(django_user_model):
+    return django_user_model.objects.create_superuser("ada", password="correct horse battery staple")
+
+
+@pytest.fixture
+def admin_web(client, admin, connection):
+    client.force_login(admin)
+    return client

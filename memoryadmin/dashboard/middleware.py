@@ -3,6 +3,7 @@ import logging
 from django.shortcuts import render
 
 from memoryadmin.services.connections import NoConnectionConfigured
+from memoryadmin.services.secrets import SecretUnreadable
 from memoryadmin.services.upstash import StoreError
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,8 @@ class StoreErrorMiddleware:
             title, status = exception.title, exception.http_status
         elif isinstance(exception, NoConnectionConfigured):
             title, status = "No store configured", 503
+        elif isinstance(exception, SecretUnreadable):
+            title, status = "The connection's token cannot be decrypted", 503
         else:
             return None
         log.warning("store error on %s: %s", request.path, exception)

@@ -7,7 +7,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from memoryadmin.services import sessions
-from memoryadmin.services.connections import environment_connection
+from memoryadmin.services.connections import current_connection
 from memoryadmin.services.sessions import SessionNotFound
 
 from .forms import SessionSearchForm, TranscriptWindowForm, ttl_form_for
@@ -30,7 +30,7 @@ def session_list(request):
     form = SessionSearchForm(request.GET)
     if not form.is_valid():
         return HttpResponseBadRequest("That search link is damaged (cursor or offset out of range). Start a new search.")
-    connection = environment_connection()
+    connection = current_connection(request)
     pattern = form.cleaned_data["q"] or connection.key_pattern
     page = sessions.scan_sessions(
         connection, pattern, cursor=form.cleaned_data["cursor"] or "0", skip=form.cleaned_data["skip"] or 0
@@ -47,7 +47,7 @@ def session_detail(request, key):
     form = TranscriptWindowForm(request.GET)
     if not form.is_valid():
         return HttpResponseBadRequest("That transcript link is damaged. Open the session from the list.")
-    connection = environment_connection()
+    connection = current_connection(request)
     before, order = form.cleaned_data["before"], form.cleaned_data["order"] or None
     try:
         transcript = sessions.get_transcript(
@@ -71,7 +71,7 @@ def _ttl_changed(request, key, change, connection):
 
 @require_POST
 def session_set_ttl(request, key):
-    connection = environment_connection()
+    connection = current_connection(request)
     form = ttl_form_for(connection, request.POST)
     if not form.is_valid():
         context = {"ttl": None, "key": key, "ttl_form": form, "connection": connection}
@@ -90,7 +90,7 @@ def session_set_ttl(request, key):
 
 @require_POST
 def session_persist(request, key):
-    connection = environment_connection()
+    connection = current_connection(request)
     try:
         change = sessions.persist_session(connection, key)
     except SessionNotFound as error:
@@ -103,7 +103,7 @@ def session_persist(request, key):
 @require_http_methods(["GET", "POST"])
 def session_clear(request, key):
     """GET: the confirmation page (for browsers without JS); POST: clear."""
-    connection = environment_connection()
+    connection = current_connection(request)
     if request.method == "GET":
         return render(request, "dashboard/session_clear.html", {"connection": connection, "key": key})
     try:
@@ -123,7 +123,7 @@ def message_raw(request, key, index):
     form = TranscriptWindowForm(request.GET)
     if not form.is_valid():
         return HttpResponseBadRequest("That link is damaged. Open the message from its session.")
-    connection = environment_connection()
+    connection = current_connection(request)
     order = form.cleaned_data["order"] or sessions.NEWEST_FIRST
     try:
         element = sessions.read_message(connection, key, index, order)

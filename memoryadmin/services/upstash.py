@@ -60,6 +60,7 @@ class StoreConnection:
     name: str
     url: str
     token: str
+    slug: str = "env"  # "env" for the environment's connection, else the saved connection's id
     key_pattern: str = "*"
     display_prefix: str = ""
     list_order: str = "auto"  # auto | newest-first | oldest-first
@@ -69,6 +70,7 @@ class StoreConnection:
     page_size: int = 50
     scan_budget: int = 10_000
     default_ttl: int = 7 * 86400
+    is_production: bool = False
 
     @property
     def host(self):
@@ -167,15 +169,15 @@ _clients_lock = threading.Lock()
 def get_client(connection):
     """The one client for this connection, rebuilt when its settings change."""
     fingerprint = connection.client_fingerprint()
-    entry = _clients.get(connection.name)
+    entry = _clients.get(connection.slug)
     if entry and entry[0] == fingerprint:
         return entry[1]
     with _clients_lock:
-        entry = _clients.get(connection.name)
+        entry = _clients.get(connection.slug)
         if entry and entry[0] == fingerprint:
             return entry[1]
         # A replaced client is not closed here: another thread may still be
         # using it; its sockets go when it is collected.
         client = StoreClient(connection.url, connection.token, connection.timeout, connection.retries)
-        _clients[connection.name] = (fingerprint, client)
+        _clients[connection.slug] = (fingerprint, client)
     return client

@@ -1,0 +1,61 @@
+from django.db import models
+
+from memoryadmin.services.secrets import masked, secret_property
+from memoryadmin.services.upstash import StoreConnection
+
+LIST_ORDERS = [
+    ("auto", "Detect per session"),
+    ("newest-first", "Newest first (LPUSH: Flowise, LangChain)"),
+    ("oldest-first", "Oldest first (RPUSH: LlamaIndex)"),
+]
+
+
+class Connection(models.Model):
+    """An Upstash database the operators work on; its token is encrypted at rest."""
+
+    SECRET_FIELDS = ("token_encrypted",)
+
+    name = models.CharField(max_length=100, unique=True)
+    url = models.URLField("REST URL", max_length=500)
+    token_encrypted = models.TextField(editable=False)
+    key_pattern = models.CharField(max_length=500, default="*", help_text="SCAN MATCH pattern of session keys.")
+    display_prefix = models.CharField(max_length=200, blank=True, help_text="Stripped from keys for display, e.g. message_store:")
+    list_order = models.CharField(max_length=20, choices=LIST_ORDERS, default="auto")
+    summary_namespace = models.CharField(max_length=200, default="memoryadmin:summary:")
+    default_ttl = models.PositiveIntegerField("default TTL (seconds)", default=7 * 86400)
+    page_size = models.PositiveIntegerField(default=50)
+    scan_budget = models.PositiveIntegerField(default=10_000, help_text="Keys SCAN may examine for one page.")
+    timeout = models.FloatField("timeout (seconds)", default=5.0)
+    is_default = models.BooleanField(default=False, help_text="Selected for operators who have not chosen one.")
+    is_production = models.BooleanField(default=False, help_text="Marked in red on every page.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    token = secret_property("token_encrypted")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def masked_token(self):
+        return masked(self.token)
+
+    def to_store_connection(self):
+        return StoreConnection(
+            slug=str(self.pk),
+            name=self.name,
+            url=self.url,
+            token=self.token,
+            key_pattern=self.key_pattern,
+            display_prefix=self.display_prefix,
+            list_order=self.list_order,
+            summary_namespace=self.summary_namespace,
+            timeout=self.timeout,
+            page_size=self.page_size,
+            scan_budget=self.scan_budget,
+            default_ttl=self.default_ttl,
+            is_production=self.is_production,
+        )

@@ -1,0 +1,145 @@
+"""Managing connections in the app, switching between them, and the client registry."""
+
+import re
+
+import pytest
+
+from memoryadmin.connections.models import Connection
+from memoryadmin.services.upstash import get_client
+
+from .conftest import TEST_TOKEN
+from .factories import write_langchain_session
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def second(other_store):
+    saved = Connection(name="staging bot", url=other_store.url, key_pattern="*")
+    saved.token = other_store.token
+    saved.save()
+    get_client(saved.to_store_connection()).call("FLUSHDB")
+    return saved
+
+
+def form_data(**overrides):
+    data = {
+        "name": "staging", "url": "https://example.upstash.io", "token": "tok-abcdef-9876",
+        "key_pattern": "*", "display_prefix": "", "list_order": "auto",
+        "summary_namespace": "memoryadmin:summary:", "default_ttl": "604800", "page_size": "50",
+        "scan_budget": "10000", "timeout": "5",
+    }
+    return {**data, **overrides}
+
+
+def test_add_connection_token_encrypted_and_never_shown(admin_web):
+    response = admin_web.post("/connections/new/", form_data(), follow=True)
+    assert response.status_code == 200
+    saved = Connection.objects.get(name="staging")
+    assert saved.token == "tok-abcdef-9876"
+    for url in ("/connections/", f"/connections/{saved.pk}/"):
+        html = admin_web.get(url).content.decode()
+        assert "tok-abcdef-9876" not in html
+        assert "••••9876" in html
+
+
+def test_empty_token_on_edit_keeps_the_stored_one(admin_web):
+    admin_web.post("/connections/new/", form_data())
+    saved = Connection.objects.get(name="staging")
+    admin_web.post(f"/connections/{saved.pk}/", form_data(token="", name="staging 2"))
+    saved.refresh_from_db()
+    assert saved.name == "staging 2" and saved.token == "tok-abcdef-9876"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"url": "http://example.upstash.io"}, "Use an https:// URL"),
+        ({"url": "ftp://x"}, "Enter a valid URL"),
+        ({"token": ""}, "needs its REST token"),
+        ({"page_size": "0"}, "Between 1 and 500"),
+    ],
+)
+def test_validation(admin_web, overrides, error):
+    response = admin_web.post("/connections/new/", form_data(**overrides))
+    assert error in response.content.decode()
+    assert not Connection.objects.exists()
+
+
+def test_http_is_allowed_for_localhost(admin_web):
+    admin_web.post("/connections/new/", form_data(url="http://127.0.0.1:8079"))
+    assert Connection.objects.filter(url="http://127.0.0.1:8079").exists()
+
+
+def test_test_connection_success_and_wrong_token(admin_web, local_store, store):
+    write_langchain_session(store, "abc", ["hi"])
+    ok = admin_web.post("/connections/test/", form_data(url=local_store.url, token=TEST_TOKEN)).content.decode()
+    assert "Connected to" in ok and "1 session matching" in ok
+    assert "<html" not in ok
+    bad = admin_web.post("/connections/test/", form_data(url=local_store.url, token="nope")).content.decode()
+    assert "rejected the REST token" in bad
+    assert not Connection.objects.exists()  # testing saves nothing
+
+
+def test_test_connection_of_a_saved_one_uses_its_stored_token(admin_web, second):
+    html = admin_web.post("/connections/test/", form_data(url=second.url, token="", pk=second.pk)).content.decode()
+    assert "Connected to" in html
+
+
+def test_environment_connection_is_listed_read_only(admin_web):
+    html = admin_web.get("/connections/").content.decode()
+    assert "default (environment)" in html and "read-only" in html
+    assert TEST_TOKEN not in html
+
+
+def test_delete_asks_first(admin_web, second):
+    assert "Delete connection" in admin_web.get(f"/connections/{second.pk}/delete/").content.decode()
+    assert Connection.objects.filter(pk=second.pk).exists()
+    admin_web.post(f"/connections/{second.pk}/delete/")
+    assert not Connection.objects.filter(pk=second.pk).exists()
+
+
+def test_switching_shows_the_other_stores_sessions(admin_web, store, second):
+    write_langchain_session(store, "env-session", ["hi"])
+    write_langchain_session(get_client(second.to_store_connection()), "staging-session", ["hi"])
+    assert "env-session" in admin_web.get("/").content.decode()
+    admin_web.post("/connections/switch/", {"connection": str(second.pk)})
+    html = admin_web.get("/").content.decode()
+    assert "staging-session" in html and "env-session" not in html
+    assert re.search(r'<option value="%d" selected>staging bot' % second.pk, html)
+
+
+def test_production_connection_is_marked_on_every_page(admin_web, second):
+    second.is_production = True
+    second.save()
+    admin_web.post("/connections/switch/", {"connection": str(second.pk)})
+    assert "PRODUCTION" in admin_web.get("/").content.decode()
+
+
+def test_switching_to_a_missing_connection_is_refused(admin_web):
+    response = admin_web.post("/connections/switch/", {"connection": "999"}, follow=True)
+    assert "no longer exists" in response.content.decode()
+
+
+def test_one_default_at_a_time_and_it_is_used_first(admin_web, second, store):
+    admin_web.post(f"/connections/{second.pk}/", form_data(name="staging bot", url=second.url, token="", is_default="on"))
+    write_langchain_session(get_client(second.to_store_connection()), "staging-session", ["hi"])
+    assert "staging-session" in admin_web.get("/").content.decode()
+    admin_web.post("/connections/new/", form_data(name="other", is_default="on"))
+    assert list(Connection.objects.filter(is_default=True).values_list("name", flat=True)) == ["other"]
+
+
+def test_client_is_reused_across_requests_and_rebuilt_after_an_edit(admin_web, second):
+    admin_web.post("/connections/switch/", {"connection": str(second.pk)})
+    admin_web.get("/")
+    first = get_client(Connection.objects.get(pk=second.pk).to_store_connection())
+    admin_web.get("/")
+    assert get_client(Connection.objects.get(pk=second.pk).to_store_connection()) is first
+    admin_web.post(f"/connections/{second.pk}/", form_data(name="staging bot", url=second.url, token="", timeout="7"))
+    rebuilt = get_client(Connection.objects.get(pk=second.pk).to_store_connection())
+    assert rebuilt is not first and rebuilt.timeout == 7
+
+
+def test_operators_without_permission_cannot_manage_connections(web):
+    assert web.get("/connections/").status_code == 403
+    assert web.post("/connections/new/", form_data()).status_code == 403

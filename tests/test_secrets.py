@@ -1,0 +1,89 @@
+"""Secrets at rest: Fernet encryption, key rotation, the missing-key check."""
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.checks import Error, Warning
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.db import connection as db
+
+from memoryadmin.connections.checks import encryption_keys_configured
+from memoryadmin.connections.models import Connection
+from memoryadmin.services import secrets
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = "AXsecret-token-value-1234"
+
+
+def raw_row(pk):
+    with db.cursor() as cursor:
+        cursor.execute("SELECT * FROM connections_connection WHERE id = %s", [pk])
+        return " ".join(str(value) for value in cursor.fetchone())
+
+
+def make_connection(token=TOKEN):
+    saved = Connection(name="prod", url="https://x.upstash.io")
+    saved.token = token
+    saved.save()
+    return saved
+
+
+def test_token_is_not_stored_in_plaintext():
+    saved = make_connection()
+    row = raw_row(saved.pk)
+    assert TOKEN not in row
+    assert "secret-token" not in row
+    assert Connection.objects.get(pk=saved.pk).token == TOKEN
+
+
+def test_rotation_moves_every_secret_to_the_new_key(settings, capsys):
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.MEMORYADMIN_ENCRYPTION_KEYS = [old]
+    saved = make_connection()
+    settings.MEMORYADMIN_ENCRYPTION_KEYS = [new, old]
+    call_command("rotate_encryption_keys")
+    assert "Re-encrypted 1 secret(s)" in capsys.readouterr().out
+    call_command("rotate_encryption_keys")  # safe twice: nothing left to do
+    assert "Re-encrypted 0 secret(s) under the first key (1 already were)" in capsys.readouterr().out
+    settings.MEMORYADMIN_ENCRYPTION_KEYS = [new]  # the old key removed
+    assert Connection.objects.get(pk=saved.pk).token == TOKEN
+
+
+def test_a_secret_under_a_removed_key_is_a_clear_error(settings):
+    settings.MEMORYADMIN_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    saved = make_connection()
+    settings.MEMORYADMIN_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    reloaded = Connection.objects.get(pk=saved.pk)  # the row still loads
+    with pytest.raises(secrets.SecretUnreadable, match="cannot be decrypted"):
+        reloaded.token
+    with pytest.raises(Exception, match="Nothing was changed"):
+        call_command("rotate_encryption_keys")
+
+
+def test_missing_keys_stop_production_start_up(settings):
+    settings.MEMORYADMIN_ENCRYPTION_KEYS = []
+    settings.DEBUG = False
+    (problem,) = encryption_keys_configured(None)
+    assert isinstance(problem, Error)
+    assert "MEMORYADMIN_ENCRYPTION_KEYS" in problem.msg and "generate_encryption_key" in problem.msg
+    with pytest.raises(ImproperlyConfigured):
+        secrets.encrypt("x")
+
+
+def test_missing_keys_in_debug_derive_one_with_a_warning(settings):
+    settings.MEMORYADMIN_ENCRYPTION_KEYS = []
+    settings.DEBUG = True
+    (problem,) = encryption_keys_configured(None)
+    assert isinstance(problem, Warning)
+    assert secrets.decrypt(secrets.encrypt("dev")) == "dev"
+
+
+def test_generate_encryption_key_prints_a_usable_key(capsys):
+    call_command("generate_encryption_key")
+    Fernet(capsys.readouterr().out.strip())  # raises if it is not a Fernet key
+
+
+def test_masking_shows_only_the_last_four():
+    assert secrets.masked(TOKEN) == "••••1234"
+    assert secrets.masked("short") == "••••"
