@@ -4,8 +4,10 @@
 defaults that `make run` needs are exported by `make run`, not baked in here.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
+import csp.constants
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -19,6 +21,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -27,13 +30,21 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",
+    "axes",
+    "csp",
     "memoryadmin.dashboard",
     "memoryadmin.connections",
+    "memoryadmin.accounts",
+    "memoryadmin.audit",
     "memoryadmin.localstore",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files are answered here, before sessions and auth are touched.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "memoryadmin.audit.middleware.RequestIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -43,6 +54,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "memoryadmin.dashboard.middleware.StoreErrorMiddleware",
+    # Last, as axes requires: turns a refused login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "memoryadmin.urls"
@@ -75,6 +88,31 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "session_list"
 LOGOUT_REDIRECT_URL = "login"
 
+# Login throttling (django-axes): after MEMORYADMIN_LOGIN_FAILURE_LIMIT failed
+# logins for one username from one address, that pair is refused for the
+# cool-off; other usernames and other addresses can still log in, so nobody
+# can lock an operator out from elsewhere.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked pair before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+MEMORYADMIN_LOGIN_FAILURE_LIMIT = env.int("MEMORYADMIN_LOGIN_FAILURE_LIMIT", default=5)
+MEMORYADMIN_LOGIN_COOLOFF_MINUTES = env.int("MEMORYADMIN_LOGIN_COOLOFF_MINUTES", default=15)
+# Reverse proxies in front of the app that append to X-Forwarded-For (0: none,
+# the header is ignored); the client address is the entry that many from the right.
+MEMORYADMIN_PROXY_COUNT = env.int("MEMORYADMIN_PROXY_COUNT", default=0)
+AXES_FAILURE_LIMIT = MEMORYADMIN_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=MEMORYADMIN_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Successful logins are not kept: that table would only grow, and failures are what throttling needs.
+AXES_DISABLE_ACCESS_LOG = True
+# Attempts during a lockout do not extend it, so the lockout page can say when it ends.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "memoryadmin.security.lockout_response"
+# Our own resolver rather than django-ipware: it trusts exactly MEMORYADMIN_PROXY_COUNT hops.
+AXES_CLIENT_IP_CALLABLE = "memoryadmin.security.client_ip"
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = False
@@ -83,15 +121,60 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "var" / "static")
+# WhiteNoise serves STATIC_ROOT. With the manifest (production), `collectstatic`
+# writes hashed, compressed copies that are cached forever; pages then fail
+# without it, so the tests (no collectstatic) turn it off.
+MEMORYADMIN_STATIC_MANIFEST = env.bool("MEMORYADMIN_STATIC_MANIFEST", default=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if MEMORYADMIN_STATIC_MANIFEST
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
 
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
+# Cookies only over TLS unless DEBUG (`make run` serves plain http on 127.0.0.1).
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+# Pages hand the token to htmx from {{ csrf_token }}; no script reads the cookie.
+CSRF_COOKIE_HTTPONLY = True
+# HSTS: set SECURE_HSTS_SECONDS (e.g. 31536000) only once the site is served over TLS.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Behind a TLS-terminating proxy, e.g. HTTP_X_FORWARDED_PROTO,https. Only set it
+# if the proxy always sets (or strips) that header, or clients could fake https.
+SECURE_PROXY_SSL_HEADER = env.tuple("SECURE_PROXY_SSL_HEADER", default=None)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# Content Security Policy (django-csp): our own files only, nothing inline, no
+# eval (htmx is configured with allowEval false and no indicator styles).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.constants.SELF],
+        "script-src": [csp.constants.SELF],
+        "style-src": [csp.constants.SELF],
+        "img-src": [csp.constants.SELF, "data:"],
+        "connect-src": [csp.constants.SELF],
+        "frame-ancestors": [csp.constants.NONE],
+        "form-action": [csp.constants.SELF],
+        "base-uri": [csp.constants.NONE],
+        "object-src": [csp.constants.NONE],
+    },
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "memoryadmin.audit.middleware.RequestIdLogFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"httpx": {"level": "WARNING"}},
 }

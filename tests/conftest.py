@@ -42,9 +42,22 @@ def replace_connection(connection, **changes):
     return dataclasses.replace(connection, **changes)
 
 
+def user_with_role(django_user_model, username, role):
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user(username, password="correct horse battery staple")
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
 @pytest.fixture
 def operator(django_user_model):
-    return django_user_model.objects.create_user("olga", password="correct horse battery staple")
+    return user_with_role(django_user_model, "olga", "Operator")
+
+
+@pytest.fixture
+def viewer(django_user_model):
+    return user_with_role(django_user_model, "victor", "Viewer")
 
 
 @pytest.fixture

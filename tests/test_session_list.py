@@ -52,7 +52,7 @@ def test_empty_state(web, store):
     assert "No sessions match" in html
 
 
-@pytest.mark.parametrize("params", [{"cursor": "abc"}, {"cursor": "1", "skip": "-4"}, {"skip": "x"}])
+@pytest.mark.parametrize("params", [{"cursor": "abc"}, {"cursor": "1", "after": "%%%"}, {"cursor": "-4"}])
 def test_tampered_paging_is_a_clear_400(web, params):
     response = web.get("/", params)
     assert response.status_code == 400

@@ -53,13 +53,13 @@ def test_a_dense_page_costs_one_scan_and_one_pipeline(local_store, connection, s
 def test_paging_resumes_mid_step_without_duplicates_or_gaps(connection, store):
     for i in range(130):
         store.call("LPUSH", f"s:{i:03}", langchain("human", "hi"))
-    seen, cursor, skip = [], "0", 0
+    seen, cursor, after = [], "0", None
     while True:
-        page = sessions.scan_sessions(connection, "s:*", cursor=cursor, skip=skip)
+        page = sessions.scan_sessions(connection, "s:*", cursor=cursor, after=after)
         seen += [row.key for row in page.rows]
         if page.next_cursor is None:
             break
-        cursor, skip = page.next_cursor, page.next_skip
+        cursor, after = page.next_cursor, page.next_after
     assert len(seen) == len(set(seen)) == 130
 
 
@@ -70,15 +70,15 @@ def test_sparse_pattern_spans_many_scan_steps_within_the_budget(connection, stor
     for i in range(7):
         store.call("LPUSH", f"rare:{i}", langchain("human", "hi"))
     small_budget = dataclasses.replace(connection, scan_budget=2000)
-    found, cursor, skip, pages = set(), "0", 0, 0
+    found, cursor, after, pages = set(), "0", None, 0
     while True:
-        page = sessions.scan_sessions(small_budget, "rare:*", cursor=cursor, skip=skip)
+        page = sessions.scan_sessions(small_budget, "rare:*", cursor=cursor, after=after)
         pages += 1
         assert page.examined <= 2000
         found.update(row.key for row in page.rows)
         if page.next_cursor is None:
             break
-        cursor, skip = page.next_cursor, page.next_skip
+        cursor, after = page.next_cursor, page.next_after
     assert found == {f"rare:{i}" for i in range(7)}
     assert pages > 1  # the budget stopped the first page before the keyspace ended
 

@@ -40,6 +40,10 @@ class Connection(models.Model):
         return self.name
 
     @property
+    def slug(self):
+        return str(self.pk)
+
+    @property
     def masked_token(self):
         return masked(self.token)
 

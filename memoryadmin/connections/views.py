@@ -1,17 +1,18 @@
 from django.contrib import messages
-from django.contrib.auth.decorators import permission_required
 from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
+from memoryadmin.accounts.decorators import requires
+from memoryadmin.services import audit
 from memoryadmin.services import connections as connection_service
 
 from .forms import ConnectionForm
 from .models import Connection
 
 
-@permission_required("connections.view_connection", raise_exception=True)
+@requires("connections.view_connection", "connection.view")
 def connection_list(request):
     context = {
         "saved": Connection.objects.all(),
@@ -22,48 +23,53 @@ def connection_list(request):
     return render(request, "connections/connection_list.html", context)
 
 
-def _save(form):
+def _save(request, form, action):
+    """Save the connection (one default at a time), audited with the names of the fields changed (never values)."""
     with transaction.atomic():
         if form.cleaned_data["is_default"]:
             Connection.objects.exclude(pk=form.instance.pk).update(is_default=False)
-        return form.save()
+        saved = form.save()
+        audit.record(request, action, connection=saved, details={"changed": sorted(form.changed_data)})
+    return saved
 
 
-@permission_required("connections.add_connection", raise_exception=True)
+@requires("connections.add_connection", "connection.create")
 @require_http_methods(["GET", "POST"])
 def connection_create(request):
     form = ConnectionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        saved = _save(form)
+        saved = _save(request, form, "connection.create")
         messages.success(request, f"Connection “{saved.name}” added.")
         return redirect("connection_list")
     return render(request, "connections/connection_form.html", {"form": form})
 
 
-@permission_required("connections.change_connection", raise_exception=True)
+@requires("connections.change_connection", "connection.edit")
 @require_http_methods(["GET", "POST"])
 def connection_edit(request, pk):
     saved = get_object_or_404(Connection, pk=pk)
     form = ConnectionForm(request.POST or None, instance=saved)
     if request.method == "POST" and form.is_valid():
-        _save(form)
+        _save(request, form, "connection.edit")
         messages.success(request, f"Connection “{saved.name}” saved.")
         return redirect("connection_list")
     return render(request, "connections/connection_form.html", {"form": form, "saved": saved})
 
 
-@permission_required("connections.delete_connection", raise_exception=True)
+@requires("connections.delete_connection", "connection.delete")
 @require_http_methods(["GET", "POST"])
 def connection_delete(request, pk):
     saved = get_object_or_404(Connection, pk=pk)
     if request.method == "POST":
-        saved.delete()
+        with transaction.atomic():
+            audit.record(request, "connection.delete", connection=saved, details={"url": saved.url})
+            saved.delete()
         messages.success(request, f"Connection “{saved.name}” deleted. Its data in Upstash is untouched.")
         return redirect("connection_list")
     return render(request, "connections/connection_confirm_delete.html", {"saved": saved})
 
 
-@permission_required("connections.change_connection", raise_exception=True)
+@requires("connections.change_connection", "connection.edit")
 @require_POST
 def connection_test(request):
     """Check the settings in the form (saved or not) through the real client; the result shows inline."""

@@ -14,7 +14,8 @@ def encode_key(key):
 
 def decode_key(token):
     """Raises ValueError for anything that is not a token we made."""
-    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8")
+    padded = token + "=" * (-len(token) % 4)
+    return base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
 
 
 class SessionKeyConverter:

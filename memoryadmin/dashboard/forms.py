@@ -1,5 +1,7 @@
 from django import forms
 
+from .converters import decode_key
+
 from memoryadmin.services.sessions import MAX_TTL, NEWEST_FIRST, OLDEST_FIRST
 
 TTL_PRESETS = [
@@ -15,7 +17,16 @@ UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 class SessionSearchForm(forms.Form):
     q = forms.CharField(required=False, max_length=1024, strip=False)
     cursor = forms.RegexField(regex=r"^\d{1,40}$", required=False)
-    skip = forms.IntegerField(min_value=0, max_value=100_000, required=False)
+    after = forms.CharField(required=False, max_length=4096)
+
+    def clean_after(self):
+        token = self.cleaned_data["after"]
+        if not token:
+            return None
+        try:
+            return decode_key(token)
+        except ValueError:
+            raise forms.ValidationError("damaged") from None
 
 
 class TranscriptWindowForm(forms.Form):

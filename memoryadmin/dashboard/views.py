@@ -6,7 +6,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from memoryadmin.services import sessions
+from memoryadmin.accounts.decorators import requires
+from memoryadmin.services import audit, sessions
 from memoryadmin.services.connections import current_connection
 from memoryadmin.services.sessions import SessionNotFound
 
@@ -26,14 +27,15 @@ def not_found(request, exception):
 
 
 @require_GET
+@requires("accounts.view_session", "session.list")
 def session_list(request):
     form = SessionSearchForm(request.GET)
     if not form.is_valid():
-        return HttpResponseBadRequest("That search link is damaged (cursor or offset out of range). Start a new search.")
+        return HttpResponseBadRequest("That search link is damaged (cursor or position). Start a new search.")
     connection = current_connection(request)
     pattern = form.cleaned_data["q"] or connection.key_pattern
     page = sessions.scan_sessions(
-        connection, pattern, cursor=form.cleaned_data["cursor"] or "0", skip=form.cleaned_data["skip"] or 0
+        connection, pattern, cursor=form.cleaned_data["cursor"] or "0", after=form.cleaned_data["after"]
     )
     context = {"connection": connection, "page": page, "q": form.cleaned_data["q"]}
     # "Scan more" asks for the next rows only; they are appended to the table.
@@ -43,6 +45,7 @@ def session_list(request):
 
 
 @require_GET
+@requires("accounts.view_session", "session.read")
 def session_detail(request, key):
     form = TranscriptWindowForm(request.GET)
     if not form.is_valid():
@@ -50,49 +53,66 @@ def session_detail(request, key):
     connection = current_connection(request)
     before, order = form.cleaned_data["before"], form.cleaned_data["order"] or None
     try:
-        transcript = sessions.get_transcript(
-            connection, key, before=before, order=order, window=settings.MEMORYADMIN_TRANSCRIPT_WINDOW
-        )
+        with audit.audited(request, "session.read", connection=connection, session_key=key, details={"before": before}) as result:
+            transcript = sessions.get_transcript(
+                connection, key, before=before, order=order, window=settings.MEMORYADMIN_TRANSCRIPT_WINDOW
+            )
+            result["messages_shown"] = len(transcript.messages)
     except SessionNotFound as error:
         return render_not_found(request, str(error))
-    context = {"connection": connection, "transcript": transcript, "ttl": transcript.ttl, "ttl_form": ttl_form_for(connection), "key": key}
     # "Earlier messages" asks for the window before the first one shown.
-    template = "dashboard/session_detail.html#earlier" if request.htmx and before is not None else "dashboard/session_detail.html"
-    return render(request, template, context)
+    if request.htmx and before is not None:
+        return render(request, "dashboard/session_detail.html#earlier", {"transcript": transcript, "key": key})
+    context = {
+        "connection": connection,
+        "transcript": transcript,
+        "ttl": transcript.ttl,
+        "ttl_form": ttl_form_for(connection),
+        "key": key,
+        "audit_events": audit.recent_for_session(connection, key),
+    }
+    return render(request, "dashboard/session_detail.html", context)
 
 
 def _ttl_changed(request, key, change, connection):
     """After a TTL write: the TTL fragment for htmx, else back to the session."""
     if request.htmx:
-        context = {"ttl": change.after, "key": key, "ttl_form": ttl_form_for(connection), "connection": connection, "saved": True}
+        context = {"ttl": change.after, "key": key, "ttl_form": ttl_form_for(connection), "saved": True}
         return render(request, "dashboard/session_detail.html#ttl", context)
     return redirect("session_detail", key)
 
 
 @require_POST
+@requires("accounts.expire_session", "session.ttl")
 def session_set_ttl(request, key):
     connection = current_connection(request)
     form = ttl_form_for(connection, request.POST)
     if not form.is_valid():
-        context = {"ttl": None, "key": key, "ttl_form": form, "connection": connection}
         if request.htmx:
+            context = {"ttl": None, "key": key, "ttl_form": form}
             return render(request, "dashboard/session_detail.html#ttl", context, status=422)
         messages.error(request, " ".join(form.non_field_errors()) or "Choose a TTL from the list.")
         return redirect("session_detail", key)
+    seconds = form.cleaned_data["seconds"]
     try:
-        change = sessions.set_ttl(connection, key, form.cleaned_data["seconds"])
+        with audit.audited(request, "session.ttl", connection=connection, session_key=key, details={"seconds": seconds}) as result:
+            change = sessions.set_ttl(connection, key, seconds)
+            result.update(ttl_before=change.before, ttl_after=change.after)
     except SessionNotFound as error:
         return render_not_found(request, str(error))
     if not request.htmx:
-        messages.success(request, f"The session now expires in {duration(form.cleaned_data['seconds'])}.")
+        messages.success(request, f"The session now expires in {duration(seconds)}.")
     return _ttl_changed(request, key, change, connection)
 
 
 @require_POST
+@requires("accounts.expire_session", "session.persist")
 def session_persist(request, key):
     connection = current_connection(request)
     try:
-        change = sessions.persist_session(connection, key)
+        with audit.audited(request, "session.persist", connection=connection, session_key=key) as result:
+            change = sessions.persist_session(connection, key)
+            result.update(ttl_before=change.before, ttl_after=change.after)
     except SessionNotFound as error:
         return render_not_found(request, str(error))
     if not request.htmx:
@@ -101,13 +121,16 @@ def session_persist(request, key):
 
 
 @require_http_methods(["GET", "POST"])
+@requires("accounts.clear_session", "session.clear")
 def session_clear(request, key):
     """GET: the confirmation page (for browsers without JS); POST: clear."""
     connection = current_connection(request)
     if request.method == "GET":
         return render(request, "dashboard/session_clear.html", {"connection": connection, "key": key})
     try:
-        removed = sessions.clear_session(connection, key)
+        with audit.audited(request, "session.clear", connection=connection, session_key=key) as result:
+            removed = sessions.clear_session(connection, key)
+            result["messages_removed"] = removed
     except SessionNotFound as error:
         return render_not_found(request, str(error))
     name = sessions.display_name(connection, key)
@@ -118,6 +141,7 @@ def session_clear(request, key):
 
 
 @require_GET
+@requires("accounts.view_session", "session.read")
 def message_raw(request, key, index):
     """The whole stored element, as text, for messages too long to show inline."""
     form = TranscriptWindowForm(request.GET)
@@ -126,7 +150,8 @@ def message_raw(request, key, index):
     connection = current_connection(request)
     order = form.cleaned_data["order"] or sessions.NEWEST_FIRST
     try:
-        element = sessions.read_message(connection, key, index, order)
+        with audit.audited(request, "session.read", connection=connection, session_key=key, details={"message": index}):
+            element = sessions.read_message(connection, key, index, order)
     except SessionNotFound as error:
         return render_not_found(request, str(error))
     return HttpResponse(element.decode("utf-8", errors="replace"), content_type="text/plain; charset=utf-8")

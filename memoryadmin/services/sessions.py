@@ -67,7 +67,7 @@ class SessionPage:
     pattern: str
     rows: list[SessionRow]
     next_cursor: str | None = None  # where "scan more" resumes; None when the scan is complete
-    next_skip: int = 0  # keys of that SCAN step already shown
+    next_after: str | None = None  # the last key of that SCAN step already shown
     examined: int = 0  # keys SCAN looked at (about COUNT per step)
     unaddressable: int = 0  # keys that are not UTF-8: the REST API cannot name them
     exact: bool = False  # the pattern had no wildcard and was looked up directly
@@ -137,20 +137,22 @@ def _decode_keys(raw_keys):
     return keys, unaddressable
 
 
-def scan_sessions(connection, pattern=None, cursor="0", skip=0):
+def scan_sessions(connection, pattern=None, cursor="0", after=None):
     """One page of sessions (lists) whose keys match the pattern.
 
     Scans until the page is full or the connection's budget of examined keys
     is spent; the page says where to resume. A SCAN step can return more
     keys than the page needs: the rest are shown next time by repeating that
-    step (same cursor) and skipping what was shown.
+    step (same cursor) and taking the keys after the last one shown. Keys of
+    a step are sorted because a repeated step may list them in another order
+    (the server rehashes as keys come and go).
     """
     client = get_client(connection)
     pattern = pattern or connection.key_pattern
     if not has_wildcards(pattern):
         return _exact_lookup(connection, client, pattern)
     page = SessionPage(pattern=pattern, rows=[])
-    keys, seen = [], set()
+    keys = []
     while page.next_cursor is None:
         step_cursor = cursor
         raw_cursor, raw_keys = client.call("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, "TYPE", "list")
@@ -158,17 +160,18 @@ def scan_sessions(connection, pattern=None, cursor="0", skip=0):
         page.examined += SCAN_COUNT
         step_keys, unaddressable = _decode_keys(raw_keys)
         page.unaddressable += unaddressable
-        for offset in range(skip, len(step_keys)):
-            if len(keys) == connection.page_size:
-                page.next_cursor, page.next_skip = step_cursor, offset
-                break
-            if step_keys[offset] not in seen:  # SCAN may return a key twice
-                seen.add(step_keys[offset])
-                keys.append(step_keys[offset])
-        skip = 0
-        if cursor == "0":
+        # A key repeated by SCAN, within or across steps, is shown once.
+        step_keys = sorted(set(step_keys).difference(keys))
+        if after is not None:
+            step_keys = [key for key in step_keys if key > after]
+            after = None
+        room = connection.page_size - len(keys)
+        keys.extend(step_keys[:room])
+        if len(step_keys) > room:
+            page.next_cursor, page.next_after = step_cursor, keys[-1]
+        elif cursor == "0":
             break
-        if page.next_cursor is None and (len(keys) == connection.page_size or page.examined >= connection.scan_budget):
+        elif len(keys) == connection.page_size or page.examined >= connection.scan_budget:
             page.next_cursor = cursor
     page.rows = _session_rows(connection, client, keys)
     return page

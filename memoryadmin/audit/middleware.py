@@ -1,0 +1,33 @@
+import contextvars
+import logging
+import re
+import uuid
+
+# The id of the request being served, for log lines and audit events alike.
+current_request_id = contextvars.ContextVar("request_id", default="-")
+
+_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{8,40}$")
+
+
+class RequestIdMiddleware:
+    """Give every request an id (a proxy's X-Request-ID if sane), echoed in the response."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        given = request.headers.get("X-Request-ID", "")
+        request.request_id = given if _VALID_ID.match(given) else uuid.uuid4().hex
+        token = current_request_id.set(request.request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            current_request_id.reset(token)
+        response["X-Request-ID"] = request.request_id
+        return response
+
+
+class RequestIdLogFilter(logging.Filter):
+    def filter(self, record):
+        record.request_id = current_request_id.get()
+        return True

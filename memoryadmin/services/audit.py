@@ -1,0 +1,102 @@
+"""Recording what operators do.
+
+Ordering of writes to the store: the event is saved as PENDING *before* the
+store is touched, then settled as ok or failed. So a write that reached the
+store is never unaudited: if the app dies in between, a pending event (with
+who, what and which key) remains; and if the audit database is down, the
+store is not written at all.
+"""
+
+import json
+from contextlib import contextmanager
+
+from memoryadmin.audit.models import AuditEvent
+from memoryadmin.security import client_ip
+
+
+def record(request, action, *, connection=None, session_key="", outcome=AuditEvent.OK, details=None, error="", job=""):
+    """Save one event, with who and where from the request (None for work outside a request)."""
+    user = getattr(request, "user", None)
+    authenticated = bool(user and user.is_authenticated)
+    return AuditEvent.objects.create(
+        user=user if authenticated else None,
+        username=user.get_username() if authenticated else "",
+        action=action,
+        connection_name=connection.name if connection else "",
+        connection_slug=connection.slug if connection else "",
+        session_key=session_key,
+        details=details or {},
+        outcome=outcome,
+        error=error,
+        job=job,
+        ip=(client_ip(request) or None) if request else None,
+        user_agent=(request.headers.get("User-Agent", "")[:300] if request else ""),
+        request_id=getattr(request, "request_id", ""),
+    )
+
+
+def settle(event, outcome, details=None, error=""):
+    """The outcome of a pending event: the only change an event ever gets."""
+    fields = {"outcome": outcome, "error": error[:2000]}
+    if details:
+        fields["details"] = {**event.details, **details}
+    AuditEvent.objects.filter(pk=event.pk, outcome=AuditEvent.PENDING).update(**fields)
+
+
+@contextmanager
+def audited(request, action, *, connection, session_key="", details=None):
+    """Record the intent, run the action, settle the outcome; yields a dict for result details.
+
+    Used for writes (see the ordering above) and for reads alike, so that
+    every transcript read is on record, failed ones included.
+
+    Any exception settles the event as failed (with its message) and is re-raised.
+    """
+    event = record(request, action, connection=connection, session_key=session_key, outcome=AuditEvent.PENDING, details=details)
+    result = {}
+    try:
+        yield result
+    except Exception as error:
+        settle(event, AuditEvent.FAILED, result, error=str(error))
+        raise
+    settle(event, AuditEvent.OK, result)
+
+
+def recent_for_session(connection, session_key, limit=10):
+    return AuditEvent.objects.filter(connection_slug=connection.slug, session_key=session_key)[:limit]
+
+
+def search_events(*, user="", action="", connection="", session_key="", outcome="", since=None, until=None, **_):
+    """Events matching the audit page's filters, newest first (dates are inclusive, UTC)."""
+    events = AuditEvent.objects.all()
+    if user:
+        events = events.filter(username__iexact=user)
+    if action:
+        events = events.filter(action=action)
+    if connection:
+        events = events.filter(connection_slug=connection)
+    if session_key:
+        events = events.filter(session_key=session_key)
+    if outcome:
+        events = events.filter(outcome=outcome)
+    if since:
+        events = events.filter(created_at__date__gte=since)
+    if until:
+        events = events.filter(created_at__date__lte=until)
+    return events
+
+
+CSV_COLUMNS = [
+    "created_at", "username", "action", "outcome", "connection_name", "connection_slug", "session_key",
+    "details", "error", "job", "ip", "user_agent", "request_id",
+]
+
+
+def csv_rows(events):
+    """The header, then one row per event; read from the database in chunks."""
+    yield CSV_COLUMNS
+    for event in events.iterator(chunk_size=2000):
+        row = {column: getattr(event, column) for column in CSV_COLUMNS}
+        row["created_at"] = event.created_at.isoformat()
+        row["details"] = json.dumps(event.details, ensure_ascii=False, sort_keys=True)
+        yield [("" if row[column] is None else row[column]) for column in CSV_COLUMNS]

@@ -1,0 +1,162 @@
+"""The audit log: what is recorded for each action, the page, the CSV export, append-only."""
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from memoryadmin.audit.models import AuditEvent
+from memoryadmin.dashboard.converters import encode_key
+
+from .factories import write_langchain_session
+
+pytestmark = pytest.mark.django_db
+
+KEY = "audit me/ünï #1\nline"
+T = encode_key(KEY)
+
+
+@pytest.fixture
+def session(store):
+    write_langchain_session(store, KEY, ["a", "b", "c"])
+    return KEY
+
+
+def only_event(**filters):
+    (event,) = AuditEvent.objects.filter(**filters)
+    return event
+
+
+def test_transcript_read_is_recorded_with_who_where_and_what(web, session, operator):
+    web.get(f"/sessions/{T}/", HTTP_USER_AGENT="pytest-browser/1.0", REMOTE_ADDR="10.1.2.3")
+    event = only_event(action="session.read")
+    assert event.user == operator and event.username == "olga"
+    assert event.session_key == KEY  # exact, newline and all
+    assert event.connection_name == "default (environment)" and event.connection_slug == "env"
+    assert event.outcome == "ok"
+    assert event.details == {"before": None, "messages_shown": 3}
+    assert event.ip == "10.1.2.3" and event.user_agent == "pytest-browser/1.0"
+    assert len(event.request_id) == 32
+
+
+def test_request_id_is_in_the_response_and_the_event(web, session):
+    response = web.get(f"/sessions/{T}/", HTTP_X_REQUEST_ID="proxy-id-12345678")
+    assert response["X-Request-ID"] == "proxy-id-12345678"
+    assert only_event(action="session.read").request_id == "proxy-id-12345678"
+
+
+def test_ttl_persist_and_clear_are_recorded_with_details(web, session):
+    web.post(f"/sessions/{T}/ttl/", {"preset": "3600"})
+    ttl = only_event(action="session.ttl")
+    assert ttl.outcome == "ok" and ttl.details["seconds"] == 3600
+    assert ttl.details["ttl_before"] == -1 and 3590 < ttl.details["ttl_after"] <= 3600
+    web.post(f"/sessions/{T}/persist/")
+    assert only_event(action="session.persist").details["ttl_after"] == -1
+    web.post(f"/sessions/{T}/clear/")
+    cleared = only_event(action="session.clear")
+    assert cleared.outcome == "ok" and cleared.details == {"messages_removed": 3}
+
+
+def test_a_write_that_finds_no_session_is_recorded_as_failed(web, store):
+    web.post(f"/sessions/{encode_key('gone')}/clear/")
+    event = only_event(action="session.clear")
+    assert event.outcome == "failed" and "cleared or has expired" in event.error
+
+
+def test_a_failed_store_write_is_still_audited(web, session, local_store, settings):
+    settings.MEMORYADMIN_STORE_TIMEOUT = 0.3
+    local_store.gateway.latency_ms = 1000
+    response = web.post(f"/sessions/{T}/clear/")
+    local_store.gateway.latency_ms = 0
+    assert response.status_code == 503
+    event = only_event(action="session.clear")
+    assert event.outcome == "failed" and "did not answer" in event.error
+
+
+def test_connection_changes_are_recorded_without_secrets(admin_web):
+    admin_web.post(
+        "/connections/new/",
+        {"name": "prod", "url": "https://x.upstash.io", "token": "super-secret-token", "key_pattern": "*",
+         "list_order": "auto", "summary_namespace": "memoryadmin:summary:", "default_ttl": "60",
+         "page_size": "50", "scan_budget": "10000", "timeout": "5"},
+    )
+    event = only_event(action="connection.create")
+    assert event.connection_name == "prod" and "token" in event.details["changed"]
+    assert "super-secret-token" not in str(event.details)
+
+
+def test_events_are_append_only():
+    event = AuditEvent.objects.create(action="session.read", outcome="ok")
+    with pytest.raises(ValueError):
+        event.save()
+    with pytest.raises(ValueError):
+        event.delete()
+    assert AuditEvent.objects.count() == 1
+
+
+def make_events():
+    now = timezone.now()
+    AuditEvent.objects.create(action="session.clear", outcome="ok", username="olga", session_key="k1", connection_slug="env", created_at=now)
+    AuditEvent.objects.create(action="session.read", outcome="ok", username="victor", session_key="k1", connection_slug="env", created_at=now - timedelta(days=3))
+    AuditEvent.objects.create(action="session.clear", outcome="denied", username="victor", session_key="k2", connection_slug="7", created_at=now - timedelta(days=10))
+
+
+@pytest.mark.parametrize(
+    ("filters", "count"),
+    [
+        ({}, 3),
+        ({"user": "VICTOR"}, 2),
+        ({"action": "session.clear"}, 2),
+        ({"outcome": "denied"}, 1),
+        ({"connection": "7"}, 1),
+        ({"session_key": "k1"}, 2),
+        ({"since": (timezone.now() - timedelta(days=5)).date().isoformat()}, 2),
+        ({"until": (timezone.now() - timedelta(days=5)).date().isoformat()}, 1),
+    ],
+)
+def test_audit_page_filters(admin_web, filters, count):
+    make_events()
+    page = admin_web.get("/audit/", filters).context["page"]
+    assert page.paginator.count == count
+
+
+def test_audit_page_answers_was_this_session_deleted_and_by_whom(admin_web):
+    make_events()
+    html = admin_web.get("/audit/", {"session_key": "k1", "action": "session.clear"}).content.decode()
+    assert "olga" in html and "Cleared a session" in html
+    assert "victor" not in html
+
+
+def test_audit_page_pages_newest_first(admin_web):
+    for i in range(120):
+        AuditEvent.objects.create(action="session.read", outcome="ok", session_key=f"k{i}")
+    first = admin_web.get("/audit/").context["page"]
+    assert first.paginator.num_pages == 3 and first[0].session_key == "k119"
+    assert admin_web.get("/audit/", {"page": 3}).context["page"][-1].session_key == "k0"
+
+
+def test_csv_export_of_the_filtered_rows(admin_web):
+    make_events()
+    response = admin_web.get("/audit/export.csv", {"user": "victor"})
+    assert response.streaming and response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [row["action"] for row in rows] == ["session.read", "session.clear"]
+    assert rows[1]["outcome"] == "denied" and rows[1]["connection_slug"] == "7"
+    assert only_event(action="audit.export").details == {"filters": {"user": "victor"}}
+
+
+def test_session_page_shows_its_recent_events(web, session):
+    web.get(f"/sessions/{T}/")
+    html = web.get(f"/sessions/{T}/").content.decode()
+    assert "Recent activity on this session" in html and "Read a transcript" in html
+
+
+def test_django_admin_is_read_only(admin_web):
+    event = AuditEvent.objects.create(action="session.read", outcome="ok")
+    assert admin_web.get("/django-admin/audit/auditevent/").status_code == 200
+    assert admin_web.get(f"/django-admin/audit/auditevent/{event.pk}/change/").status_code == 200
+    assert admin_web.get("/django-admin/audit/auditevent/add/").status_code == 403
+    assert admin_web.post(f"/django-admin/audit/auditevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
