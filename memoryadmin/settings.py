@@ -36,6 +36,9 @@ INSTALLED_APPS = [
     "memoryadmin.connections",
     "memoryadmin.accounts",
     "memoryadmin.audit",
+    "memoryadmin.summaries",
+    "django_tasks",
+    "django_tasks_db",
     "memoryadmin.localstore",
 ]
 
@@ -78,6 +81,19 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the job worker write at the same time: WAL lets
+    # readers go on during a write, IMMEDIATE takes the write lock up front
+    # (no upgrade deadlocks), and a writer waits instead of failing at once.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        **DATABASES["default"].get("OPTIONS", {}),
+    }
+    # Tests that run a real worker process need the test database in a file it can open.
+    if env.str("MEMORYADMIN_TEST_DATABASE", default=""):
+        DATABASES["default"]["TEST"] = {"NAME": env.str("MEMORYADMIN_TEST_DATABASE")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -178,6 +194,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"httpx": {"level": "WARNING"}},
 }
+
+# Background jobs (re-summarize, bulk work) on Django's Tasks API; the worker
+# is `python manage.py db_worker`. Tests may use the immediate backend.
+TASKS = {"default": {"BACKEND": env.str("MEMORYADMIN_TASK_BACKEND", default="django_tasks_db.backend.DatabaseBackend")}}
 
 # Fernet keys for secrets at rest, comma-separated: the first encrypts, all decrypt.
 MEMORYADMIN_ENCRYPTION_KEYS = env.list("MEMORYADMIN_ENCRYPTION_KEYS", default=[])

@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.db import connection as db
 
 from memoryadmin.connections.checks import encryption_keys_configured
+from memoryadmin.audit.models import AuditEvent
 from memoryadmin.connections.models import Connection
 from memoryadmin.services import secrets
 
@@ -48,6 +49,8 @@ def test_rotation_moves_every_secret_to_the_new_key(settings, capsys):
     assert "Re-encrypted 0 secret(s) under the first key (1 already were)" in capsys.readouterr().out
     settings.MEMORYADMIN_ENCRYPTION_KEYS = [new]  # the old key removed
     assert Connection.objects.get(pk=saved.pk).token == TOKEN
+    rotations = AuditEvent.objects.filter(action="secrets.rotate").order_by("id")
+    assert [event.details for event in rotations] == [{"rotated": 1, "unchanged": 0}, {"rotated": 0, "unchanged": 1}]
 
 
 def test_a_secret_under_a_removed_key_is_a_clear_error(settings):

@@ -169,7 +169,7 @@ def test_transcript_carries_ttl_and_summary(connection, store):
     transcript = sessions.get_transcript(connection, "lc")
     assert 0 < transcript.ttl <= 500
     assert transcript.summary.text == "A summary"
-    assert transcript.summary_is_stale
+    assert transcript.summary.is_stale(transcript.message_count)
 
 
 def test_missing_key_and_non_list_are_not_found(connection, store):

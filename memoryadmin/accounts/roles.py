@@ -1,4 +1,8 @@
-"""The three roles, as Django groups of permissions (created by a migration)."""
+"""The three roles, as Django groups of permissions.
+
+The groups are made by data migrations (accounts/migrations), which freeze
+their own copies; this is the current truth, checked against them by a test.
+"""
 
 VIEWER = "Viewer"
 OPERATOR = "Operator"
@@ -17,5 +21,7 @@ ADMIN_PERMISSIONS = OPERATOR_PERMISSIONS + [
     "connections.change_connection",
     "connections.delete_connection",
     "audit.view_auditevent",
+    "summaries.view_summarizersettings",
+    "summaries.change_summarizersettings",
 ]
 ROLE_PERMISSIONS = {VIEWER: VIEWER_PERMISSIONS, OPERATOR: OPERATOR_PERMISSIONS, ADMIN: ADMIN_PERMISSIONS}

@@ -2,21 +2,55 @@ from urllib.parse import urlsplit
 
 from django import forms
 
+from memoryadmin.services.secrets import SecretUnreadable, masked
+
 from .models import Connection
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
-class ConnectionForm(forms.ModelForm):
-    """Add or edit a connection. The token is write-only: empty keeps the stored one."""
-
-    url = forms.URLField(label="REST URL", max_length=500, assume_scheme="https")
-    token = forms.CharField(
-        label="REST token",
+def secret_field(label):
+    return forms.CharField(
+        label=label,
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
+
+
+class WriteOnlySecretForm(forms.ModelForm):
+    """A model form with one secret that is never sent back: shown as ••••last4, empty keeps it."""
+
+    secret_name = "token"  # the form field and the model's plaintext attribute
+    missing_secret_message = ""  # the error for a new object without one; empty: optional
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and getattr(self.instance, f"{self.secret_name}_encrypted"):
+            try:
+                stored = masked(getattr(self.instance, self.secret_name))
+            except SecretUnreadable:
+                stored = "unreadable with the current keys, enter it again"
+            self.fields[self.secret_name].help_text = f"Stored: {stored}. Leave empty to keep it."
+
+    def clean(self):
+        data = super().clean()
+        if self.missing_secret_message and not data.get(self.secret_name) and not self.instance.pk:
+            self.add_error(self.secret_name, self.missing_secret_message)
+        return data
+
+    def save(self, commit=True):
+        if self.cleaned_data[self.secret_name]:
+            setattr(self.instance, self.secret_name, self.cleaned_data[self.secret_name])
+        return super().save(commit)
+
+
+class ConnectionForm(WriteOnlySecretForm):
+    """Add or edit a connection."""
+
+    missing_secret_message = "A new connection needs its REST token."
+    url = forms.URLField(label="REST URL", max_length=500, assume_scheme="https")
+    token = secret_field("REST token")
 
     class Meta:
         model = Connection
@@ -27,11 +61,9 @@ class ConnectionForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.instance.pk:
-            self.fields["token"].help_text = f"Stored: {self.instance.masked_token}. Leave empty to keep it."
-        self.fields["page_size"].validators.append(_between(1, 500))
-        self.fields["scan_budget"].validators.append(_between(1000, 1_000_000))
-        self.fields["timeout"].validators.append(_between(0.5, 60))
+        self.fields["page_size"].validators.append(between(1, 500))
+        self.fields["scan_budget"].validators.append(between(1000, 1_000_000))
+        self.fields["timeout"].validators.append(between(0.5, 60))
 
     def clean_url(self):
         url = self.cleaned_data["url"].rstrip("/")
@@ -40,19 +72,8 @@ class ConnectionForm(forms.ModelForm):
             return url
         raise forms.ValidationError("Use an https:// URL (http:// is allowed only for localhost).")
 
-    def clean_token(self):
-        token = self.cleaned_data["token"]
-        if not token and not self.instance.pk:
-            raise forms.ValidationError("A new connection needs its REST token.")
-        return token
 
-    def save(self, commit=True):
-        if self.cleaned_data["token"]:
-            self.instance.token = self.cleaned_data["token"]
-        return super().save(commit)
-
-
-def _between(low, high):
+def between(low, high):
     def validate(value):
         if not low <= value <= high:
             raise forms.ValidationError(f"Between {low:g} and {high:g}.")

@@ -1,9 +1,6 @@
-from django.urls import path, register_converter
+from django.urls import path
 
 from . import views
-from .converters import SessionKeyConverter
-
-register_converter(SessionKeyConverter, "session_key")
 
 urlpatterns = [
     path("", views.session_list, name="session_list"),

@@ -10,6 +10,7 @@ from memoryadmin.accounts.decorators import requires
 from memoryadmin.services import audit, sessions
 from memoryadmin.services.connections import current_connection
 from memoryadmin.services.sessions import SessionNotFound
+from memoryadmin.summaries.views import summary_panel_context
 
 from .forms import SessionSearchForm, TranscriptWindowForm, ttl_form_for
 from .templatetags.memoryadmin_tags import duration
@@ -70,6 +71,7 @@ def session_detail(request, key):
         "ttl_form": ttl_form_for(connection),
         "key": key,
         "audit_events": audit.recent_for_session(connection, key),
+        **summary_panel_context(connection, key, transcript.summary, transcript.message_count),
     }
     return render(request, "dashboard/session_detail.html", context)
 

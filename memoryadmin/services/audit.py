@@ -14,9 +14,12 @@ from memoryadmin.audit.models import AuditEvent
 from memoryadmin.security import client_ip
 
 
-def record(request, action, *, connection=None, session_key="", outcome=AuditEvent.OK, details=None, error="", job=""):
-    """Save one event, with who and where from the request (None for work outside a request)."""
-    user = getattr(request, "user", None)
+def record(request, action, *, connection=None, session_key="", outcome=AuditEvent.OK, details=None, error="", job="", user=None):
+    """Save one event, with who and where from the request.
+
+    Background work has no request: it passes None and the user it acts for.
+    """
+    user = user or getattr(request, "user", None)
     authenticated = bool(user and user.is_authenticated)
     return AuditEvent.objects.create(
         user=user if authenticated else None,

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from .messages import Message, detect_order, parse_element
-from .summaries import Summary, parse_summary, summary_key
+from .summaries import Summary, parse_summary, summary_key, summary_state
 from .upstash import StoreCommandError, get_client
 
 # Upstash caps SCAN's COUNT near 1,000; asking for more buys nothing.
@@ -60,6 +60,7 @@ class SessionRow:
     ttl: int
     preview: Message | None
     writer: str
+    summary_state: str = "none"  # none | fresh | stale
 
 
 @dataclass
@@ -88,10 +89,6 @@ class Transcript:
     @property
     def has_earlier(self):
         return self.start > 0
-
-    @property
-    def summary_is_stale(self):
-        return bool(self.summary and self.summary.is_stale(self.message_count))
 
 
 @dataclass
@@ -126,7 +123,7 @@ def _unescape(pattern):
     return re.sub(r"\\(.)", r"\1", pattern)
 
 
-def _decode_keys(raw_keys):
+def decode_keys(raw_keys):
     """SCAN's bytes -> str keys; keys that are not UTF-8 cannot be sent back over REST (JSON)."""
     keys, unaddressable = [], 0
     for raw in raw_keys:
@@ -158,7 +155,7 @@ def scan_sessions(connection, pattern=None, cursor="0", after=None):
         raw_cursor, raw_keys = client.call("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, "TYPE", "list")
         cursor = raw_cursor.decode()
         page.examined += SCAN_COUNT
-        step_keys, unaddressable = _decode_keys(raw_keys)
+        step_keys, unaddressable = decode_keys(raw_keys)
         page.unaddressable += unaddressable
         # A key repeated by SCAN, within or across steps, is shown once.
         step_keys = sorted(set(step_keys).difference(keys))
@@ -177,6 +174,18 @@ def scan_sessions(connection, pattern=None, cursor="0", after=None):
     return page
 
 
+def scan_all(connection, pattern):
+    """Every session key matching the pattern, in batches: one SCAN step each (for jobs)."""
+    client = get_client(connection)
+    cursor = "0"
+    while True:
+        raw_cursor, raw_keys = client.call("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, "TYPE", "list")
+        yield decode_keys(raw_keys)[0]
+        cursor = raw_cursor.decode()
+        if cursor == "0":
+            return
+
+
 def _exact_lookup(connection, client, pattern):
     key = _unescape(pattern)
     candidates = [key]
@@ -188,7 +197,7 @@ def _exact_lookup(connection, client, pattern):
 
 
 def _session_rows(connection, client, keys):
-    """Metadata of all rows in ONE pipeline: LLEN, TTL and the elements at both ends.
+    """Metadata of all rows in ONE pipeline: LLEN, TTL, the summary's coverage and the elements at both ends.
 
     Both ends, because which one is the newest depends on the writer, known
     only from the element itself (unless the connection forces an order).
@@ -196,10 +205,11 @@ def _session_rows(connection, client, keys):
     if not keys:
         return []
     ends = {NEWEST_FIRST: [0], OLDEST_FIRST: [-1]}.get(connection.list_order, [0, -1])
-    per_key = 2 + len(ends)
+    per_key = 3 + len(ends)
     commands = []
     for key in keys:
-        commands += [["LLEN", key], ["TTL", key]] + [["LINDEX", key, index] for index in ends]
+        commands += [["LLEN", key], ["TTL", key], ["HGET", summary_key(connection, key), "message_count"]]
+        commands += [["LINDEX", key, index] for index in ends]
     try:
         replies = client.pipeline(commands)
     except StoreCommandError as error:
@@ -210,7 +220,7 @@ def _session_rows(connection, client, keys):
         return _session_rows(connection, client, [key for key, kind in zip(keys, kinds) if kind == b"list"])
     rows = []
     for position, key in enumerate(keys):
-        length, ttl, *elements = replies[position * per_key:(position + 1) * per_key]
+        length, ttl, covered, *elements = replies[position * per_key:(position + 1) * per_key]
         if ttl == -2:
             continue  # expired or cleared since SCAN saw it
         parsed = [parse_element(element) if element is not None else None for element in elements]
@@ -225,9 +235,11 @@ def _session_rows(connection, client, keys):
                 ttl=ttl,
                 preview=preview,
                 writer=writer_label(key, preview),
+                summary_state=summary_state(covered, length),
             )
         )
     return rows
+
 
 
 def _window_range(order, start, end):

@@ -7,6 +7,8 @@ Chat apps may write them too, so every field is optional when reading.
 from dataclasses import dataclass
 from datetime import datetime
 
+from .upstash import get_client
+
 
 @dataclass
 class Summary:
@@ -54,3 +56,43 @@ def parse_summary(hgetall_reply):
         generated_at=_datetime_or_none(fields.get("generated_at")),
         duration_ms=_int_or_none(fields.get("duration_ms")),
     )
+
+
+# Write the summary only if the session still exists (a session cleared
+# meanwhile gets none), replace any older one, and give it the session's TTL.
+# KEYS: session, summary. ARGV: text, method, message_count, generated_at, duration_ms.
+WRITE_SCRIPT = """
+if redis.call('TYPE', KEYS[1]).ok ~= 'list' then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], 'text', ARGV[1], 'method', ARGV[2], 'message_count', ARGV[3],
+           'generated_at', ARGV[4], 'duration_ms', ARGV[5])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
+"""
+
+
+def write_summary(connection, session_key, result, generated_at):
+    """Store a SummaryResult; False when the session is gone (nothing written)."""
+    written = get_client(connection).call(
+        "EVAL", WRITE_SCRIPT, 2, session_key, summary_key(connection, session_key),
+        result.text, result.method, result.message_count,
+        generated_at.isoformat().replace("+00:00", "Z"), result.duration_ms,
+    )
+    return written == 1
+
+
+def read_summary(connection, session_key):
+    """(Summary or None, the session's length) in one round trip."""
+    summary, length = get_client(connection).pipeline(
+        [["HGETALL", summary_key(connection, session_key)], ["LLEN", session_key]]
+    )
+    return parse_summary(summary), length
+
+
+def summary_state(message_count, session_length):
+    """none / fresh / stale, from the summary hash's message_count field as stored (None: no summary)."""
+    if message_count is None:
+        return "none"
+    covered = _int_or_none(message_count)
+    return "stale" if covered is None or session_length > covered else "fresh"

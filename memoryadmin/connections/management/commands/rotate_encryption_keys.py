@@ -2,6 +2,7 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from memoryadmin.services import audit
 from memoryadmin.services.secrets import SecretUnreadable, rotate
 
 
@@ -27,4 +28,5 @@ class Command(BaseCommand):
                             continue
                         model.objects.filter(pk=row.pk).update(**{field: fresh})
                         rotated += 1
+            audit.record(None, "secrets.rotate", details={"rotated": rotated, "unchanged": unchanged})
         self.stdout.write(f"Re-encrypted {rotated} secret(s) under the first key ({unchanged} already were).")

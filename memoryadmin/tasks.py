@@ -1,0 +1,19 @@
+"""Background jobs, on Django's Tasks API (django-tasks + the django-tasks-db backend).
+
+Thin: each task hands its job's id to the service that does the work, which
+keeps the job's state in its own model for the pages to show.
+"""
+
+from django_tasks import task
+
+from memoryadmin.services import summary_jobs
+
+
+@task()
+def summarize_session(job_id):
+    summary_jobs.run_summary_job(job_id)
+
+
+@task()
+def plan_stale_batch(batch_id):
+    summary_jobs.plan_stale_batch(batch_id)
