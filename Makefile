@@ -2,12 +2,8 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-PORT ?= 8000
-STORE_PORT ?= 8079
-# Development defaults for `make run` only; settings themselves default to production-safe values.
-RUN_ENV := DEBUG=1 SECRET_KEY=$${SECRET_KEY:-memoryadmin-dev-only-secret}
 
-.PHONY: run test venv test-deps system-deps clean
+.PHONY: run test venv test-deps system-deps screenshots clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,8 +19,16 @@ venv: $(VENV)/.installed
 
 test-deps: $(VENV)/.installed-test
 
-test: test-deps
+# The browser tests drive Debian's Chromium: Playwright's own browser download is not used.
+system-deps:
+	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; }
+
+test: test-deps system-deps
 	$(PY) -m pytest
+
+# The README's screenshots, taken by the browser suite from the demo data (docs/screenshots/, committed).
+screenshots: test-deps system-deps
+	MEMORYADMIN_README_SCREENSHOTS=1 $(PY) -m pytest -q tests/browser/test_readme_screenshots.py
 
 # Starts the local store when no Upstash credentials are set, seeds it once,
 # creates the demo login and serves the dashboard.
@@ -33,3 +37,13 @@ run: venv
 
 clean:
 	rm -rf $(VENV) var
+
+# Benchmarks: the app through gunicorn against the floor and the naive way; prints the table and
+# writes bench/results/latest.{md,json} (README, "Benchmarks"). Flags: make bench BENCH_ARGS="--million".
+.PHONY: bench
+$(VENV)/.installed-bench: $(VENV)/.installed requirements-bench.txt
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	$(PY) -m bench $(BENCH_ARGS)

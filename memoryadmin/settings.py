@@ -5,6 +5,7 @@ defaults that `make run` needs are exported by `make run`, not baked in here.
 """
 
 from datetime import timedelta
+import os
 from pathlib import Path
 
 import csp.constants
@@ -37,6 +38,7 @@ INSTALLED_APPS = [
     "memoryadmin.accounts",
     "memoryadmin.audit",
     "memoryadmin.summaries",
+    "memoryadmin.bulk",
     "django_tasks",
     "django_tasks_db",
     "memoryadmin.localstore",
@@ -91,9 +93,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         **DATABASES["default"].get("OPTIONS", {}),
     }
-    # Tests that run a real worker process need the test database in a file it can open.
+    # Tests that run a real worker process need the test database in a file it can open;
+    # "{pid}" keeps two test runs on one machine apart.
     if env.str("MEMORYADMIN_TEST_DATABASE", default=""):
-        DATABASES["default"]["TEST"] = {"NAME": env.str("MEMORYADMIN_TEST_DATABASE")}
+        DATABASES["default"]["TEST"] = {"NAME": env.str("MEMORYADMIN_TEST_DATABASE").format(pid=os.getpid())}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -198,6 +201,8 @@ LOGGING = {
 # Background jobs (re-summarize, bulk work) on Django's Tasks API; the worker
 # is `python manage.py db_worker`. Tests may use the immediate backend.
 TASKS = {"default": {"BACKEND": env.str("MEMORYADMIN_TASK_BACKEND", default="django_tasks_db.backend.DatabaseBackend")}}
+# A running job whose worker has been silent this long (seconds) is resumed by another worker.
+MEMORYADMIN_JOB_STALE_SECONDS = env.int("MEMORYADMIN_JOB_STALE_SECONDS", default=120)
 
 # Fernet keys for secrets at rest, comma-separated: the first encrypts, all decrypt.
 MEMORYADMIN_ENCRYPTION_KEYS = env.list("MEMORYADMIN_ENCRYPTION_KEYS", default=[])

@@ -6,7 +6,7 @@ keeps the job's state in its own model for the pages to show.
 
 from django_tasks import task
 
-from memoryadmin.services import summary_jobs
+from memoryadmin.services import bulk, content_search, summary_jobs
 
 
 @task()
@@ -17,3 +17,18 @@ def summarize_session(job_id):
 @task()
 def plan_stale_batch(batch_id):
     summary_jobs.plan_stale_batch(batch_id)
+
+
+@task()
+def count_bulk_job(job_id):
+    bulk.count_job(job_id)
+
+
+@task()
+def run_bulk_job(job_id):
+    bulk.run_job(job_id)
+
+
+@task()
+def run_search(job_id):
+    content_search.run_search(job_id)

@@ -13,8 +13,10 @@ urlpatterns = [
     path("connections/", include("memoryadmin.connections.urls")),
     path("audit/", include("memoryadmin.audit.urls")),
     path("summaries/", include("memoryadmin.summaries.urls")),
+    path("bulk/", include("memoryadmin.bulk.urls")),
     path("django-admin/", admin.site.urls),
     path("", include("memoryadmin.dashboard.urls")),
 ]
 
 handler404 = "memoryadmin.dashboard.views.not_found"
+handler500 = "memoryadmin.dashboard.views.server_error"

@@ -39,7 +39,7 @@ fi
 
 $PY manage.py demo_login --url "http://127.0.0.1:${PORT}/"
 # The background worker runs re-summarizations and bulk jobs.
-$PY manage.py db_worker --interval 1 --no-reload &
+$PY manage.py worker &
 children+=($!)
 echo "Dashboard: http://127.0.0.1:${PORT}/"
 $PY manage.py runserver "127.0.0.1:${PORT}" --noreload &

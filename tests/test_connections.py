@@ -5,6 +5,7 @@ import re
 import pytest
 
 from memoryadmin.connections.models import Connection
+from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.services.upstash import get_client
 
 from .conftest import TEST_TOKEN
@@ -143,3 +144,14 @@ def test_client_is_reused_across_requests_and_rebuilt_after_an_edit(admin_web, s
 def test_operators_without_permission_cannot_manage_connections(web):
     assert web.get("/connections/").status_code == 403
     assert web.post("/connections/new/", form_data()).status_code == 403
+
+
+def test_a_permalink_opens_the_session_on_its_own_connection(admin_web, store, second):
+    write_langchain_session(get_client(second.to_store_connection()), "staging-session", ["hi"])
+    admin_web.post("/connections/switch/", {"connection": str(second.pk)})
+    page = admin_web.get(f"/sessions/{encode_key('staging-session')}/").content.decode()
+    link = re.search(r'id="permalink" type="url" readonly value="([^"]+)"', page).group(1).replace("&amp;", "&")
+    admin_web.post("/connections/switch/", {"connection": "env"})  # the colleague is elsewhere
+    followed = admin_web.get(link, follow=True)
+    assert followed.status_code == 200 and "Switched to the connection “staging bot”" in followed.content.decode()
+    assert admin_web.get(f"/sessions/{encode_key('staging-session')}/?connection=999").status_code == 404

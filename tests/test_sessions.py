@@ -231,3 +231,10 @@ def test_writes_leave_non_sessions_alone(connection, store):
     assert store.call("TTL", "a-string") == -1
     with pytest.raises(SessionNotFound, match="cleared or has expired"):
         sessions.clear_session(connection, "gone")
+
+
+def test_a_window_past_the_end_is_numbered_from_its_start(connection, store):
+    write_langchain_session(store, "lc", texts(40))
+    transcript = sessions.get_transcript(connection, "lc", before=45, order="newest-first", window=50)
+    assert [(i, m.text) for i, m in transcript.messages][:2] == [(0, "m0"), (1, "m1")]
+    assert transcript.messages[-1] == (39, transcript.messages[-1][1]) and transcript.messages[-1][1].text == "m39"

@@ -4,6 +4,7 @@ import socket
 import time
 
 import pytest
+from django.test import Client
 
 from .factories import write_langchain_session
 
@@ -59,3 +60,15 @@ def test_no_store_configured(web, settings):
     response = web.get("/")
     assert response.status_code == 503
     assert b"UPSTASH_REDIS_REST_URL" in response.content
+
+
+def test_an_unexpected_error_is_a_500_page_with_the_request_id(connection, operator, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("memoryadmin.services.sessions.scan_sessions", broken)
+    client = Client(raise_request_exception=False)
+    client.force_login(operator)
+    response = client.get("/", HTTP_X_REQUEST_ID="req-id-12345678")
+    assert response.status_code == 500
+    assert b"Something went wrong on our side" in response.content and b"req-id-12345678" in response.content

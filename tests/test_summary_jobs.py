@@ -170,16 +170,6 @@ def test_viewer_cannot_resummarize(client, viewer, connection, store):
     assert not SummaryJob.objects.exists()
 
 
-def test_batch_of_selected_rows(web, store):
-    for key in ("a", "b", "c"):
-        write_conversation(store, key)
-    response = web.post("/summaries/batches/", {"scope": "selected", "k": [encode_key("a"), encode_key("c")]}, follow=True)
-    batch = SummaryBatch.objects.get()
-    assert sorted(batch.jobs.values_list("session_key", flat=True)) == ["a", "c"]
-    assert "2 of 2 finished (100%)" in response.content.decode()
-    assert store.call("EXISTS", "memoryadmin:summary:b") == 0
-
-
 def test_batch_of_all_stale_sessions_matching_the_filter(web, store, connection, operator):
     for key in ("bot:fresh", "bot:stale", "bot:none", "other:none"):
         write_conversation(store, key)
@@ -192,10 +182,6 @@ def test_batch_of_all_stale_sessions_matching_the_filter(web, store, connection,
     assert batch.jobs.filter(status="done").count() == 2
     progress = web.get(f"/summaries/batches/{batch.pk}/", headers={"HX-Request": "true"}).content.decode()
     assert "All done." in progress and "every 1s" not in progress
-
-
-def test_damaged_selection_is_refused(web):
-    assert web.post("/summaries/batches/", {"scope": "selected", "k": ["%%%"]}).status_code == 400
 
 
 def test_summarizer_settings_api_key_is_write_only(admin_web):

@@ -22,6 +22,7 @@ class AuditEvent(models.Model):
         ("session.persist", "Removed a TTL"),
         ("session.clear", "Cleared a session"),
         ("session.summarize", "Re-summarized a session"),
+        ("bulk.view", "Opened bulk jobs"),
         ("bulk.dry_run", "Bulk job: dry run"),
         ("bulk.confirm", "Bulk job: confirmed"),
         ("bulk.start", "Bulk job: started"),

@@ -1,24 +1,16 @@
-import csv
-
 from django.core.paginator import Paginator
-from django.http import HttpResponseBadRequest, StreamingHttpResponse
+from django.http import HttpResponseBadRequest
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from memoryadmin.accounts.decorators import requires
+from memoryadmin.dashboard.downloads import streaming_csv
 from memoryadmin.services import audit
 
 from .forms import AuditFilterForm
 
 PAGE_SIZE = 50
-
-
-class _Echo:
-    """csv.writer writes to this; the row comes straight back for streaming."""
-
-    def write(self, value):
-        return value
 
 
 @require_GET
@@ -42,8 +34,5 @@ def audit_export(request):
         return HttpResponseBadRequest("The filters are not valid: " + form.errors.as_text())
     filters = {name: value for name, value in form.cleaned_data.items() if value and name != "page"}
     audit.record(request, "audit.export", details={"filters": {k: str(v) for k, v in filters.items()}})
-    writer = csv.writer(_Echo())
-    rows = (writer.writerow(row) for row in audit.csv_rows(audit.search_events(**form.cleaned_data)))
-    response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="audit-{timezone.now():%Y%m%d-%H%M%S}.csv"'
-    return response
+    rows = audit.csv_rows(audit.search_events(**form.cleaned_data))
+    return streaming_csv(rows, f"audit-{timezone.now():%Y%m%d-%H%M%S}.csv")

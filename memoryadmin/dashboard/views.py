@@ -1,26 +1,56 @@
+import json
+
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpResponse, HttpResponseBadRequest
+from django.contrib.auth.decorators import login_not_required
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
+from django.template import loader
+from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import content_disposition_header, urlencode
+from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from memoryadmin.accounts.decorators import requires
 from memoryadmin.services import audit, sessions
-from memoryadmin.services.connections import current_connection
+from memoryadmin.services.connections import choose_connection, current_connection
 from memoryadmin.services.sessions import SessionNotFound
+from memoryadmin.services.summary_jobs import WHOLE_SESSION
 from memoryadmin.summaries.views import summary_panel_context
 
-from .forms import SessionSearchForm, TranscriptWindowForm, ttl_form_for
+from .forms import TTL_PRESETS, UNIT_SECONDS, SessionSearchForm, TranscriptWindowForm, ttl_form_for
 from .templatetags.memoryadmin_tags import duration
 
 
 def render_not_found(request, message):
     """404 for a session that is gone or is no session; htmx shows it in the alert area."""
-    template = "dashboard/problem.html#alert" if request.htmx else "dashboard/problem.html"
+    # getattr: a 404 can be raised before the htmx middleware has run (e.g. by the static files handler).
+    template = "dashboard/problem.html#alert" if getattr(request, "htmx", False) else "dashboard/problem.html"
     context = {"title": "Session not found", "message": message}
     return render(request, template, context, status=404)
+
+
+@login_not_required
+@require_GET
+def favicon(request):
+    """Browsers ask for /favicon.ico on pages that name no icon (a raw message is plain text)."""
+    return redirect(static("img/favicon.svg"))
+
+
+def permalink(request, connection, key):
+    """A link to the session that also names its connection."""
+    url = reverse("session_detail", args=[key]) + "?" + urlencode({"connection": connection.slug})
+    return request.build_absolute_uri(url)
+
+
+def server_error(request):
+    """The 500 page, with the request id to quote; no context processors (the database may be down)."""
+    body = loader.get_template("500.html").render({"request_id": getattr(request, "request_id", "")})
+    return HttpResponse(body, status=500)
 
 
 def not_found(request, exception):
@@ -38,7 +68,13 @@ def session_list(request):
     page = sessions.scan_sessions(
         connection, pattern, cursor=form.cleaned_data["cursor"] or "0", after=form.cleaned_data["after"]
     )
-    context = {"connection": connection, "page": page, "q": form.cleaned_data["q"]}
+    context = {
+        "connection": connection,
+        "page": page,
+        "q": form.cleaned_data["q"],
+        "ttl_presets": TTL_PRESETS,
+        "ttl_units": list(UNIT_SECONDS),
+    }
     # "Scan more" asks for the next rows only; they are appended to the table.
     more = request.htmx and form.cleaned_data["cursor"]
     template = "dashboard/session_list.html#more-rows" if more else "dashboard/session_list.html"
@@ -51,6 +87,12 @@ def session_detail(request, key):
     form = TranscriptWindowForm(request.GET)
     if not form.is_valid():
         return HttpResponseBadRequest("That transcript link is damaged. Open the session from the list.")
+    linked = request.GET.get("connection")
+    if linked and linked != current_connection(request).slug:
+        # A permalink names its connection: follow it there, and say so.
+        if not choose_connection(request, linked):
+            return render_not_found(request, "This link names a connection that no longer exists.")
+        messages.info(request, f"Switched to the connection “{current_connection(request).name}” to open this link.")
     connection = current_connection(request)
     before, order = form.cleaned_data["before"], form.cleaned_data["order"] or None
     try:
@@ -70,6 +112,7 @@ def session_detail(request, key):
         "ttl": transcript.ttl,
         "ttl_form": ttl_form_for(connection),
         "key": key,
+        "permalink": permalink(request, connection, key),
         "audit_events": audit.recent_for_session(connection, key),
         **summary_panel_context(connection, key, transcript.summary, transcript.message_count),
     }
@@ -157,3 +200,41 @@ def message_raw(request, key, index):
     except SessionNotFound as error:
         return render_not_found(request, str(error))
     return HttpResponse(element.decode("utf-8", errors="replace"), content_type="text/plain; charset=utf-8")
+
+
+# Export formats by file extension: the content type of each download.
+EXPORT_TYPES = {"json": "application/json", "md": "text/markdown; charset=utf-8"}
+
+
+@require_GET
+@requires("accounts.view_session", "session.export")
+def session_export(request, key, fmt):
+    """The whole session as a download, oldest message first.
+
+    JSON is exactly what is stored: an array of the elements as strings (not
+    parsed, so malformed ones survive as they are; bytes that are not UTF-8
+    become U+FFFD, the one thing JSON cannot carry). Markdown is for reading.
+    """
+    if fmt not in EXPORT_TYPES:
+        raise Http404("No such export format.")
+    connection = current_connection(request)
+    try:
+        with audit.audited(request, "session.export", connection=connection, session_key=key, details={"format": fmt}) as result:
+            transcript = sessions.get_transcript(connection, key, window=WHOLE_SESSION)
+            result["messages"] = len(transcript.messages)
+    except SessionNotFound as error:
+        return render_not_found(request, str(error))
+    if fmt == "json":
+        body = json.dumps([message.raw for _, message in transcript.messages], ensure_ascii=False, indent=1)
+    else:
+        context = {
+            "connection": connection,
+            "transcript": transcript,
+            "permalink": permalink(request, connection, key),
+            "exported_at": timezone.now(),
+        }
+        body = render_to_string("dashboard/session_export.md", context, request=request)
+    filename = f"transcript-{slugify(transcript.display_name)[:60].strip('-') or 'session'}.{fmt}"
+    response = HttpResponse(body, content_type=EXPORT_TYPES[fmt])
+    response["Content-Disposition"] = content_disposition_header(True, filename)
+    return response

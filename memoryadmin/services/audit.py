@@ -10,6 +10,8 @@ store is not written at all.
 import json
 from contextlib import contextmanager
 
+from django.db.models import Q
+
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.security import client_ip
 
@@ -79,7 +81,11 @@ def search_events(*, user="", action="", connection="", session_key="", outcome=
     if connection:
         events = events.filter(connection_slug=connection)
     if session_key:
-        events = events.filter(session_key=session_key)
+        # A session purged by a bulk job is named in the job's report, not in each event.
+        from memoryadmin.bulk.models import BulkJobKey
+
+        bulk_jobs = BulkJobKey.objects.filter(key=session_key, outcome="done").values_list("job_id", flat=True)
+        events = events.filter(Q(session_key=session_key) | Q(job__in=[f"bulk:{pk}" for pk in bulk_jobs]))
     if outcome:
         events = events.filter(outcome=outcome)
     if since:

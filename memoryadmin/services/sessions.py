@@ -280,8 +280,8 @@ def _read_window(client, connection, key, order, before, window):
     messages = [parse_element(element) for element in elements]
     if order == NEWEST_FIRST:
         messages.reverse()
-    end = before if before is not None else length
-    start = max(0, end - len(messages))
+    # A window asked for past the end (a link made before messages were removed) holds fewer.
+    start = max(0, before - window) if before is not None else max(0, length - len(messages))
     return length, ttl, parse_summary(summary), list(enumerate(messages, start=start))
 
 

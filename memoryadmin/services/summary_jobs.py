@@ -16,6 +16,7 @@ from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, Summa
 
 from . import audit
 from .connections import find_connection
+from .jobs import this_worker
 from .secrets import SecretUnreadable
 from .sessions import SCAN_COUNT, SessionNotFound, get_transcript, scan_all
 from .summaries import summary_key, summary_state, write_summary
@@ -55,7 +56,7 @@ def request_summary(connection, session_key, user, batch=None):
 def run_summary_job(job_id):
     """Summarize the job's session and store the summary; the job row says how it ended."""
     claimed = SummaryJob.objects.filter(pk=job_id, status=SummaryJob.QUEUED).update(
-        status=SummaryJob.RUNNING, started_at=timezone.now()
+        status=SummaryJob.RUNNING, started_at=timezone.now(), worker=this_worker()
     )
     if not claimed:
         return  # already run (a retried task) or not ours

@@ -90,6 +90,7 @@ class SummaryJob(models.Model):
     started_at = models.DateTimeField(null=True)
     finished_at = models.DateTimeField(null=True)
     duration_ms = models.PositiveIntegerField(null=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the process running it")
 
     class Meta:
         ordering = ["-created_at", "-id"]

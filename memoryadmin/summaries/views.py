@@ -1,10 +1,9 @@
 from django.contrib import messages
-from django.http import Http404, HttpResponseBadRequest
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from memoryadmin.accounts.decorators import requires
-from memoryadmin.dashboard.converters import decode_key
 from memoryadmin.services import audit, summary_jobs
 from memoryadmin.services.connections import current_connection, find_connection
 from memoryadmin.services.summaries import read_summary
@@ -59,20 +58,13 @@ def _render_panel(request, job):
 @require_POST
 @requires("accounts.summarize_session", "session.summarize")
 def batch_create(request):
-    """From the sessions list: the selected rows, or every stale session matching the filter."""
+    """From the sessions list: every session matching the filter whose summary is missing or stale.
+
+    (Re-summarizing selected rows is a bulk action: it has a dry run and a confirmation.)
+    """
     connection = current_connection(request)
-    if request.POST.get("scope") == "stale":
-        pattern = request.POST.get("q") or connection.key_pattern
-        batch = summary_jobs.request_stale_batch(connection, pattern, request.user)
-    else:
-        try:
-            keys = sorted({decode_key(token) for token in request.POST.getlist("k")})
-        except ValueError:
-            return HttpResponseBadRequest("The selection is damaged. Select the sessions again.")
-        if not keys:
-            messages.error(request, "Select at least one session first.")
-            return redirect("session_list")
-        batch = summary_jobs.request_batch(connection, keys, request.user, f"{len(keys)} selected session(s)")
+    pattern = request.POST.get("q") or connection.key_pattern
+    batch = summary_jobs.request_stale_batch(connection, pattern, request.user)
     audit.record(request, "session.summarize", connection=connection, details={"batch": batch.pk, "scope": batch.description})
     return redirect("summary_batch", batch.pk)
 

@@ -1,6 +1,14 @@
+import re
+from datetime import UTC, timedelta
+
 from django import template
+from django.utils import timezone
+from django.utils.html import conditional_escape, format_html
+from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince
 
 from memoryadmin.dashboard.converters import encode_key
+from memoryadmin.services.content_search import SNIPPET_CONTEXT
 
 register = template.Library()
 
@@ -22,6 +30,122 @@ def duration(seconds):
 
 
 @register.filter
+def clock(seconds):
+    """A TTL to the second, `6 d 23:59:58`; static/js/app.js ticks it down in the same format."""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    text = f"{hours}:{rest // 60:02}:{rest % 60:02}"
+    return f"{days} d {text}" if days else text
+
+
+@register.filter
+def expires_at(seconds):
+    """When a TTL of `seconds` (from now) runs out, in UTC like every time on the pages."""
+    return f"{timezone.now().astimezone(UTC) + timedelta(seconds=int(seconds)):%Y-%m-%d %H:%M} UTC"
+
+
+@register.filter
+def when(moment):
+    """Absolute (UTC, machine-readable too) and relative: operators compare with logs and with "just now"."""
+    if not moment:
+        return ""
+    moment = moment.astimezone(UTC) if timezone.is_aware(moment) else moment
+    ago = "just now" if timezone.now() - moment < timedelta(minutes=1) else f"{timesince(moment, depth=1)} ago"
+    return format_html(
+        '<time datetime="{}">{} UTC</time> <span class="muted">({})</span>',
+        moment.isoformat(timespec="seconds"),
+        moment.strftime("%Y-%m-%d %H:%M:%S"),
+        ago,
+    )
+
+
+@register.filter
 def key_token(key):
     """The URL-safe token of a session key (for element ids and links)."""
     return encode_key(key)
+
+
+# ``` on a line of its own opens a block (an optional language word after it), and the next ``` closes it.
+_FENCE = re.compile(r"^```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:^```[ \t]*(?:\n|\Z)|\Z)", re.M | re.S)
+
+
+@register.filter(needs_autoescape=True)
+def message_text(text, autoescape=True):
+    """Message text with ``` fenced blocks as <pre><code>; everything is escaped, nothing else is markup.
+
+    Text without fences comes out exactly as `{{ text }}` would (escaped).
+    """
+    escape = conditional_escape if autoescape else str
+    text = str(text)
+    pieces, position = [], 0
+    for match in _FENCE.finditer(text):
+        # The block starts on a line of its own anyway: the newline before it would be a blank line.
+        pieces.append(escape(text[position:match.start()].removesuffix("\n")))
+        language = match.group(1)
+        language_class = f' class="language-{escape(language)}"' if language else ""
+        pieces.append(f'<pre class="code"><code{language_class}>{escape(match.group(2).rstrip(chr(10)))}</code></pre>')
+        position = match.end()
+    pieces.append(escape(text[position:]))
+    return mark_safe("".join(pieces))
+
+
+def _backticks_around(text, at_least):
+    """A run of backticks longer than any inside `text`, so that the text cannot close it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(at_least, longest + 1)
+
+
+@register.filter
+def md_fence(text, language=""):
+    """`text` as a Markdown fenced block."""
+    fence = _backticks_around(str(text), 3)
+    return f"{fence}{language}\n{text}\n{fence}"
+
+
+@register.filter
+def md_text(text):
+    """Stored text as Markdown, as written, except that `<` outside ``` blocks is escaped (`\\<`).
+
+    Transcripts hold anything users typed: in a viewer that renders HTML inside
+    Markdown, a `<script>` or `<img onerror>` from the store must stay text.
+    """
+    text = str(text)
+    pieces, position = [], 0
+    for match in _FENCE.finditer(text):
+        pieces += [text[position:match.start()].replace("<", "\\<"), match.group(0)]
+        position = match.end()
+    pieces.append(text[position:].replace("<", "\\<"))
+    return "".join(pieces)
+
+
+@register.filter
+def md_code(text):
+    """`text` as Markdown inline code (newlines read as spaces there)."""
+    text = str(text)
+    if not text.strip():
+        return '""'
+    ticks = _backticks_around(text, 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""  # so the text's own ticks stay inside
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+@register.simple_tag(takes_context=True)
+def retry_url(context):
+    """Where "Try again" goes: the page the operator was on, never a POST-only URL."""
+    request = context.get("request")
+    if request is None:
+        return ""
+    htmx = getattr(request, "htmx", None)
+    if htmx:
+        return htmx.current_url_abs_path or ""
+    return request.get_full_path() if request.method == "GET" else ""
+
+
+@register.filter
+def highlighted_snippet(hit):
+    """A search hit's snippet, escaped, with the match marked; … where the message goes on."""
+    text, start, end = hit.snippet, hit.match_start, hit.match_end
+    before = "…" if start >= SNIPPET_CONTEXT else ""
+    after = "…" if len(text) - end >= SNIPPET_CONTEXT else ""
+    return format_html("{}{}<mark>{}</mark>{}{}", before, text[:start], text[start:end], text[end:], after)

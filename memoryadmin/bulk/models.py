@@ -1,0 +1,134 @@
+from django.conf import settings
+from django.db import models
+
+
+class WorkerJob(models.Model):
+    """What every long job keeps so a killed worker's job can be found and resumed."""
+
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the process running it")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class SearchJob(WorkerJob):
+    """A content search over the sessions of a connection (for erasure requests)."""
+
+    QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancelled", "failed"
+    STATUSES = [(QUEUED, "queued"), (RUNNING, "running"), (DONE, "done"), (CANCELLED, "cancelled"), (FAILED, "failed")]
+    ACTIVE = (QUEUED, RUNNING)
+
+    connection_slug = models.CharField(max_length=20)
+    connection_name = models.CharField(max_length=100)
+    query = models.CharField(max_length=500)
+    is_regex = models.BooleanField(default=False)
+    key_pattern = models.CharField(max_length=500, default="*")
+    role = models.CharField(max_length=20, blank=True, help_text="Only messages of this role.")
+    status = models.CharField(max_length=10, choices=STATUSES, default=QUEUED)
+    cursor = models.CharField(max_length=40, default="0", help_text="SCAN cursor to resume from.")
+    examined_keys = models.PositiveIntegerField(default=0)
+    sessions_read = models.PositiveIntegerField(default=0)
+    messages_read = models.PositiveBigIntegerField(default=0)
+    matched_sessions = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    @property
+    def is_active(self):
+        return self.status in self.ACTIVE
+
+
+class SearchHit(models.Model):
+    job = models.ForeignKey(SearchJob, on_delete=models.CASCADE, related_name="hits")
+    session_key = models.TextField()
+    matches = models.PositiveIntegerField()
+    first_match = models.PositiveIntegerField(help_text="Chronological index of the first matching message.")
+    order = models.CharField(max_length=20)
+    snippet = models.TextField()
+    match_start = models.PositiveIntegerField(help_text="Where the match is in the snippet.")
+    match_end = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["id"]
+
+
+class BulkJob(WorkerJob):
+    """One bulk action on a frozen set of sessions: dry run, typed confirmation, batches."""
+
+    CLEAR, EXPIRE, PERSIST, SUMMARIZE = "clear", "expire", "persist", "summarize"
+    ACTIONS = [(CLEAR, "Clear"), (EXPIRE, "Set TTL"), (PERSIST, "Remove TTL"), (SUMMARIZE, "Re-summarize")]
+    KEYS, PATTERN, SEARCH = "keys", "pattern", "search"
+    SELECTIONS = [(KEYS, "selected sessions"), (PATTERN, "every session matching a pattern"), (SEARCH, "content search results")]
+
+    COUNTING, AWAITING, QUEUED, RUNNING, PAUSED, CANCELLED, DONE, DISCARDED = (
+        "counting", "awaiting", "queued", "running", "paused", "cancelled", "done", "discarded",
+    )
+    STATUSES = [
+        (COUNTING, "dry run"), (AWAITING, "awaiting confirmation"), (QUEUED, "queued"), (RUNNING, "running"),
+        (PAUSED, "paused after an error"), (CANCELLED, "cancelled"), (DONE, "done"), (DISCARDED, "not confirmed"),
+    ]
+    ACTIVE = (COUNTING, QUEUED, RUNNING)
+
+    connection_slug = models.CharField(max_length=20)
+    connection_name = models.CharField(max_length=100)
+    connection_is_production = models.BooleanField(default=False)
+    action = models.CharField(max_length=10, choices=ACTIONS)
+    ttl_seconds = models.PositiveIntegerField(null=True, blank=True)
+    selection = models.CharField(max_length=10, choices=SELECTIONS)
+    pattern = models.TextField(blank=True)
+    search = models.ForeignKey(SearchJob, null=True, blank=True, on_delete=models.SET_NULL)
+    status = models.CharField(max_length=10, choices=STATUSES, default=COUNTING, db_index=True)
+    # Dry run: what the frozen selection covers.
+    examined_keys = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0, help_text="Sessions in the frozen selection.")
+    total_messages = models.PositiveBigIntegerField(default=0)
+    # Run: progress through the frozen keys, in position order.
+    next_position = models.PositiveIntegerField(default=0)
+    in_flight = models.PositiveIntegerField(null=True, blank=True, help_text="First position of the batch being sent.")
+    done = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0, help_text="Gone, or no longer a list.")
+    failed = models.PositiveIntegerField(default=0)
+    messages_removed = models.PositiveBigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    summary_batch = models.ForeignKey("summaries.SummaryBatch", null=True, blank=True, on_delete=models.SET_NULL)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    confirmed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    @property
+    def is_active(self):
+        return self.status in self.ACTIVE
+
+    @property
+    def audit_job(self):
+        return f"bulk:{self.pk}"
+
+
+class BulkJobKey(models.Model):
+    """One session of a job's frozen selection, and what the job did to it."""
+
+    PENDING, DONE, GONE, NOT_A_LIST = "", "done", "gone", "not a list"
+    SKIPPED = (GONE, NOT_A_LIST)
+
+    job = models.ForeignKey(BulkJob, on_delete=models.CASCADE, related_name="keys")
+    position = models.PositiveIntegerField()
+    key = models.TextField()
+    messages = models.PositiveIntegerField(null=True, help_text="LLEN at the dry run.")
+    outcome = models.CharField(max_length=10, blank=True, default=PENDING)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [models.UniqueConstraint(fields=["job", "position"], name="one_key_per_position")]
+        indexes = [models.Index(fields=["key"])]

@@ -1,0 +1,365 @@
+"""Bulk actions on many sessions: freeze the selection, dry run, confirm, run in batches.
+
+What is confirmed is what runs: every job works on a frozen list of keys
+(BulkJobKey rows) made before confirmation: the explicit selection, the
+results of a content search, or, for a pattern, every key a complete SCAN
+found during the dry run. Keys written later are never touched. Each key is
+checked (still a list) in the same atomic script that acts on it.
+
+A run goes through the frozen keys in batches of at most BATCH_SIZE, one
+store call each, and saves its progress after every batch, so a killed
+worker's job resumes at the last saved batch (re-running a batch is
+harmless: UNLINK, EXPIRE and PERSIST are idempotent). The job row holds
+the counters; memory stays flat however many keys there are.
+"""
+
+import logging
+import time
+
+from django.db import transaction
+from django.utils import timezone
+
+from memoryadmin.bulk.models import BulkJob, BulkJobKey
+
+from . import audit
+from .connections import find_connection
+from .jobs import this_worker
+from .sessions import SCAN_COUNT, scan_all
+from .summaries import summary_key
+from .upstash import StoreError, get_client
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 1000
+# Pauses between the attempts of a batch the store did not take; then the job pauses.
+RETRY_PAUSES = (0.5, 2.0, 5.0)
+GONE, NOT_A_LIST = -2, -3
+
+# KEYS: session, summary, session, summary, ...; ARGV: mode (count|clear|expire|persist), seconds.
+# One reply per session: -2 gone, -3 not a list (left alone), else its length before the action.
+BATCH_SCRIPT = """
+local mode, seconds = ARGV[1], ARGV[2]
+local replies = {}
+for i = 1, #KEYS, 2 do
+  local kind = redis.call('TYPE', KEYS[i]).ok
+  if kind == 'none' then
+    replies[#replies + 1] = -2
+  elseif kind ~= 'list' then
+    replies[#replies + 1] = -3
+  else
+    replies[#replies + 1] = redis.call('LLEN', KEYS[i])
+    if mode == 'clear' then
+      redis.call('UNLINK', KEYS[i], KEYS[i + 1])
+    elseif mode == 'expire' then
+      redis.call('EXPIRE', KEYS[i], seconds)
+      redis.call('EXPIRE', KEYS[i + 1], seconds)
+    elseif mode == 'persist' then
+      redis.call('PERSIST', KEYS[i])
+      redis.call('PERSIST', KEYS[i + 1])
+    end
+  end
+end
+return replies
+"""
+
+
+def apply_to_batch(connection, keys, mode, seconds=0):
+    """Check and act on up to BATCH_SIZE sessions in one atomic call; one reply per key."""
+    if not keys:
+        return []
+    names = [name for key in keys for name in (key, summary_key(connection, key))]
+    return get_client(connection).call("EVAL", BATCH_SCRIPT, len(names), *names, mode, seconds)
+
+
+# --- creating and confirming -------------------------------------------------
+
+def create_job(connection, user, action, *, ttl_seconds=None, keys=None, pattern="", search=None):
+    """A job in its dry run; explicit keys (or a search's hits) are frozen right away."""
+    selection = BulkJob.SEARCH if search else BulkJob.PATTERN if pattern else BulkJob.KEYS
+    with transaction.atomic():
+        job = BulkJob.objects.create(
+            connection_slug=connection.slug,
+            connection_name=connection.name,
+            connection_is_production=connection.is_production,
+            action=action,
+            ttl_seconds=ttl_seconds,
+            selection=selection,
+            pattern=pattern,
+            search=search,
+            requested_by=user,
+        )
+        if search:
+            keys = search.hits.order_by("id").values_list("session_key", flat=True).iterator()
+        if keys is not None:
+            _freeze(job, keys)
+    from memoryadmin.tasks import count_bulk_job
+
+    count_bulk_job.enqueue(job.pk)
+    return job
+
+
+def _freeze(job, keys, start=0):
+    rows = (BulkJobKey(job=job, position=start + offset, key=key) for offset, key in enumerate(keys))
+    BulkJobKey.objects.bulk_create(rows, batch_size=BATCH_SIZE)
+
+
+def confirmation_words(job):
+    """What the operator may type to confirm a clear: the count, or the connection's name."""
+    return {str(job.total), job.connection_name}
+
+
+def confirm_job(job, request, typed=""):
+    """Queue a job awaiting confirmation (audited); returns an error message, or None when queued."""
+    problem = None
+    if job.status != BulkJob.AWAITING:
+        problem = "This job is not awaiting confirmation any more."
+    elif job.action == BulkJob.CLEAR and typed.strip() not in confirmation_words(job):
+        problem = f"Type {job.total} (the number of sessions) or the connection name “{job.connection_name}” to confirm."
+    elif not BulkJob.objects.filter(pk=job.pk, status=BulkJob.AWAITING).update(
+        status=BulkJob.QUEUED, confirmed_by=request.user, confirmed_at=timezone.now()
+    ):
+        problem = "This job is not awaiting confirmation any more."
+    audit.record(
+        request, "bulk.confirm", connection=find_connection(job.connection_slug), job=job.audit_job,
+        outcome="failed" if problem else "ok", error=problem or "",
+        details={"action": job.action, "sessions": job.total, "typed": typed},
+    )
+    if problem is None:
+        from memoryadmin.tasks import run_bulk_job
+
+        run_bulk_job.enqueue(job.pk)
+    return problem
+
+
+def discard_job(job):
+    """Drop a job that was not confirmed (its dry run stays on record)."""
+    BulkJob.objects.filter(pk=job.pk, status=BulkJob.AWAITING).update(status=BulkJob.DISCARDED, finished_at=timezone.now())
+
+
+def request_cancel(job):
+    """A running job stops after its current batch; a queued one does not start."""
+    if BulkJob.objects.filter(pk=job.pk, status__in=[BulkJob.QUEUED, BulkJob.PAUSED]).update(
+        status=BulkJob.CANCELLED, finished_at=timezone.now()
+    ):
+        return
+    BulkJob.objects.filter(pk=job.pk, status__in=[BulkJob.RUNNING, BulkJob.COUNTING]).update(cancel_requested=True)
+
+
+def resume_job(job):
+    """Queue a job paused by store errors again; it goes on from its last saved batch."""
+    if BulkJob.objects.filter(pk=job.pk, status=BulkJob.PAUSED).update(status=BulkJob.QUEUED, error="", failed=0):
+        from memoryadmin.tasks import run_bulk_job
+
+        run_bulk_job.enqueue(job.pk)
+        return True
+    return False
+
+
+# --- the worker side ---------------------------------------------------------
+
+def _claim(job_id, from_status, to_status):
+    now = timezone.now()
+    # worker="": a job another worker is running is not taken twice.
+    claimed = BulkJob.objects.filter(pk=job_id, status=from_status, worker="").update(
+        status=to_status, worker=this_worker(), heartbeat_at=now
+    )
+    if claimed:
+        BulkJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
+    return BulkJob.objects.select_related("requested_by", "confirmed_by").get(pk=job_id) if claimed else None
+
+
+def _cancelled(job_id):
+    return BulkJob.objects.filter(pk=job_id, cancel_requested=True).exists()
+
+
+def count_job(job_id):
+    """The dry run: freeze a pattern's keys (complete SCAN) and count what the selection covers."""
+    job = _claim(job_id, BulkJob.COUNTING, BulkJob.COUNTING)
+    if job is None:
+        return
+    connection = find_connection(job.connection_slug)
+    try:
+        if connection is None:
+            raise StoreError("The connection of this job was deleted.")
+        if job.selection == BulkJob.PATTERN:
+            _freeze_pattern(job, connection)
+        else:
+            _count_frozen(job, connection)
+    except StoreError as error:
+        BulkJob.objects.filter(pk=job_id).update(status=BulkJob.DISCARDED, error=f"The dry run failed: {error}")
+        audit.record(None, "bulk.dry_run", user=job.requested_by, connection=connection, outcome="failed",
+                     error=str(error), job=job.audit_job)
+        return
+    if _cancelled(job_id):
+        BulkJob.objects.filter(pk=job_id).update(status=BulkJob.DISCARDED, finished_at=timezone.now())
+        return
+    BulkJob.objects.filter(pk=job_id).update(status=BulkJob.AWAITING, worker="")
+    job.refresh_from_db()
+    audit.record(None, "bulk.dry_run", user=job.requested_by, connection=connection, job=job.audit_job,
+                 details={"sessions": job.total, "messages": job.total_messages, "action": job.action})
+
+
+def _freeze_pattern(job, connection):
+    # A resumed dry run starts the SCAN again: it only reads.
+    BulkJobKey.objects.filter(job=job).delete()
+    position = examined = messages = 0
+    for keys in scan_all(connection, job.pattern):
+        examined += SCAN_COUNT
+        lengths = apply_to_batch(connection, keys, "count")
+        found = [(key, length) for key, length in zip(keys, lengths) if length >= 0]
+        BulkJobKey.objects.bulk_create(
+            [BulkJobKey(job=job, position=position + i, key=key, messages=length) for i, (key, length) in enumerate(found)]
+        )
+        position += len(found)
+        messages += sum(length for _, length in found)
+        BulkJob.objects.filter(pk=job.pk).update(
+            examined_keys=examined, total=position, total_messages=messages, heartbeat_at=timezone.now()
+        )
+        if _cancelled(job.pk):
+            return
+
+
+def _count_frozen(job, connection):
+    total = messages = examined = 0
+    for rows in _batches(job):
+        lengths = apply_to_batch(connection, [row.key for row in rows], "count")
+        for row, length in zip(rows, lengths):
+            row.messages = max(length, 0)
+        BulkJobKey.objects.bulk_update(rows, ["messages"])
+        examined += len(rows)
+        total += sum(length >= 0 for length in lengths)
+        messages += sum(max(length, 0) for length in lengths)
+        BulkJob.objects.filter(pk=job.pk).update(
+            examined_keys=examined, total=total, total_messages=messages, heartbeat_at=timezone.now()
+        )
+
+
+def _batches(job, start=0):
+    """The frozen keys from a position on, BATCH_SIZE rows at a time (never all in memory)."""
+    while True:
+        rows = list(BulkJobKey.objects.filter(job=job, position__gte=start).order_by("position")[:BATCH_SIZE])
+        if not rows:
+            return
+        yield rows
+        start = rows[-1].position + 1
+
+
+def run_job(job_id):
+    """Act on the frozen keys in batches, saving progress after each; resumable."""
+    job = _claim(job_id, BulkJob.QUEUED, BulkJob.RUNNING)
+    if job is None:
+        return
+    connection = find_connection(job.connection_slug)
+    if job.next_position == 0 and not job.done:
+        audit.record(None, "bulk.start", user=job.confirmed_by, connection=connection, job=job.audit_job,
+                     details={"action": job.action, "sessions": job.total})
+    if connection is None:
+        return _pause(job, connection, "The connection of this job was deleted.")
+    if job.action == BulkJob.SUMMARIZE:
+        return _run_summaries(job, connection)
+    mode = {BulkJob.CLEAR: "clear", BulkJob.EXPIRE: "expire", BulkJob.PERSIST: "persist"}[job.action]
+    # A batch sent by a worker that died before saving the result may have been applied:
+    # when it is sent again, the sessions it cleared are gone because of this job.
+    applied_before = job.in_flight
+    for rows in _batches(job, job.next_position):
+        if _cancelled(job_id):
+            return _finish(job, connection, BulkJob.CANCELLED, "bulk.cancel")
+        BulkJob.objects.filter(pk=job_id).update(in_flight=rows[0].position)
+        try:
+            replies = _with_retries(lambda: apply_to_batch(connection, [row.key for row in rows], mode, job.ttl_seconds or 0))
+        except StoreError as error:
+            BulkJob.objects.filter(pk=job_id).update(failed=len(rows))
+            return _pause(job, connection, str(error))
+        if rows[0].position == applied_before and mode == "clear":
+            replies = [0 if reply == GONE else reply for reply in replies]
+        _save_batch(job, rows, replies)
+    _finish(job, connection, BulkJob.DONE, "bulk.finish")
+
+
+def _with_retries(call):
+    for pause in (*RETRY_PAUSES, None):
+        try:
+            return call()
+        except StoreError as error:
+            if pause is None:
+                raise
+            log.warning("bulk batch failed (%s); retrying in %s s", error, pause)
+            time.sleep(pause)
+
+
+OUTCOMES = {GONE: BulkJobKey.GONE, NOT_A_LIST: BulkJobKey.NOT_A_LIST}
+
+
+def _save_batch(job, rows, replies):
+    by_outcome = {}
+    for row, reply in zip(rows, replies):
+        by_outcome.setdefault(OUTCOMES.get(reply, BulkJobKey.DONE), []).append(row.position)
+    with transaction.atomic():
+        for outcome, positions in by_outcome.items():
+            BulkJobKey.objects.filter(job=job, position__in=positions).update(outcome=outcome)
+        # Recount from the rows, so a batch run twice (after a kill) is not counted twice.
+        BulkJob.objects.filter(pk=job.pk).update(
+            next_position=rows[-1].position + 1,
+            in_flight=None,
+            done=BulkJobKey.objects.filter(job=job, outcome=BulkJobKey.DONE).count(),
+            skipped=BulkJobKey.objects.filter(job=job, outcome__in=BulkJobKey.SKIPPED).count(),
+            messages_removed=_messages_removed(job, replies),
+            heartbeat_at=timezone.now(),
+        )
+
+
+def _messages_removed(job, replies):
+    current = BulkJob.objects.values_list("messages_removed", flat=True).get(pk=job.pk)
+    return current + sum(reply for reply in replies if reply > 0) if job.action == BulkJob.CLEAR else 0
+
+
+def _run_summaries(job, connection):
+    """Re-summarize: one summary job per frozen key (the summaries' own queue and limits)."""
+    from .summary_jobs import request_batch
+
+    keys = BulkJobKey.objects.filter(job=job).order_by("position").values_list("key", flat=True).iterator()
+    batch = request_batch(connection, keys, job.confirmed_by, f"Bulk job {job.pk}: {job.total} session(s)")
+    BulkJobKey.objects.filter(job=job).update(outcome=BulkJobKey.DONE)
+    BulkJob.objects.filter(pk=job.pk).update(summary_batch=batch, done=job.total, next_position=job.total)
+    _finish(job, connection, BulkJob.DONE, "bulk.finish")
+
+
+def _pause(job, connection, error):
+    BulkJob.objects.filter(pk=job.pk).update(status=BulkJob.PAUSED, error=error, worker="")
+    audit.record(None, "bulk.fail", user=job.confirmed_by, connection=connection, outcome="failed", error=error,
+                 job=job.audit_job, details=_counts(job))
+
+
+def _finish(job, connection, status, action):
+    BulkJob.objects.filter(pk=job.pk).update(status=status, finished_at=timezone.now(), worker="")
+    audit.record(None, action, user=job.confirmed_by, connection=connection, job=job.audit_job, details=_counts(job))
+
+
+def _counts(job):
+    job.refresh_from_db()
+    return {
+        "action": job.action, "sessions": job.total, "done": job.done, "skipped": job.skipped,
+        "failed": job.failed, "messages_removed": job.messages_removed,
+    }
+
+
+def progress(job, now=None):
+    """Counters for the progress page: examined, done, skipped, failed, rate, time left."""
+    processed = job.done + job.skipped
+    elapsed = ((job.finished_at or now or timezone.now()) - job.started_at).total_seconds() if job.started_at else 0
+    rate = processed / elapsed if elapsed > 0 and job.status != BulkJob.COUNTING else 0
+    remaining = max(job.total - processed, 0)
+    return {
+        "processed": processed,
+        "percent": int(100 * processed / job.total) if job.total else 100,
+        "rate": rate,
+        "seconds_left": int(remaining / rate) if rate and job.status == BulkJob.RUNNING else None,
+        "elapsed": elapsed,
+    }
+
+
+def report_rows(job):
+    """The report's rows: every frozen key and what the job did to it (for CSV, streamed)."""
+    yield ["position", "session_key", "messages_at_dry_run", "outcome"]
+    for row in BulkJobKey.objects.filter(job=job).order_by("position").iterator(chunk_size=2000):
+        yield [row.position, row.key, "" if row.messages is None else row.messages, row.outcome or "pending"]

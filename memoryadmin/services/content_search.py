@@ -1,0 +1,205 @@
+"""Content search: which sessions mention this text (an e-mail address, a name...)?
+
+Upstash lists have no index, so the search reads every session in scope: a
+SCAN step at a time, its sessions' elements in pipelined batches. Each
+element is matched as stored (the raw JSON, case-insensitively) and, where
+that cannot be decisive, as decoded text: JSON writers in Python escape
+non-ASCII (`é` is stored as `\\u00e9`), so a query with non-ASCII letters
+is also tried on the decoded message text. Only elements that may match are
+parsed, which is what makes the search fast.
+
+A regular expression runs under the `regex` module's timeout, so a hostile
+pattern cannot hang a worker: an element it cannot decide in time counts as
+no match, and too many of those end the search with an error.
+"""
+
+import json
+import logging
+
+import regex
+from django.db import transaction
+from django.utils import timezone
+
+from memoryadmin.bulk.models import SearchHit, SearchJob
+
+from . import audit
+from .connections import find_connection
+from .jobs import this_worker
+from .messages import detect_order, parse_element
+from .sessions import NEWEST_FIRST, SCAN_COUNT, decode_keys
+from .upstash import StoreError, get_client
+
+log = logging.getLogger(__name__)
+
+MAX_QUERY_LENGTH = 500
+REGEX_TIMEOUT = 0.05  # seconds per element
+MAX_REGEX_TIMEOUTS = 20  # elements; then the pattern is judged too slow
+SESSIONS_PER_READ = 200  # sessions per pipelined read
+MESSAGES_PER_SESSION_READ = 5000  # a longer session is read in windows of this size
+SNIPPET_CONTEXT = 80  # characters either side of the match
+ROLES = ["human", "ai", "system", "tool"]
+
+
+class QueryError(ValueError):
+    """The query cannot be searched for; the message says why."""
+
+
+class PatternTooSlow(Exception):
+    pass
+
+
+class Matcher:
+    """Finds the query in an element's raw text or decoded message text."""
+
+    def __init__(self, query, is_regex=False):
+        if not query or len(query) > MAX_QUERY_LENGTH:
+            raise QueryError(f"Give a search text of 1 to {MAX_QUERY_LENGTH} characters.")
+        self.is_regex = is_regex
+        self.timeouts = 0
+        if is_regex:
+            try:
+                self.pattern = regex.compile(query, regex.IGNORECASE)
+            except regex.error as error:
+                raise QueryError(f"That regular expression is not valid: {error}.") from error
+            if self.pattern.search("") is not None:
+                raise QueryError("That regular expression matches empty text, so it would match every message.")
+        else:
+            self.needle = query.casefold()
+            # How the query looks inside JSON written with ensure_ascii (Python's default):
+            # non-ASCII letters, quotes and backslashes are escaped there.
+            self.escaped = json.dumps(query)[1:-1].casefold()
+            self.needs_decoding = self.escaped != self.needle
+
+    def find(self, text):
+        """(start, end) of the first match in text, or None."""
+        if not self.is_regex:
+            start = text.casefold().find(self.needle)
+            return (start, start + len(self.needle)) if start >= 0 else None
+        try:
+            match = self.pattern.search(text, timeout=REGEX_TIMEOUT)
+        except TimeoutError:
+            self.timeouts += 1
+            if self.timeouts > MAX_REGEX_TIMEOUTS:
+                raise PatternTooSlow(
+                    f"The regular expression took longer than {REGEX_TIMEOUT * 1000:.0f} ms on "
+                    f"{self.timeouts} messages: simplify it (avoid nested repetition such as (a+)+)."
+                ) from None
+            return None
+        return match.span() if match else None
+
+    def may_match_raw(self, raw_text):
+        """A cheap test on the stored text; False means the element cannot match."""
+        if self.is_regex:
+            return True
+        folded = raw_text.casefold()
+        # Any JSON escape starts with a backslash: only then can decoding reveal a match.
+        return self.needle in folded or (self.needs_decoding and "\\" in raw_text)
+
+
+def match_element(matcher, element, role):
+    """(message, snippet source text, span) when the element matches the query (and role), else None."""
+    raw_text = element.decode("utf-8", errors="replace")
+    if not matcher.may_match_raw(raw_text):
+        return None
+    message = parse_element(element)
+    if role and message.role != role:
+        return None
+    searchable = "\n".join(filter(None, [message.text, *(call.arguments for call in message.tool_calls)]))
+    span = matcher.find(searchable) if searchable else None
+    if span:
+        return message, searchable, span
+    span = matcher.find(raw_text)
+    return (message, raw_text, span) if span else None
+
+
+def match_session(matcher, elements, role):
+    """(matches, first matching chronological index, order, snippet, span) for one session's elements."""
+    found = [(index, match) for index, element in enumerate(elements) if (match := match_element(matcher, element, role))]
+    if not found:
+        return None
+    order = detect_order([message for _, (message, _, _) in found]) or detect_order([parse_element(elements[0])])
+    order = order or NEWEST_FIRST
+    # The first match in time is the last one in a newest-first list.
+    list_index, (_, text, (start, end)) = found[-1] if order == NEWEST_FIRST else found[0]
+    chronological = len(elements) - 1 - list_index if order == NEWEST_FIRST else list_index
+    left = max(0, start - SNIPPET_CONTEXT)
+    snippet = text[left:end + SNIPPET_CONTEXT]
+    return len(found), chronological, order, snippet, (start - left, end - left)
+
+
+def read_sessions(client, keys):
+    """Every element of each session (list order), in pipelined reads of bounded size."""
+    elements = {key: [] for key in keys}
+    pending = [(key, 0) for key in keys]
+    while pending:
+        batch, pending = pending[:SESSIONS_PER_READ], pending[SESSIONS_PER_READ:]
+        replies = client.pipeline(
+            [["LRANGE", key, start, start + MESSAGES_PER_SESSION_READ - 1] for key, start in batch]
+        )
+        for (key, start), reply in zip(batch, replies):
+            elements[key].extend(reply)
+            if len(reply) == MESSAGES_PER_SESSION_READ:  # there may be more
+                pending.append((key, start + MESSAGES_PER_SESSION_READ))
+    return elements
+
+
+def run_search(job_id):
+    """Search the job's sessions, saving hits and progress after every SCAN step."""
+    claimed = SearchJob.objects.filter(pk=job_id, status=SearchJob.QUEUED, worker="").update(
+        status=SearchJob.RUNNING, worker=this_worker(), heartbeat_at=timezone.now()
+    )
+    if not claimed:
+        return
+    job = SearchJob.objects.select_related("requested_by").get(pk=job_id)
+    SearchJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=timezone.now())
+    connection = find_connection(job.connection_slug)
+    status, error = SearchJob.DONE, ""
+    try:
+        if connection is None:
+            raise StoreError("The connection of this search was deleted.")
+        matcher = Matcher(job.query, job.is_regex)
+        _search(job, connection, matcher)
+        if SearchJob.objects.filter(pk=job_id, cancel_requested=True).exists():
+            status = SearchJob.CANCELLED
+    except (StoreError, QueryError, PatternTooSlow) as failure:
+        status, error = SearchJob.FAILED, str(failure)
+    SearchJob.objects.filter(pk=job_id).update(status=status, error=error, finished_at=timezone.now(), worker="")
+    job.refresh_from_db()
+    audit.record(
+        None, "search.run", user=job.requested_by, connection=connection,
+        outcome="failed" if status == SearchJob.FAILED else "ok", error=error, job=f"search:{job.pk}",
+        details={"status": status, "sessions_read": job.sessions_read, "matched_sessions": job.matched_sessions},
+    )
+
+
+def _search(job, connection, matcher):
+    client = get_client(connection)
+    cursor = job.cursor  # where a resumed search goes on
+    while True:
+        raw_cursor, raw_keys = client.call("SCAN", cursor, "MATCH", job.key_pattern, "COUNT", SCAN_COUNT, "TYPE", "list")
+        keys = decode_keys(raw_keys)[0]
+        sessions = read_sessions(client, keys)
+        hits = []
+        for key, elements in sessions.items():
+            found = match_session(matcher, elements, job.role)
+            if found:
+                matches, first, order, snippet, (start, end) = found
+                hits.append(SearchHit(job=job, session_key=key, matches=matches, first_match=first, order=order,
+                                      snippet=snippet, match_start=start, match_end=end))
+        cursor = raw_cursor.decode()
+        # Hits of a step and the cursor after it are saved together: a resumed search neither
+        # repeats nor skips a step's hits.
+        with transaction.atomic():
+            SearchHit.objects.filter(job=job, session_key__in=[hit.session_key for hit in hits]).delete()
+            SearchHit.objects.bulk_create(hits)
+            SearchJob.objects.filter(pk=job.pk).update(
+                cursor=cursor,
+                examined_keys=job.examined_keys + SCAN_COUNT,
+                sessions_read=job.sessions_read + len(sessions),
+                messages_read=job.messages_read + sum(len(elements) for elements in sessions.values()),
+                matched_sessions=SearchHit.objects.filter(job=job).count(),
+                heartbeat_at=timezone.now(),
+            )
+        job.refresh_from_db()
+        if cursor == "0" or job.cancel_requested:
+            return

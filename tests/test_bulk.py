@@ -1,0 +1,248 @@
+"""Bulk purge, TTL and re-summarize: selection, dry run, typed confirmation, batches, report, audit."""
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection as db
+from django.test import Client, RequestFactory
+
+from memoryadmin.audit.models import AuditEvent
+from memoryadmin.bulk.models import BulkJob, BulkJobKey
+from memoryadmin.dashboard.converters import encode_key
+from memoryadmin.services import bulk
+
+from .conftest import TEST_TOKEN
+from .factories import langchain
+
+pytestmark = pytest.mark.django_db
+
+
+def request_by(user):
+    request = RequestFactory().post("/")
+    request.user = user
+    return request
+
+
+def write_sessions(store, keys, messages=3):
+    for start in range(0, len(keys), 500):
+        store.pipeline([["LPUSH", key, *[langchain("human", f"m{i}") for i in range(messages)]] for key in keys[start:start + 500]])
+
+
+def job_of(response):
+    return BulkJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
+
+
+def start(web, **data):
+    keys = data.pop("keys", [])
+    return job_of(web.post("/bulk/new/", {**data, "k": [encode_key(key) for key in keys]}))
+
+
+def test_selected_rows_dry_run_counts_then_typed_confirmation_clears_exactly_them(web, store):
+    write_sessions(store, ["a", "b", "c"], messages=4)
+    store.call("HSET", "memoryadmin:summary:a", "text", "x")
+    job = start(web, action="clear", scope="selected", keys=["a", "c"])
+    job.refresh_from_db()
+    assert job.status == "awaiting" and job.total == 2 and job.total_messages == 8
+    page = web.get(f"/bulk/{job.pk}/").content.decode()
+    assert "Type <strong>2</strong>" in page and "deleted for good" in page
+    assert store.call("EXISTS", "a", "c") == 2  # nothing changed yet
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "2"})
+    job.refresh_from_db()
+    assert job.status == "done" and job.done == 2 and job.skipped == 0 and job.messages_removed == 8
+    assert store.call("EXISTS", "a", "c", "memoryadmin:summary:a") == 0
+    assert store.call("EXISTS", "b") == 1
+
+
+@pytest.mark.parametrize("typed", ["", "3", "two", "default (environment) "[:-2]])
+def test_wrong_confirmation_text_is_refused(web, store, typed):
+    write_sessions(store, ["a", "b"])
+    job = start(web, action="clear", scope="selected", keys=["a", "b"])
+    response = web.post(f"/bulk/{job.pk}/confirm/", {"typed": typed}, follow=True)
+    assert "Type 2 (the number of sessions)" in response.content.decode()
+    job.refresh_from_db()
+    assert job.status == "awaiting" and store.call("EXISTS", "a", "b") == 2
+    assert AuditEvent.objects.get(action="bulk.confirm").outcome == "failed"
+
+
+def test_connection_name_also_confirms(web, store):
+    write_sessions(store, ["a"])
+    job = start(web, action="clear", scope="selected", keys=["a"])
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "default (environment)"})
+    assert store.call("EXISTS", "a") == 0
+
+
+def test_pattern_selection_is_a_complete_scan_frozen_at_the_dry_run(web, store):
+    write_sessions(store, [f"old-bot:{i}" for i in range(2500)], messages=1)
+    write_sessions(store, [f"keep:{i}" for i in range(50)], messages=1)
+    job = start(web, action="clear", scope="pattern", q="old-bot:*")
+    job.refresh_from_db()
+    assert job.status == "awaiting" and job.total == 2500 and job.examined_keys >= 2550
+    # After confirmation of the dry run: a new matching session appears, a frozen one turns into a string.
+    write_sessions(store, ["old-bot:new"])
+    store.call("DEL", "old-bot:7")
+    store.call("SET", "old-bot:7", "now a string")
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "2500"})
+    job.refresh_from_db()
+    assert job.status == "done" and job.done == 2499 and job.skipped == 1
+    assert store.call("EXISTS", "old-bot:new") == 1  # written after the dry run: untouched
+    assert store.call("GET", "old-bot:7") == b"now a string"  # changed type: left alone
+    assert store.call("EXISTS", "old-bot:0", "old-bot:2499") == 0
+    assert len(store.call("SCAN", "0", "MATCH", "keep:*", "COUNT", 1000)[1]) == 50
+    assert BulkJobKey.objects.get(job=job, key="old-bot:7").outcome == "not a list"
+
+
+def test_set_ttl_and_persist_on_a_selection(web, store):
+    write_sessions(store, ["a", "b"])
+    store.call("HSET", "memoryadmin:summary:a", "text", "x")
+    job = start(web, action="expire", scope="selected", keys=["a", "b"], preset="86400")
+    web.post(f"/bulk/{job.pk}/confirm/")
+    assert 86300 < store.call("TTL", "a") <= 86400 and 86300 < store.call("TTL", "memoryadmin:summary:a") <= 86400
+    job = start(web, action="persist", scope="selected", keys=["a"])
+    web.post(f"/bulk/{job.pk}/confirm/")
+    assert store.call("TTL", "a") == -1 and 0 < store.call("TTL", "b")
+
+
+def test_custom_ttl_is_validated(web, store):
+    write_sessions(store, ["a"])
+    response = web.post("/bulk/new/", {"action": "expire", "scope": "selected", "k": [encode_key("a")], "preset": "custom"}, follow=True)
+    assert "Give an amount and a unit" in response.content.decode()
+    assert not BulkJob.objects.exists()
+
+
+def test_resummarize_a_selection_reuses_summary_jobs(web, store):
+    write_sessions(store, ["a", "b"])
+    job = start(web, action="summarize", scope="selected", keys=["a", "b"])
+    web.post(f"/bulk/{job.pk}/confirm/")
+    job.refresh_from_db()
+    assert job.status == "done" and job.summary_batch is not None
+    assert sorted(job.summary_batch.jobs.values_list("status", flat=True)) == ["done", "done"]
+    assert store.call("EXISTS", "memoryadmin:summary:a", "memoryadmin:summary:b") == 2
+
+
+def test_damaged_or_empty_selection_is_refused(web):
+    assert "damaged" in web.post("/bulk/new/", {"action": "clear", "scope": "selected", "k": ["%%%"]}, follow=True).content.decode()
+    assert "Select at least one" in web.post("/bulk/new/", {"action": "clear", "scope": "selected"}, follow=True).content.decode()
+    assert not BulkJob.objects.exists()
+
+
+def test_discard_changes_nothing(web, store):
+    write_sessions(store, ["a"])
+    job = start(web, action="clear", scope="selected", keys=["a"])
+    web.post(f"/bulk/{job.pk}/discard/")
+    job.refresh_from_db()
+    assert job.status == "discarded" and store.call("EXISTS", "a") == 1
+    assert web.post(f"/bulk/{job.pk}/confirm/", {"typed": "1"}).status_code == 302
+    assert store.call("EXISTS", "a") == 1
+
+
+def test_cancel_stops_before_the_next_batch(connection, store, operator, settings):
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+    write_sessions(store, [f"s{i}" for i in range(2500)], messages=1)
+    job = bulk.create_job(connection, operator, "clear", pattern="s*")
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    assert bulk.confirm_job(job, request_by(operator), "2500") is None
+    BulkJob.objects.filter(pk=job.pk).update(status="running", worker="elsewhere:1")  # as if a worker had it
+    bulk.request_cancel(job)
+    BulkJob.objects.filter(pk=job.pk).update(status="queued", worker="")
+    bulk.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == "cancelled" and job.done == 0
+    assert len(store.call("SCAN", "0", "COUNT", 10000)[1]) == 2500
+
+
+def test_store_failure_pauses_the_job_which_resumes_later(web, store, local_store, settings, monkeypatch):
+    monkeypatch.setattr(bulk, "RETRY_PAUSES", (0.01, 0.01))
+    write_sessions(store, ["a", "b"])
+    job = start(web, action="clear", scope="selected", keys=["a", "b"])
+    settings.MEMORYADMIN_STORE_TIMEOUT = 0.2
+    local_store.gateway.latency_ms = 500
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "2"})
+    local_store.gateway.latency_ms = 0
+    job.refresh_from_db()
+    assert job.status == "paused" and "did not answer" in job.error and job.failed == 2
+    assert AuditEvent.objects.get(action="bulk.fail").outcome == "failed"
+    web.post(f"/bulk/{job.pk}/resume/")
+    job.refresh_from_db()
+    assert job.status == "done" and job.done == 2 and job.failed == 0
+
+
+def test_report_lists_every_key_and_outcome(web, store):
+    write_sessions(store, ["a", "b"])
+    job = start(web, action="clear", scope="selected", keys=["a", "b", "never-there"])
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "2"})
+    response = web.get(f"/bulk/{job.pk}/report.csv")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [(row["session_key"], row["outcome"]) for row in rows] == [("a", "done"), ("b", "done"), ("never-there", "gone")]
+
+
+def test_audit_trail_and_search_by_key(web, admin, store):
+    key = "customer/jane #1"
+    write_sessions(store, [key, "other"])
+    job = start(web, action="clear", scope="selected", keys=[key])
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "1"})
+    actions = list(AuditEvent.objects.filter(job=f"bulk:{job.pk}").order_by("id").values_list("action", "outcome"))
+    assert actions == [("bulk.dry_run", "ok"), ("bulk.confirm", "ok"), ("bulk.start", "ok"), ("bulk.finish", "ok")]
+    finish = AuditEvent.objects.get(action="bulk.finish")
+    assert finish.username == "olga" and finish.details["done"] == 1
+    auditor = Client()
+    auditor.force_login(admin)
+    page = auditor.get("/audit/", {"session_key": key}).context["page"]
+    assert {event.action for event in page} >= {"bulk.finish", "bulk.confirm"}
+    assert not auditor.get("/audit/", {"session_key": "other"}).context["page"].paginator.count
+
+
+def test_viewer_cannot_start_or_see_bulk_actions(client, viewer, connection, store):
+    write_sessions(store, ["a"])
+    client.force_login(viewer)
+    assert client.post("/bulk/new/", {"action": "clear", "scope": "selected", "k": [encode_key("a")]}).status_code == 403
+    assert "Apply to selected" not in client.get("/").content.decode()
+    assert client.get("/bulk/").status_code == 403
+    assert not BulkJob.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_killed_worker_resumes_from_the_last_saved_batch(connection, store, operator, settings, local_store):
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.backend.DatabaseBackend"}}
+    keys = [f"purge:{i:05}" for i in range(4000)]
+    write_sessions(store, keys, messages=1)
+    write_sessions(store, ["survivor"])
+    job = bulk.create_job(connection, operator, "clear", keys=keys)
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{Path(db.settings_dict['NAME']).resolve()}",
+        "MEMORYADMIN_TASK_BACKEND": "django_tasks_db.backend.DatabaseBackend",
+        "UPSTASH_REDIS_REST_URL": local_store.url,
+        "UPSTASH_REDIS_REST_TOKEN": TEST_TOKEN,
+    }
+    command = [sys.executable, "manage.py", "worker", "--interval", "0.05"]
+    subprocess.run([*command, "--batch"], env=env, check=True, capture_output=True, timeout=60)  # the dry run
+    job.refresh_from_db()
+    assert job.status == "awaiting" and job.total == 4000
+    assert bulk.confirm_job(job, request_by(operator), "4000") is None
+    local_store.gateway.latency_ms = 300  # slow batches, to stop the worker in the middle
+    worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while BulkJob.objects.get(pk=job.pk).next_position < 1000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        worker.kill()
+        local_store.gateway.latency_ms = 0
+    job.refresh_from_db()
+    assert job.status == "running" and 1000 <= job.next_position < 4000  # stopped mid-job
+    restarted = subprocess.run([*command, "--batch"], env=env, capture_output=True, text=True, timeout=60)
+    assert "Resumed 1 interrupted job" in restarted.stdout, restarted.stderr[-2000:]
+    job.refresh_from_db()
+    assert job.status == "done" and job.done == 4000 and job.skipped == 0 and job.next_position == 4000
+    assert not store.call("SCAN", "0", "MATCH", "purge:*", "COUNT", 10000)[1]
+    assert store.call("EXISTS", "survivor") == 1

@@ -1,0 +1,133 @@
+"""Content search for erasure requests: matching rules, the job, results, and on to a purge."""
+
+import json
+import re
+
+import pytest
+
+from memoryadmin.bulk.models import BulkJob, SearchHit, SearchJob
+from memoryadmin.services.content_search import Matcher, PatternTooSlow, QueryError, match_session
+
+from .factories import langchain, llamaindex
+
+pytestmark = pytest.mark.django_db
+
+
+def search(web, **data):
+    response = web.post("/bulk/search/", {"key_pattern": "", "role": "", **data})
+    assert response.status_code == 302, response.content.decode()[-500:]
+    return SearchJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
+
+
+def hit_keys(job):
+    return sorted(SearchHit.objects.filter(job=job).values_list("session_key", flat=True))
+
+
+@pytest.fixture
+def mailbox(store):
+    store.call("LPUSH", "lc:jane", langchain("human", "Hi, I am Jane.Doe@Example.com"), langchain("ai", "Hello Jane"))
+    store.call("RPUSH", "li:jane", llamaindex("user", "my email is jane.doe@example.com"), llamaindex("assistant", "ok"))
+    store.call("LPUSH", "lc:bob", langchain("human", "I am bob@example.com"), langchain("ai", "Hi Bob"))
+    store.call("SET", "cache:jane", "jane.doe@example.com")  # not a session: never a result
+    store.call("HSET", "profile:jane", "email", "jane.doe@example.com")
+
+
+def test_plain_search_is_case_insensitive_and_only_sessions(web, mailbox):
+    job = search(web, query="JANE.DOE@example.COM")
+    job.refresh_from_db()
+    assert job.status == "done" and job.sessions_read == 3
+    assert hit_keys(job) == ["lc:jane", "li:jane"]
+
+
+def test_unicode_stored_as_json_escapes_is_found(web, store):
+    element = json.dumps({"type": "human", "data": {"content": "Je m'appelle Renée Dupré"}})  # ensure_ascii: \u00e9
+    assert "\\u00e9" in element
+    store.call("LPUSH", "py:renee", element)
+    store.call("LPUSH", "py:other", langchain("human", "Rene Dupre"))
+    assert hit_keys(search(web, query="renée dupré")) == ["py:renee"]
+
+
+def test_role_filter(web, mailbox):
+    assert hit_keys(search(web, query="jane", role="ai")) == ["lc:jane"]
+    assert hit_keys(search(web, query="jane", role="human")) == ["lc:jane", "li:jane"]
+
+
+def test_key_pattern_limits_the_scope(web, mailbox):
+    assert hit_keys(search(web, query="jane.doe@", key_pattern="li:*")) == ["li:jane"]
+
+
+def test_regex_search(web, mailbox):
+    assert hit_keys(search(web, query=r"[a-z.]+@example\.com", is_regex="on")) == ["lc:bob", "lc:jane", "li:jane"]
+
+
+@pytest.mark.parametrize(("query", "error"), [("(unclosed", "not valid"), ("a*", "matches empty text"), ("", "required")])
+def test_invalid_regex_is_refused_before_it_runs(web, query, error):
+    response = web.post("/bulk/search/", {"query": query, "is_regex": "on", "key_pattern": "", "role": ""})
+    assert response.status_code == 200 and error in response.content.decode()
+    assert not SearchJob.objects.exists()
+
+
+def test_a_pathological_regex_cannot_hang_the_worker():
+    matcher = Matcher(r"(a|aa)+$", is_regex=True)  # catastrophic backtracking
+    hostile = "a" * 60 + "b"
+    with pytest.raises(PatternTooSlow, match="simplify it"):
+        for _ in range(30):
+            matcher.find(hostile)
+
+
+def test_pathological_regex_ends_the_search_as_failed(web, store):
+    store.pipeline([["LPUSH", f"s{i}", langchain("human", "a" * 60 + "b")] for i in range(60)])
+    job = search(web, query=r"(a|aa)+$", is_regex="on")
+    job.refresh_from_db()
+    assert job.status == "failed" and "took longer than" in job.error
+
+
+def test_results_page_links_to_the_first_match_with_an_escaped_snippet(web, store):
+    messages = [langchain("human", f"message {i}") for i in range(40)]
+    messages[30] = langchain("human", "<script>alert(1)</script> contact: jane.doe@example.com")
+    store.call("LPUSH", "long", *messages)  # chronological index 30
+    job = search(web, query="jane.doe@example.com")
+    html = web.get(f"/bulk/search/{job.pk}/").content.decode()
+    assert re.search(r'href="/sessions/[^"]+\?before=40&order=newest-first#m30"', html)
+    assert "<mark>jane.doe@example.com</mark>" in html
+    assert "<script>alert(1)" not in html and "&lt;script&gt;" in html
+
+
+def test_match_counts_and_first_match_in_time_for_both_orders():
+    matcher = Matcher("needle")
+    newest_first = [langchain("human", "needle 3"), langchain("ai", "x"), langchain("human", "needle 1"), langchain("ai", "y")]
+    count, first, order, snippet, _ = match_session(matcher, [e.encode() for e in newest_first], "")
+    assert (count, first, order) == (2, 1, "newest-first") and "needle 1" in snippet
+    oldest_first = [llamaindex("user", "x"), llamaindex("user", "needle a"), llamaindex("user", "needle b")]
+    count, first, order, snippet, _ = match_session(matcher, [e.encode() for e in oldest_first], "")
+    assert (count, first, order) == (2, 1, "oldest-first") and "needle a" in snippet
+
+
+def test_query_length_is_bounded():
+    with pytest.raises(QueryError):
+        Matcher("x" * 501)
+
+
+def test_select_the_results_for_purge(web, mailbox, store):
+    job = search(web, query="jane.doe@example.com")
+    response = web.post(f"/bulk/search/{job.pk}/purge/", {"action": "clear"})
+    bulk_job = BulkJob.objects.get()
+    assert response["Location"] == f"/bulk/{bulk_job.pk}/"
+    assert bulk_job.selection == "search" and bulk_job.total == 2 and bulk_job.status == "awaiting"
+    web.post(f"/bulk/{bulk_job.pk}/confirm/", {"typed": "2"})
+    assert store.call("EXISTS", "lc:jane", "li:jane") == 0
+    assert store.call("EXISTS", "lc:bob", "cache:jane", "profile:jane") == 3
+
+
+def test_cancel_a_queued_search(web, mailbox, settings):
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+    job = search(web, query="jane")
+    web.post(f"/bulk/search/{job.pk}/cancel/")
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+
+
+def test_viewer_cannot_search(client, viewer, connection):
+    client.force_login(viewer)
+    assert client.get("/bulk/search/").status_code == 403
+    assert client.post("/bulk/search/", {"query": "jane"}).status_code == 403
