@@ -96,7 +96,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests that run a real worker process need the test database in a file it can open;
     # "{pid}" keeps two test runs on one machine apart.
     if env.str("MEMORYADMIN_TEST_DATABASE", default=""):
-        DATABASES["default"]["TEST"] = {"NAME": env.str("MEMORYADMIN_TEST_DATABASE").format(pid=os.getpid())}
+        TEST_DATABASE = BASE_DIR / env.str("MEMORYADMIN_TEST_DATABASE").format(pid=os.getpid())
+        TEST_DATABASE.parent.mkdir(parents=True, exist_ok=True)
+        DATABASES["default"]["TEST"] = {"NAME": str(TEST_DATABASE)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
