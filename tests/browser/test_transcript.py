@@ -67,7 +67,7 @@ def test_copy_the_session_id_and_its_link(operator_page, support_chat, live_serv
     expect(page.locator(".copy-status").first).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == CHAT_KEY
 
-    link = live_server.url + detail_path(CHAT_KEY)
+    link = live_server.url + detail_path(CHAT_KEY) + "?connection=env"  # a permalink names its connection
     expect(page.get_by_label("Link to this session")).to_have_value(link)
     page.get_by_role("button", name="Copy link").click()
     expect(page.locator(".permalink .copy-status")).to_have_text("Copied")
