@@ -22,6 +22,7 @@ def connection(local_store, settings):
     settings.UPSTASH_REDIS_REST_URL = local_store.url
     settings.UPSTASH_REDIS_REST_TOKEN = TEST_TOKEN
     local_store.gateway.latency_ms = 0
+    local_store.gateway.wait_idle()  # a slow request of an earlier test must not land in this one
     conn = StoreConnection(name="default (environment)", url=local_store.url, token=TEST_TOKEN)
     get_client(conn).call("FLUSHDB")
     return conn

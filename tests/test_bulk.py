@@ -17,6 +17,7 @@ from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, BulkJobKey
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.services import bulk
+from memoryadmin.services.upstash import StoreClient
 
 from .conftest import TEST_TOKEN
 from .factories import langchain
@@ -160,6 +161,7 @@ def test_cancel_stops_before_the_next_batch(connection, store, operator, setting
 
 def test_store_failure_pauses_the_job_which_resumes_later(web, store, local_store, settings, monkeypatch):
     monkeypatch.setattr(bulk, "RETRY_PAUSES", (0.01, 0.01))
+    monkeypatch.setattr(StoreClient, "QUIET_AFTER_TIMEOUT", 0.05)
     write_sessions(store, ["a", "b"])
     job = start(web, action="clear", scope="selected", keys=["a", "b"])
     settings.MEMORYADMIN_STORE_TIMEOUT = 0.2
@@ -169,6 +171,7 @@ def test_store_failure_pauses_the_job_which_resumes_later(web, store, local_stor
     job.refresh_from_db()
     assert job.status == "paused" and "did not answer" in job.error and job.failed == 2
     assert AuditEvent.objects.get(action="bulk.fail").outcome == "failed"
+    time.sleep(0.1)  # an operator resumes later; the client has stopped failing fast by then
     web.post(f"/bulk/{job.pk}/resume/")
     job.refresh_from_db()
     assert job.status == "done" and job.done == 2 and job.failed == 0

@@ -131,3 +131,20 @@ def test_viewer_cannot_search(client, viewer, connection):
     client.force_login(viewer)
     assert client.get("/bulk/search/").status_code == 403
     assert client.post("/bulk/search/", {"query": "jane"}).status_code == 403
+
+
+def test_long_sessions_are_read_to_the_end(connection, store, monkeypatch):
+    from memoryadmin.services import content_search
+
+    monkeypatch.setattr(content_search, "FIRST_READ", 3)
+    monkeypatch.setattr(content_search, "MORE_READ", 4)
+    monkeypatch.setattr(content_search, "LONG_SESSIONS_PER_READ", 1)
+    lengths = {"short": 2, "edge": 3, "long": 12, "longer": 15}
+    for key, length in lengths.items():
+        store.call("RPUSH", key, *[f"{key}-{i}" for i in range(length)])
+    from memoryadmin.services.upstash import get_client
+
+    read = dict(content_search.read_sessions(get_client(connection), list(lengths)))
+    assert {key: [e.decode() for e in elements] for key, elements in read.items()} == {
+        key: [f"{key}-{i}" for i in range(length)] for key, length in lengths.items()
+    }

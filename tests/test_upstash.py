@@ -67,3 +67,18 @@ def test_one_client_per_connection_rebuilt_when_settings_change(connection):
     rebuilt = get_client(dataclasses.replace(connection, timeout=9))
     assert rebuilt is not first and rebuilt.timeout == 9
     assert get_client(dataclasses.replace(connection, timeout=9)) is rebuilt
+
+
+def test_after_a_timeout_requests_fail_at_once_for_a_moment_then_try_again(local_store, connection, monkeypatch):
+    client = get_client(dataclasses.replace(connection, name="flaky", slug="flaky", timeout=0.3))
+    monkeypatch.setattr(client, "QUIET_AFTER_TIMEOUT", 0.5)
+    local_store.gateway.latency_ms = 1000
+    with pytest.raises(StoreUnavailable, match="did not answer within 0.3 s"):
+        client.call("PING")
+    local_store.gateway.latency_ms = 0
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="a moment ago"):
+        client.call("PING")  # not sent: the store just timed out
+    assert time.monotonic() - started < 0.05
+    time.sleep(0.5)
+    assert client.call("PING") == b"PONG"  # recovered by itself

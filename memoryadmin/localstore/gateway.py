@@ -25,6 +25,7 @@ import logging
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import valkey
@@ -137,12 +138,15 @@ class GatewayHandler(BaseHTTPRequestHandler):
         self.reply(200, {"result": "memoryadmin local store: POST Upstash REST commands here"})
 
     def do_POST(self):
+        with self.server.serving():
+            self.answer_post()
+
+    def answer_post(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         gateway = self.server
         if gateway.latency_ms:
             time.sleep(gateway.latency_ms / 1000)
-        gateway.count_request()
         expected = f"Bearer {gateway.token}".encode()
         given = (self.headers.get("Authorization") or "").encode()
         if not hmac.compare_digest(given, expected):
@@ -218,9 +222,23 @@ class GatewayServer(ThreadingHTTPServer):
         self.valkey = valkey_pipe
         self.latency_ms = latency_ms
         self.requests_served = 0  # round trips, for tests and benchmarks
+        self.in_flight = 0  # requests being answered (a slow one may outlive its client's timeout)
         self._count_lock = threading.Lock()
         super().__init__(address, GatewayHandler)
 
-    def count_request(self):
+    @contextmanager
+    def serving(self):
         with self._count_lock:
             self.requests_served += 1
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            with self._count_lock:
+                self.in_flight -= 1
+
+    def wait_idle(self, timeout=10.0):
+        """Until no request is being answered (tests: a timed-out request still runs later)."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)

@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 MAX_QUERY_LENGTH = 500
 REGEX_TIMEOUT = 0.05  # seconds per element
 MAX_REGEX_TIMEOUTS = 20  # elements; then the pattern is judged too slow
-SESSIONS_PER_READ = 200  # sessions per pipelined read
-MESSAGES_PER_SESSION_READ = 5000  # a longer session is read in windows of this size
+FIRST_READ = 100  # elements of each session in the first read of a SCAN step: most sessions fit
+MORE_READ = 5000  # then a longer session is read on in windows of this size
+LONG_SESSIONS_PER_READ = 20  # long sessions per pipeline
 SNIPPET_CONTEXT = 80  # characters either side of the match
 ROLES = ["human", "ai", "system", "tool"]
 
@@ -128,19 +129,33 @@ def match_session(matcher, elements, role):
 
 
 def read_sessions(client, keys):
-    """Every element of each session (list order), in pipelined reads of bounded size."""
-    elements = {key: [] for key in keys}
-    pending = [(key, 0) for key in keys]
+    """(key, every element in list order) for each session, read in pipelines of bounded size.
+
+    One pipeline reads the first FIRST_READ elements of every session of a
+    SCAN step, which is all of most sessions; longer ones are read on in
+    windows, a few sessions per pipeline. Sessions are handed over as soon as
+    they are complete, so only a step's first reads and a few long sessions
+    are ever held at once.
+    """
+    if not keys:
+        return
+    pending = []
+    for key, elements in zip(keys, client.pipeline([["LRANGE", key, 0, FIRST_READ - 1] for key in keys])):
+        if len(elements) < FIRST_READ:
+            yield key, elements
+        else:
+            pending.append((key, elements))
     while pending:
-        batch, pending = pending[:SESSIONS_PER_READ], pending[SESSIONS_PER_READ:]
+        batch, pending = pending[:LONG_SESSIONS_PER_READ], pending[LONG_SESSIONS_PER_READ:]
         replies = client.pipeline(
-            [["LRANGE", key, start, start + MESSAGES_PER_SESSION_READ - 1] for key, start in batch]
+            [["LRANGE", key, len(elements), len(elements) + MORE_READ - 1] for key, elements in batch]
         )
-        for (key, start), reply in zip(batch, replies):
-            elements[key].extend(reply)
-            if len(reply) == MESSAGES_PER_SESSION_READ:  # there may be more
-                pending.append((key, start + MESSAGES_PER_SESSION_READ))
-    return elements
+        for (key, elements), more in zip(batch, replies):
+            elements += more
+            if len(more) < MORE_READ:
+                yield key, elements
+            else:
+                pending.append((key, elements))
 
 
 def run_search(job_id):
@@ -178,9 +193,9 @@ def _search(job, connection, matcher):
     while True:
         raw_cursor, raw_keys = client.call("SCAN", cursor, "MATCH", job.key_pattern, "COUNT", SCAN_COUNT, "TYPE", "list")
         keys = decode_keys(raw_keys)[0]
-        sessions = read_sessions(client, keys)
-        hits = []
-        for key, elements in sessions.items():
+        hits, messages = [], 0
+        for key, elements in read_sessions(client, keys):
+            messages += len(elements)
             found = match_session(matcher, elements, job.role)
             if found:
                 matches, first, order, snippet, (start, end) = found
@@ -195,8 +210,8 @@ def _search(job, connection, matcher):
             SearchJob.objects.filter(pk=job.pk).update(
                 cursor=cursor,
                 examined_keys=job.examined_keys + SCAN_COUNT,
-                sessions_read=job.sessions_read + len(sessions),
-                messages_read=job.messages_read + sum(len(elements) for elements in sessions.values()),
+                sessions_read=job.sessions_read + len(keys),
+                messages_read=job.messages_read + messages,
                 matched_sessions=SearchHit.objects.filter(job=job).count(),
                 heartbeat_at=timezone.now(),
             )

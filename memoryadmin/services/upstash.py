@@ -7,7 +7,8 @@ changes the SDK does not offer:
 - a timeout on every request (the SDK's httpx client has none, so a dead
   store would hang a worker forever) and a bounded retry of connection
   failures only: a request that timed out is not sent again, so the operator
-  waits at most one timeout;
+  waits at most one timeout; and for a moment after a timeout, requests
+  fail at once rather than pile up behind a store that is not answering;
 - our own decoding of the base64 replies. The SDK decodes every string as
   UTF-8, so one stored value that is not UTF-8 makes a whole pipeline raise.
   Here every string comes back as `bytes`; callers decode what they know is
@@ -110,6 +111,10 @@ class StoreClient:
 
     # Pauses before the retries of a request that could not connect.
     RETRY_PAUSES = (0.1, 0.3, 0.9)
+    # After a timeout, requests fail at once for this long (seconds; at most the
+    # timeout): with every worker thread waiting on a slow store, queued
+    # requests would otherwise wait twice.
+    QUIET_AFTER_TIMEOUT = 2.0
 
     def __init__(self, url, token, timeout=5.0, retries=2):
         self.url = url.rstrip("/")
@@ -117,6 +122,7 @@ class StoreClient:
         self.timeout = timeout
         self.retries = max(0, retries)
         self._headers = make_headers(token, "base64", allow_telemetry=False)
+        self._quiet_until = 0.0
         # encoding=None: the SDK hands back the base64 strings and we decode them.
         self._http = SyncHttpClient(encoding=None, retries=0, retry_interval=0)
         self._http._client.close()
@@ -141,6 +147,13 @@ class StoreClient:
         self._http.close()
 
     def _send(self, endpoint, command, from_pipeline):
+        if time.monotonic() < self._quiet_until:
+            # The store just timed out: answer at once instead of queueing more
+            # requests behind it, until the quiet period ends and one tries again.
+            raise StoreUnavailable(
+                f"The store at {self.host} did not answer within {self.timeout:g} s a moment ago. "
+                "It may be overloaded or unreachable; try again in a few seconds."
+            )
         for attempt in range(self.retries + 1):
             try:
                 return self._http.execute(endpoint, self._headers, command, from_pipeline=from_pipeline)
@@ -158,6 +171,7 @@ class StoreClient:
                     ) from error
                 time.sleep(self.RETRY_PAUSES[min(attempt, len(self.RETRY_PAUSES) - 1)])
             except httpx.TimeoutException as error:
+                self._quiet_until = time.monotonic() + min(self.QUIET_AFTER_TIMEOUT, self.timeout)
                 raise StoreUnavailable(
                     f"The store at {self.host} did not answer within {self.timeout:g} s. "
                     "It may be overloaded or unreachable; try again in a moment."

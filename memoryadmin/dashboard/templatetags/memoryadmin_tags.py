@@ -1,7 +1,9 @@
 import re
 from datetime import UTC, timedelta
+from functools import lru_cache
 
 from django import template
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import mark_safe
@@ -58,6 +60,25 @@ def when(moment):
         moment.strftime("%Y-%m-%d %H:%M:%S"),
         ago,
     )
+
+
+@lru_cache(maxsize=1)
+def _session_url_prefix():
+    # The empty key's token is empty: "/sessions//" less its last slash.
+    return reverse("session_detail", args=[""])[:-1]
+
+
+@register.filter
+def session_url(key):
+    """The session page's URL: reversed once, since the list renders one per row."""
+    return f"{_session_url_prefix()}{encode_key(key)}/"
+
+
+@register.filter
+def shorten(text, length):
+    """At most `length` characters, … where cut (truncatechars's word-aware machinery costs more per row)."""
+    text = str(text)
+    return text if len(text) <= length else text[: length - 1] + "…"
 
 
 @register.filter

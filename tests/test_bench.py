@@ -1,0 +1,77 @@
+"""`make bench` cannot rot: it runs at a tiny size, and the round trips it counts are the real ones."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.harness import InProcessStore, login
+from bench.measurements import MEASUREMENTS, app_page, sample
+
+from .factories import langchain
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Every measurement, two latencies, two keyspaces, in seconds rather than minutes.
+TINY = [
+    "--sizes", "200,400", "--latencies", "0,1", "--runs", "2", "--naive-runs", "1",
+    "--transcript-messages", "200", "--big-message-bytes", "20000",
+    "--operators", "2", "--load-seconds", "1", "--slow-seconds", "0.3", "--store-timeout", "0.3",
+    "--purge-sizes", "300,600", "--search-sessions", "400",
+]
+
+
+def test_the_bench_runs_at_a_tiny_size_and_reports_every_row(tmp_path):
+    # Two workers rather than the default five: the same app, booted in a third of the time.
+    env = {**os.environ, "WEB_CONCURRENCY": "2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *TINY, "--out", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = json.loads((tmp_path / "latest.json").read_text())["rows"]
+    table = (tmp_path / "latest.md").read_text()
+
+    cases = {}
+    for row in rows:
+        cases.setdefault(row["measurement"], set()).add((row["case"], row["latency_ms"]))
+    assert list(cases) == [name for name, _ in MEASUREMENTS]
+    assert cases["session list"] == {
+        (f"{kind}, {size} sessions", latency)
+        for kind in ("dense", "sparse 1:100") for size in (200, 400) for latency in (0, 1)
+    }
+    assert len(cases["transcript"]) == 4
+    assert all(len(cases[name]) == 2 for name in ("load", "slow store", "content search"))
+    assert len(cases["bulk purge"]) == 4
+    for row in rows:
+        assert f"| {row['case']} | {row['latency_ms']:g} ms |" in table
+        assert row["cells"], row
+
+    # Round trips are counted, not timed: they hold at any size.
+    for row in rows:
+        trips = row["cells"].get("round trips app/floor/naive", "")
+        if row["case"].startswith("dense"):
+            assert trips.startswith("2/2/"), row
+        if row["measurement"] == "transcript":
+            assert trips.startswith("1/1/"), row
+    assert all(row["cells"]["errors"] == 0 for row in rows if row["measurement"] in ("load", "slow store"))
+
+
+@pytest.fixture
+def plain_http_cookies(settings):
+    # The live server speaks http: cookies marked Secure would never come back.
+    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
+
+
+# The live server needs committed data; serialized_rollback restores the role groups afterwards.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_dense_list_page_costs_two_round_trips_over_http(live_server, local_store, store, operator, plain_http_cookies):
+    for i in range(120):
+        store.call("LPUSH", f"s:{i:03}", langchain("human", "hi"))
+    browser = login(live_server.url, operator.username, "correct horse battery staple")
+    (page,) = sample(InProcessStore(local_store), [app_page(browser, "/?q=s:*")], runs=3)
+    assert page.trips == [2, 2, 2]
+    assert page.bytes > 0
