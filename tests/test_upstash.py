@@ -2,11 +2,13 @@
 
 import dataclasses
 import socket
+import threading
 import time
 
 import pytest
 
 from memoryadmin.services.upstash import (
+    QuietAfterTimeout,
     StoreAuthError,
     StoreClient,
     StoreCommandError,
@@ -69,16 +71,43 @@ def test_one_client_per_connection_rebuilt_when_settings_change(connection):
     assert get_client(dataclasses.replace(connection, timeout=9)) is rebuilt
 
 
-def test_after_a_timeout_requests_fail_at_once_for_a_moment_then_try_again(local_store, connection, monkeypatch):
+def test_the_breaker_fails_fast_after_a_timeout_but_lets_one_probe_through():
+    breaker = QuietAfterTimeout(10)
+    assert breaker.admit() == (True, False)
+    breaker.settle(time.monotonic(), answered=False, probe=False)  # a timeout
+    assert breaker.admit() == (True, True)  # one request goes to see if the store is back
+    assert breaker.admit() == (False, False)  # the others fail at once meanwhile
+    breaker.settle(time.monotonic(), answered=False, probe=True)  # the probe timed out too
+    assert breaker.admit() == (True, True)
+    sent_at = time.monotonic()
+    stuck_since = sent_at - 5  # sent while the store was slow
+    breaker.settle(sent_at, answered=True, probe=True)  # the store is back
+    assert breaker.admit() == (True, False)
+    breaker.settle(stuck_since, answered=False, probe=False)  # an old request times out now
+    assert breaker.admit() == (True, False)  # that does not close the store off again
+
+
+def test_after_a_timeout_the_next_request_finds_the_store_back(local_store, connection):
     client = get_client(dataclasses.replace(connection, name="flaky", slug="flaky", timeout=0.3))
-    monkeypatch.setattr(client, "QUIET_AFTER_TIMEOUT", 0.5)
     local_store.gateway.latency_ms = 1000
     with pytest.raises(StoreUnavailable, match="did not answer within 0.3 s"):
         client.call("PING")
     local_store.gateway.latency_ms = 0
+    assert client.call("PING") == b"PONG"  # the probe: recovered by itself
+    assert client.call("PING") == b"PONG"
+
+
+def test_while_the_probe_waits_other_requests_fail_at_once(local_store, connection):
+    client = get_client(dataclasses.replace(connection, name="flaky2", slug="flaky2", timeout=0.5))
+    local_store.gateway.latency_ms = 2000
+    with pytest.raises(StoreUnavailable):
+        client.call("PING")
+    probe = threading.Thread(target=lambda: pytest.raises(StoreUnavailable, client.call, "PING"))
+    probe.start()
+    time.sleep(0.1)
     started = time.monotonic()
     with pytest.raises(StoreUnavailable, match="a moment ago"):
-        client.call("PING")  # not sent: the store just timed out
+        client.call("PING")
     assert time.monotonic() - started < 0.05
-    time.sleep(0.5)
-    assert client.call("PING") == b"PONG"  # recovered by itself
+    probe.join()
+    local_store.gateway.latency_ms = 0

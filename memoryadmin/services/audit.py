@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from django.db.models import Q
 
 from memoryadmin.audit.models import AuditEvent
+from memoryadmin.bulk.models import BulkJobKey
 from memoryadmin.security import client_ip
 
 
@@ -82,8 +83,6 @@ def search_events(*, user="", action="", connection="", session_key="", outcome=
         events = events.filter(connection_slug=connection)
     if session_key:
         # A session purged by a bulk job is named in the job's report, not in each event.
-        from memoryadmin.bulk.models import BulkJobKey
-
         bulk_jobs = BulkJobKey.objects.filter(key=session_key, outcome="done").values_list("job_id", flat=True)
         events = events.filter(Q(session_key=session_key) | Q(job__in=[f"bulk:{pk}" for pk in bulk_jobs]))
     if outcome:

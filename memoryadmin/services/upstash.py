@@ -106,14 +106,52 @@ def _raise_for_status(response):
         )
 
 
+class QuietAfterTimeout:
+    """A small circuit breaker: after the store timed out, fail at once instead of queueing.
+
+    With every worker thread waiting on a store that does not answer, new
+    requests would wait in the server's queue, then their own timeout. So for
+    a moment after a timeout, requests fail at once, except one at a time,
+    which is sent to find out whether the store is back; any answer closes
+    the breaker. A request that was sent before the latest answer and times
+    out later (it was stuck while the store recovered) does not open it again.
+    """
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._quiet_until = 0.0
+        self._probing = False
+        self._last_answer_sent_at = 0.0
+
+    def admit(self):
+        """(send it?, is it the probe?) for a request about to be sent."""
+        with self._lock:
+            if time.monotonic() >= self._quiet_until:
+                return True, False
+            if self._probing:
+                return False, False
+            self._probing = True
+            return True, True
+
+    def settle(self, sent_at, answered, probe):
+        with self._lock:
+            if probe:
+                self._probing = False
+            if answered:
+                self._last_answer_sent_at = max(self._last_answer_sent_at, sent_at)
+                self._quiet_until = 0.0
+            elif sent_at >= self._last_answer_sent_at:
+                self._quiet_until = time.monotonic() + self.seconds
+
+
 class StoreClient:
     """A thread-safe client for one store (the httpx client keeps connections alive)."""
 
     # Pauses before the retries of a request that could not connect.
     RETRY_PAUSES = (0.1, 0.3, 0.9)
-    # After a timeout, requests fail at once for this long (seconds; at most the
-    # timeout): with every worker thread waiting on a slow store, queued
-    # requests would otherwise wait twice.
+    # After a timeout, requests fail at once for this long (seconds, at most the
+    # timeout), but for one at a time that checks whether the store is back.
     QUIET_AFTER_TIMEOUT = 2.0
 
     def __init__(self, url, token, timeout=5.0, retries=2):
@@ -122,7 +160,7 @@ class StoreClient:
         self.timeout = timeout
         self.retries = max(0, retries)
         self._headers = make_headers(token, "base64", allow_telemetry=False)
-        self._quiet_until = 0.0
+        self._breaker = QuietAfterTimeout(min(self.QUIET_AFTER_TIMEOUT, timeout))
         # encoding=None: the SDK hands back the base64 strings and we decode them.
         self._http = SyncHttpClient(encoding=None, retries=0, retry_interval=0)
         self._http._client.close()
@@ -147,13 +185,26 @@ class StoreClient:
         self._http.close()
 
     def _send(self, endpoint, command, from_pipeline):
-        if time.monotonic() < self._quiet_until:
-            # The store just timed out: answer at once instead of queueing more
-            # requests behind it, until the quiet period ends and one tries again.
+        send, probe = self._breaker.admit()
+        if not send:
             raise StoreUnavailable(
                 f"The store at {self.host} did not answer within {self.timeout:g} s a moment ago. "
                 "It may be overloaded or unreachable; try again in a few seconds."
             )
+        sent_at = time.monotonic()
+        answered = False
+        try:
+            reply = self._send_with_retries(endpoint, command, from_pipeline)
+            answered = True
+            return reply
+        except StoreError as error:
+            # Only silence counts against the store; a refusal or an error reply is an answer.
+            answered = not isinstance(error.__cause__, httpx.TimeoutException)
+            raise
+        finally:
+            self._breaker.settle(sent_at, answered, probe)
+
+    def _send_with_retries(self, endpoint, command, from_pipeline):
         for attempt in range(self.retries + 1):
             try:
                 return self._http.execute(endpoint, self._headers, command, from_pipeline=from_pipeline)
@@ -171,7 +222,6 @@ class StoreClient:
                     ) from error
                 time.sleep(self.RETRY_PAUSES[min(attempt, len(self.RETRY_PAUSES) - 1)])
             except httpx.TimeoutException as error:
-                self._quiet_until = time.monotonic() + min(self.QUIET_AFTER_TIMEOUT, self.timeout)
                 raise StoreUnavailable(
                     f"The store at {self.host} did not answer within {self.timeout:g} s. "
                     "It may be overloaded or unreachable; try again in a moment."
