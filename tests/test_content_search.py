@@ -7,6 +7,7 @@ import pytest
 
 from memoryadmin.bulk.models import BulkJob, SearchHit, SearchJob
 from memoryadmin.services.content_search import Matcher, PatternTooSlow, QueryError, match_session
+from memoryadmin.services.upstash import StoreUnavailable
 
 from .factories import langchain, llamaindex
 
@@ -144,7 +145,24 @@ def test_long_sessions_are_read_to_the_end(connection, store, monkeypatch):
         store.call("RPUSH", key, *[f"{key}-{i}" for i in range(length)])
     from memoryadmin.services.upstash import get_client
 
-    read = dict(content_search.read_sessions(get_client(connection), list(lengths)))
+    client = get_client(connection)
+    first = client.pipeline([["LRANGE", key, 0, content_search.FIRST_READ - 1] for key in lengths])
+    read = dict(content_search.read_sessions(client, list(lengths), first))
     assert {key: [e.decode() for e in elements] for key, elements in read.items()} == {
         key: [f"{key}-{i}" for i in range(length)] for key, length in lengths.items()
     }
+
+
+def test_read_ahead_hands_over_items_in_order_and_errors_in_place():
+    from memoryadmin.services.content_search import read_ahead
+
+    def steps():
+        yield from range(5)
+        raise StoreUnavailable("the store went away")
+
+    seen = []
+    with pytest.raises(StoreUnavailable, match="went away"):
+        for item in read_ahead(steps()):
+            seen.append(item)
+    assert seen == [0, 1, 2, 3, 4]
+    assert list(read_ahead(iter([]))) == []

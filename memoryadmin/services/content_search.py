@@ -15,6 +15,8 @@ no match, and too many of those end the search with an error.
 
 import json
 import logging
+import queue
+import threading
 
 import regex
 from django.db import transaction
@@ -128,19 +130,31 @@ def match_session(matcher, elements, role):
     return len(found), chronological, order, snippet, (start - left, end - left)
 
 
-def read_sessions(client, keys):
-    """(key, every element in list order) for each session, read in pipelines of bounded size.
+def scan_steps(client, pattern, cursor):
+    """(keys, their first reads, the cursor after) for each SCAN step from `cursor`.
 
-    One pipeline reads the first FIRST_READ elements of every session of a
-    SCAN step, which is all of most sessions; longer ones are read on in
-    windows, a few sessions per pipeline. Sessions are handed over as soon as
-    they are complete, so only a step's first reads and a few long sessions
-    are ever held at once.
+    The first read of every session of a step is one pipeline: its first
+    FIRST_READ elements, which is all of most sessions.
     """
-    if not keys:
-        return
+    while True:
+        raw_cursor, raw_keys = client.call("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, "TYPE", "list")
+        keys = decode_keys(raw_keys)[0]
+        first = client.pipeline([["LRANGE", key, 0, FIRST_READ - 1] for key in keys])
+        cursor = raw_cursor.decode()
+        yield keys, first, cursor
+        if cursor == "0":
+            return
+
+
+def read_sessions(client, keys, first):
+    """(key, every element in list order) for each session of a step, given the step's first reads.
+
+    Longer sessions are read on in windows, a few sessions per pipeline, and
+    each session is handed over as soon as it is complete, so only a step's
+    first reads and a few long sessions are ever held at once.
+    """
     pending = []
-    for key, elements in zip(keys, client.pipeline([["LRANGE", key, 0, FIRST_READ - 1] for key in keys])):
+    for key, elements in zip(keys, first):
         if len(elements) < FIRST_READ:
             yield key, elements
         else:
@@ -156,6 +170,45 @@ def read_sessions(client, keys):
                 yield key, elements
             else:
                 pending.append((key, elements))
+
+
+def read_ahead(items):
+    """The items of a generator, the next one made in a thread while this one is used.
+
+    The store's round trip and its work for the next SCAN step then overlap
+    the matching of this one. Stopping early (a cancelled search) stops the thread.
+    """
+    ready, stop = queue.Queue(maxsize=1), threading.Event()
+
+    def hand_over(entry):
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def produce():
+        try:
+            for item in items:
+                hand_over(("item", item))
+                if stop.is_set():
+                    return
+            hand_over(("end", None))
+        except BaseException as error:  # handed to the consumer, who raises it
+            hand_over(("error", error))
+
+    threading.Thread(target=produce, name="search-read-ahead", daemon=True).start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
 
 
 def run_search(job_id):
@@ -189,19 +242,16 @@ def run_search(job_id):
 
 def _search(job, connection, matcher):
     client = get_client(connection)
-    cursor = job.cursor  # where a resumed search goes on
-    while True:
-        raw_cursor, raw_keys = client.call("SCAN", cursor, "MATCH", job.key_pattern, "COUNT", SCAN_COUNT, "TYPE", "list")
-        keys = decode_keys(raw_keys)[0]
+    # From the saved cursor: a resumed search goes on where it was.
+    for keys, first, cursor in read_ahead(scan_steps(client, job.key_pattern, job.cursor)):
         hits, messages = [], 0
-        for key, elements in read_sessions(client, keys):
+        for key, elements in read_sessions(client, keys, first):
             messages += len(elements)
             found = match_session(matcher, elements, job.role)
             if found:
                 matches, first, order, snippet, (start, end) = found
                 hits.append(SearchHit(job=job, session_key=key, matches=matches, first_match=first, order=order,
                                       snippet=snippet, match_start=start, match_end=end))
-        cursor = raw_cursor.decode()
         # Hits of a step and the cursor after it are saved together: a resumed search neither
         # repeats nor skips a step's hits.
         with transaction.atomic():
@@ -216,5 +266,5 @@ def _search(job, connection, matcher):
                 heartbeat_at=timezone.now(),
             )
         job.refresh_from_db()
-        if cursor == "0" or job.cancel_requested:
+        if job.cancel_requested:
             return
