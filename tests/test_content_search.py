@@ -166,3 +166,13 @@ def test_read_ahead_hands_over_items_in_order_and_errors_in_place():
             seen.append(item)
     assert seen == [0, 1, 2, 3, 4]
     assert list(read_ahead(iter([]))) == []
+
+
+def test_a_search_costs_one_round_trip_per_scan_step(web, store, local_store):
+    store.pipeline([["LPUSH", f"s{i}", langchain("human", f"hello {i}")] for i in range(2500)])
+    before = local_store.gateway.requests_served
+    job = search(web, query="hello 2499")
+    job.refresh_from_db()
+    steps = -(-job.examined_keys // 1000)
+    assert hit_keys(job) == ["s2499"] and job.sessions_read == 2500
+    assert local_store.gateway.requests_served - before == steps + 1  # + the last step's reads

@@ -131,19 +131,24 @@ def match_session(matcher, elements, role):
 
 
 def scan_steps(client, pattern, cursor):
-    """(keys, their first reads, the cursor after) for each SCAN step from `cursor`.
+    """(keys, their first reads, the cursor after their step) for each SCAN step from `cursor`.
 
-    The first read of every session of a step is one pipeline: its first
-    FIRST_READ elements, which is all of most sessions.
+    One round trip per step: its pipeline reads the first FIRST_READ elements
+    (all of most sessions) of the previous step's keys and scans the next step.
     """
+    keys, last = None, False
     while True:
-        raw_cursor, raw_keys = client.call("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, "TYPE", "list")
-        keys = decode_keys(raw_keys)[0]
-        first = client.pipeline([["LRANGE", key, 0, FIRST_READ - 1] for key in keys])
-        cursor = raw_cursor.decode()
-        yield keys, first, cursor
-        if cursor == "0":
+        commands = [["LRANGE", key, 0, FIRST_READ - 1] for key in keys or []]
+        if not last:
+            commands.append(["SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, "TYPE", "list"])
+        replies = client.pipeline(commands)
+        if keys is not None:
+            yield keys, replies[: len(keys)], cursor
+        if last:
             return
+        raw_cursor, raw_keys = replies[-1]
+        keys, cursor = decode_keys(raw_keys)[0], raw_cursor.decode()
+        last = cursor == "0"
 
 
 def read_sessions(client, keys, first):
