@@ -17,6 +17,7 @@ import logging
 import time
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from memoryadmin.bulk.models import BulkJob, BulkJobKey
@@ -303,14 +304,10 @@ def _save_batch(job, rows, replies):
             in_flight=None,
             done=BulkJobKey.objects.filter(job=job, outcome=BulkJobKey.DONE).count(),
             skipped=BulkJobKey.objects.filter(job=job, outcome__in=BulkJobKey.SKIPPED).count(),
-            messages_removed=_messages_removed(job, replies),
+            # A batch's lengths before the clear; a set TTL removes nothing.
+            messages_removed=F("messages_removed") + (sum(r for r in replies if r > 0) if job.action == BulkJob.CLEAR else 0),
             heartbeat_at=timezone.now(),
         )
-
-
-def _messages_removed(job, replies):
-    current = BulkJob.objects.values_list("messages_removed", flat=True).get(pk=job.pk)
-    return current + sum(reply for reply in replies if reply > 0) if job.action == BulkJob.CLEAR else 0
 
 
 def _run_summaries(job, connection):
@@ -343,10 +340,10 @@ def _counts(job):
     }
 
 
-def progress(job, now=None):
+def progress(job):
     """Counters for the progress page: examined, done, skipped, failed, rate, time left."""
     processed = job.done + job.skipped
-    elapsed = ((job.finished_at or now or timezone.now()) - job.started_at).total_seconds() if job.started_at else 0
+    elapsed = ((job.finished_at or timezone.now()) - job.started_at).total_seconds() if job.started_at else 0
     rate = processed / elapsed if elapsed > 0 and job.status != BulkJob.COUNTING else 0
     remaining = max(job.total - processed, 0)
     return {

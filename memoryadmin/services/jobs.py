@@ -32,13 +32,13 @@ def _process_alive(pid):
     return True
 
 
-def is_orphaned(worker, heartbeat_at, now=None):
+def is_orphaned(worker, heartbeat_at):
     """True when the process that ran a job is certainly gone, or silent for too long."""
     host, _, pid = worker.rpartition(":")
     if host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid)):
         return True
     stale_after = timedelta(seconds=settings.MEMORYADMIN_JOB_STALE_SECONDS)
-    return heartbeat_at is None or (now or timezone.now()) - heartbeat_at > stale_after
+    return heartbeat_at is None or timezone.now() - heartbeat_at > stale_after
 
 
 def recover_interrupted_jobs():
