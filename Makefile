@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test venv test-deps system-deps screenshots clean
+.PHONY: run test lint format venv test-deps system-deps screenshots clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,8 +23,17 @@ test-deps: $(VENV)/.installed-test
 system-deps:
 	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; }
 
-test: test-deps system-deps
+test: test-deps system-deps lint
 	$(PY) -m pytest
+
+# Style is checked, not argued: ruff's lint rules and formatter (pyproject.toml).
+lint: test-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: test-deps
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # The README's screenshots, taken by the browser suite from the demo data (docs/screenshots/, committed).
 screenshots: test-deps system-deps

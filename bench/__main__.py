@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import references
@@ -21,7 +21,6 @@ from .harness import ROOT, AppServer, Bench, StoreProcess
 from .keyspace import Keyspace
 from .measurements import MEASUREMENTS
 from .report import as_json, markdown, missed
-
 
 GUNICORN_ENV = ("WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_TIMEOUT", "GUNICORN_CMD_ARGS")
 
@@ -70,7 +69,7 @@ def describe(options, app):
         "command": "python -m bench " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "make bench",
         # How busy the machine was before the bench added its own load.
         "load_average_at_start": os.getloadavg()[0],
-        "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": commit + (" (with local changes)" if dirty else ""),
         "cpus": len(os.sched_getaffinity(0)),
         "python": platform.python_version(),

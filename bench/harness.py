@@ -1,7 +1,7 @@
 """The bench's moving parts: the store, the app under gunicorn, logged-in clients, statistics."""
 
-import html
 import contextlib
+import html
 import json
 import os
 import re

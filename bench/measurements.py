@@ -134,8 +134,8 @@ def session_list(bench):
             for kind, pattern in (("dense", DENSE_PATTERN), ("sparse 1:100", SPARSE_PATTERN)):
                 app, floor, naive, cells, raw = compare(
                     bench, f"/?q={pattern}",
-                    floor=lambda: references.list_page_floor(bench.redis, pattern),
-                    naive=lambda: references.list_page_naive(bench.redis, pattern),
+                    floor=lambda pattern=pattern: references.list_page_floor(bench.redis, pattern),
+                    naive=lambda pattern=pattern: references.list_page_naive(bench.redis, pattern),
                 )
                 goals = [Goal("≤ 3× floor", app.p50 <= 3 * floor.p50)]
                 if kind == "dense":
@@ -175,8 +175,8 @@ def transcript(bench):
         for case, key in cases:
             app, _, _, cells, raw = compare(
                 bench, f"/sessions/{encode_key(key)}/",
-                floor=lambda: references.transcript_floor(bench.redis, key),
-                naive=lambda: references.transcript_naive(bench.redis, key),
+                floor=lambda key=key: references.transcript_floor(bench.redis, key),
+                naive=lambda key=key: references.transcript_naive(bench.redis, key),
             )
             goals = [Goal("1 round trip", max(app.trips) == 1)]
             if latency == 0:

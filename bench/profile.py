@@ -13,7 +13,7 @@ import sys
 import tempfile
 
 from . import references
-from .harness import StoreProcess, production_env, timed, percentile
+from .harness import StoreProcess, percentile, production_env, timed
 from .keyspace import BIG_SESSION, DENSE_PATTERN, LONG_SESSION, SPARSE_PATTERN, Keyspace
 
 

@@ -4,8 +4,8 @@
 defaults that `make run` needs are exported by `make run`, not baked in here.
 """
 
-from datetime import timedelta
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import csp.constants

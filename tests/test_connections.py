@@ -107,7 +107,7 @@ def test_switching_shows_the_other_stores_sessions(admin_web, store, second):
     admin_web.post("/connections/switch/", {"connection": str(second.pk)})
     html = admin_web.get("/").content.decode()
     assert "staging-session" in html and "env-session" not in html
-    assert re.search(r'<option value="%d" selected>staging bot' % second.pk, html)
+    assert re.search(rf'<option value="{second.pk}" selected>staging bot', html)
 
 
 def test_production_connection_is_marked_on_every_page(admin_web, second):

@@ -44,7 +44,7 @@ def test_permission_matrix(client, connection, store, django_user_model, role, a
         assert response.status_code != 403, response.content[:300]
     else:
         assert response.status_code == 403
-        assert f"This needs the" in response.content.decode()
+        assert "This needs the" in response.content.decode()
         event = AuditEvent.objects.get(outcome="denied")
         assert event.username == f"user-{role}"
         assert event.details["method"] == method.upper()

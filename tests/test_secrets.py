@@ -7,8 +7,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import connection as db
 
-from memoryadmin.connections.checks import encryption_keys_configured
 from memoryadmin.audit.models import AuditEvent
+from memoryadmin.connections.checks import encryption_keys_configured
 from memoryadmin.connections.models import Connection
 from memoryadmin.services import secrets
 
@@ -59,7 +59,7 @@ def test_a_secret_under_a_removed_key_is_a_clear_error(settings):
     settings.MEMORYADMIN_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
     reloaded = Connection.objects.get(pk=saved.pk)  # the row still loads
     with pytest.raises(secrets.SecretUnreadable, match="cannot be decrypted"):
-        reloaded.token
+        _ = reloaded.token
     with pytest.raises(Exception, match="Nothing was changed"):
         call_command("rotate_encryption_keys")
 

@@ -189,7 +189,7 @@ def test_lockout_after_five_failures_refuses_even_the_right_password(client, use
 def test_lockout_ends_after_the_cool_off(client, users):
     from axes.models import AccessAttempt
 
-    for attempt in range(5):
+    for _ in range(5):
         login(client, "olga", "wrong")
     assert login(client, "olga", PASSWORD).status_code == 429
     AccessAttempt.objects.update(attempt_time=timezone.now() - datetime.timedelta(minutes=16))
@@ -198,11 +198,11 @@ def test_lockout_ends_after_the_cool_off(client, users):
 
 @pytest.mark.django_db
 def test_a_success_resets_the_count(client, users):
-    for attempt in range(4):
+    for _ in range(4):
         login(client, "olga", "wrong")
     assert login(client, "olga", PASSWORD).status_code == 302
     client.logout()
-    for attempt in range(4):
+    for _ in range(4):
         assert login(client, "olga", "wrong").status_code == 200
     assert login(client, "olga", PASSWORD).status_code == 302
 

@@ -1,8 +1,8 @@
 from django import forms
 
-from .converters import decode_key
-
 from memoryadmin.services.sessions import MAX_TTL, NEWEST_FIRST, OLDEST_FIRST
+
+from .converters import decode_key
 
 TTL_PRESETS = [
     ("3600", "1 hour"),

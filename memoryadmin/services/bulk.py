@@ -267,7 +267,8 @@ def run_job(job_id):
             return _finish(job, connection, BulkJob.CANCELLED, "bulk.cancel")
         BulkJob.objects.filter(pk=job_id).update(in_flight=rows[0].position)
         try:
-            replies = _with_retries(lambda: apply_to_batch(connection, [row.key for row in rows], mode, job.ttl_seconds or 0))
+            keys = [row.key for row in rows]
+            replies = _with_retries(lambda keys=keys: apply_to_batch(connection, keys, mode, job.ttl_seconds or 0))
         except StoreError as error:
             BulkJob.objects.filter(pk=job_id).update(failed=len(rows))
             return _pause(job, connection, str(error))
