@@ -31,9 +31,7 @@ worker_connections = env.int("GUNICORN_WORKER_CONNECTIONS", default=threads)
 
 # A page makes at most two store round trips, each abandoned after
 # MEMORYADMIN_STORE_TIMEOUT seconds, so a request that outlives this is stuck.
-timeout = env.int(
-    "GUNICORN_TIMEOUT", default=math.ceil(2 * env.float("MEMORYADMIN_STORE_TIMEOUT", default=5.0)) + 5
-)
+timeout = env.int("GUNICORN_TIMEOUT", default=math.ceil(2 * env.float("MEMORYADMIN_STORE_TIMEOUT", default=5.0)) + 5)
 graceful_timeout = timeout
 keepalive = 5
 

@@ -36,22 +36,56 @@ def float_list(text):
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     names = [name for name, _ in MEASUREMENTS]
-    parser.add_argument("--sizes", type=int_list, default=[10_000, 100_000], help="keyspaces in sessions (default 10000,100000)")
+    parser.add_argument(
+        "--sizes", type=int_list, default=[10_000, 100_000], help="keyspaces in sessions (default 10000,100000)"
+    )
     parser.add_argument("--million", action="store_true", help="also measure a keyspace of 1,000,000 sessions")
     parser.add_argument("--latencies", type=float_list, default=[0, 20], help="store latencies in ms (default 0,20)")
-    parser.add_argument("--runs", type=int, default=20, help="timed runs per page for the app and the floor, alternating (default 20)")
-    parser.add_argument("--naive-runs", type=int, default=3, help="timed runs of the naive way (default 3; ~5 s each at 20 ms)")
-    parser.add_argument("--transcript-messages", type=int, default=10_000, help="length of the long session (default 10000)")
-    parser.add_argument("--big-message-bytes", type=int, default=1_000_000, help="size of the big message (default 1000000)")
+    parser.add_argument(
+        "--runs", type=int, default=20, help="timed runs per page for the app and the floor, alternating (default 20)"
+    )
+    parser.add_argument(
+        "--naive-runs", type=int, default=3, help="timed runs of the naive way (default 3; ~5 s each at 20 ms)"
+    )
+    parser.add_argument(
+        "--transcript-messages", type=int, default=10_000, help="length of the long session (default 10000)"
+    )
+    parser.add_argument(
+        "--big-message-bytes", type=int, default=1_000_000, help="size of the big message (default 1000000)"
+    )
     parser.add_argument("--operators", type=int, default=20, help="concurrent operators under load (default 20)")
     parser.add_argument("--load-seconds", type=float, default=60, help="length of each load run (default 60)")
-    parser.add_argument("--slow-seconds", type=float, default=10, help="how long the store is slow in the slow-store run (default 10)")
-    parser.add_argument("--purge-sizes", type=int_list, default=[10_000, 100_000], help="sessions purged by the bulk purge measurement, growing (default 10000,100000)")
-    parser.add_argument("--search-sessions", type=int, default=20_000, help="sessions of 20 messages searched (default 20000)")
-    parser.add_argument("--store-timeout", type=float, default=5, help="the app's MEMORYADMIN_STORE_TIMEOUT (default 5, the app's default)")
-    parser.add_argument("--only", type=lambda text: text.split(","), default=names, metavar="NAMES", help="comma-separated measurements: " + ", ".join(names))
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where latest.md and latest.json go")
-    parser.add_argument("--workdir", type=Path, help="keep the database and the logs here (default: a temporary folder)")
+    parser.add_argument(
+        "--slow-seconds", type=float, default=10, help="how long the store is slow in the slow-store run (default 10)"
+    )
+    parser.add_argument(
+        "--purge-sizes",
+        type=int_list,
+        default=[10_000, 100_000],
+        help="sessions purged by the bulk purge measurement, growing (default 10000,100000)",
+    )
+    parser.add_argument(
+        "--search-sessions", type=int, default=20_000, help="sessions of 20 messages searched (default 20000)"
+    )
+    parser.add_argument(
+        "--store-timeout",
+        type=float,
+        default=5,
+        help="the app's MEMORYADMIN_STORE_TIMEOUT (default 5, the app's default)",
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda text: text.split(","),
+        default=names,
+        metavar="NAMES",
+        help="comma-separated measurements: " + ", ".join(names),
+    )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "bench" / "results", help="where latest.md and latest.json go"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the database and the logs here (default: a temporary folder)"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
     options = parser.parse_args(argv)
     # The keyspace only grows: smallest first.
@@ -63,8 +97,12 @@ def parse_args(argv):
 
 
 def describe(options, app):
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
     return {
         "command": "python -m bench " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "make bench",
         # How busy the machine was before the bench added its own load.

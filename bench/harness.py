@@ -31,7 +31,11 @@ class StoreProcess:
         self._log = open(log_path, "w")
         self._process = subprocess.Popen(
             [sys.executable, "-m", "bench.store", f"--token={token}"],
-            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
         )
         first = self._process.stdout.readline()
         if not first:
@@ -124,17 +128,32 @@ class AppServer:
         self._log = open(self.workdir / "gunicorn.log", "w")
         # Only the bind is overridden: 127.0.0.1 rather than every interface.
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "memoryadmin.wsgi", "-c", "gunicorn.conf.py",
-             "--bind", f"127.0.0.1:{self.port}"],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "memoryadmin.wsgi",
+                "-c",
+                "gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         self._wait_ready()
         self.wait_idle()
 
     def _manage(self, *args):
         done = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         if done.returncode:
             raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stderr[-3000:]}")
@@ -257,7 +276,10 @@ class Worker:
         self._log = open(self._path, "a")
         self._process = subprocess.Popen(
             [sys.executable, "manage.py", "worker", "--interval", "0.1"],
-            cwd=ROOT, env=app.env, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=app.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         # Measure the jobs, not the worker's start-up: wait until it polls the queue.
         deadline = time.monotonic() + seconds

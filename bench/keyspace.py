@@ -70,7 +70,9 @@ class Keyspace:
 
     def write_long_session(self, messages):
         """LONG_SESSION: `messages` ordinary messages, LangChain's way."""
-        self._write(LONG_SESSION, [f"Message {i} of a very long conversation about order #{i}." for i in range(messages)])
+        self._write(
+            LONG_SESSION, [f"Message {i} of a very long conversation about order #{i}." for i in range(messages)]
+        )
 
     def write_big_session(self, big_bytes):
         """BIG_SESSION: 20 messages, one of them (in the middle, not a list preview) `big_bytes` long."""
@@ -86,7 +88,7 @@ class Keyspace:
         ]
         self.redis.delete(key)
         for start in range(0, len(elements), 1000):
-            self.redis.lpush(key, *elements[start:start + 1000])
+            self.redis.lpush(key, *elements[start : start + 1000])
 
 
 # Sessions of their own for the bulk measurements, so purging them leaves the

@@ -35,6 +35,7 @@ def measurement(name):
 
 # --- sampling ---------------------------------------------------------------
 
+
 @dataclass
 class Samples:
     ms: list = field(default_factory=list)
@@ -124,6 +125,7 @@ def at_latencies(bench):
 
 # --- pages --------------------------------------------------------------------
 
+
 @measurement("session list")
 def session_list(bench):
     """A list page of 50 rows, dense and sparse, as the keyspace grows."""
@@ -133,7 +135,8 @@ def session_list(bench):
         for latency in at_latencies(bench):
             for kind, pattern in (("dense", DENSE_PATTERN), ("sparse 1:100", SPARSE_PATTERN)):
                 app, floor, naive, cells, raw = compare(
-                    bench, f"/?q={pattern}",
+                    bench,
+                    f"/?q={pattern}",
                     floor=lambda pattern=pattern: references.list_page_floor(bench.redis, pattern),
                     naive=lambda pattern=pattern: references.list_page_naive(bench.redis, pattern),
                 )
@@ -174,7 +177,8 @@ def transcript(bench):
     for latency in at_latencies(bench):
         for case, key in cases:
             app, _, _, cells, raw = compare(
-                bench, f"/sessions/{encode_key(key)}/",
+                bench,
+                f"/sessions/{encode_key(key)}/",
                 floor=lambda key=key: references.transcript_floor(bench.redis, key),
                 naive=lambda key=key: references.transcript_naive(bench.redis, key),
             )
@@ -189,16 +193,25 @@ def transcript(bench):
 def fixed_cost(bench):
     """What any page costs whatever the store does: the framework's share of the times above."""
     rows = []
-    cases = (("login page, no store", "/login/", bench.anonymous), ("list, exact key not found", "/?q=no-such-session", bench.client))
+    cases = (
+        ("login page, no store", "/login/", bench.anonymous),
+        ("list, exact key not found", "/?q=no-such-session", bench.client),
+    )
     for latency in at_latencies(bench):
         for case, path, client in cases:
             (app,) = sample(bench.store, [app_page(client, path)], bench.options.runs)
-            cells = {"app p50 ms": app.p50, "app p95 ms": app.p95, "round trips": max(app.trips), "bytes to browser": app.bytes}
+            cells = {
+                "app p50 ms": app.p50,
+                "app p95 ms": app.p95,
+                "round trips": max(app.trips),
+                "bytes to browser": app.bytes,
+            }
             rows.append(Row("fixed cost", case, latency, cells, [], {"path": path, "app": vars(app)}))
     return rows
 
 
 # --- load -------------------------------------------------------------------
+
 
 @dataclass
 class Hit:
@@ -282,9 +295,21 @@ def load(bench):
             "CPU ms/request app/store/load": "/".join(f"{cpu[part] * 1000 / max(len(hits), 1):.0f}" for part in cpu),
             "cores busy": sum(cpu.values()) / elapsed,
         }
-        by_page = {page: latency_stats([hit for hit in hits if hit.page == page]) for page in ("list", "scan more", "transcript")}
+        by_page = {
+            page: latency_stats([hit for hit in hits if hit.page == page])
+            for page in ("list", "scan more", "transcript")
+        }
         raw = {"seconds": elapsed, "cpu_seconds": cpu, "by_page": by_page, "errors": [vars(hit) for hit in errors[:20]]}
-        rows.append(Row("load", f"{bench.options.operators} operators, {elapsed:.0f} s", latency, cells, [Goal("no errors", not errors)], raw))
+        rows.append(
+            Row(
+                "load",
+                f"{bench.options.operators} operators, {elapsed:.0f} s",
+                latency,
+                cells,
+                [Goal("no errors", not errors)],
+                raw,
+            )
+        )
     return rows
 
 
@@ -297,7 +322,9 @@ def slow_store(bench):
     for latency in at_latencies(bench):
         # Normal, then slow (twice the timeout per request) for `slow` seconds, then normal long
         # enough for requests caught in the slow phase to end and new ones to show recovery.
-        hits, _, (slow_from, slow_to), _ = run_load(bench, 3 * slow + limit, [(slow, timeout * 2000), (2 * slow, latency)])
+        hits, _, (slow_from, slow_to), _ = run_load(
+            bench, 3 * slow + limit, [(slow, timeout * 2000), (2 * slow, latency)]
+        )
         bad = [hit for hit in hits if hit.status not in (200, 503) or hit.seconds > limit]
         after = [hit for hit in hits if hit.started >= slow_to]
         failed_after = [hit for hit in after if hit.status != 200]
@@ -315,8 +342,12 @@ def slow_store(bench):
             Goal(f"every request answered (200 or 503) within {limit:g} s", not bad),
             Goal("recovers by itself", first_ok is not None and not failed_after),
         ]
-        raw = {"slow_from": slow_from, "slow_to": slow_to, "bad": [vars(hit) for hit in bad[:20]],
-               "failed_after": [vars(hit) for hit in failed_after[:20]]}
+        raw = {
+            "slow_from": slow_from,
+            "slow_to": slow_to,
+            "bad": [vars(hit) for hit in bad[:20]],
+            "failed_after": [vars(hit) for hit in failed_after[:20]],
+        }
         case = f"{bench.options.operators} operators, store slow {slow_from:.0f}–{slow_to:.0f} s"
         rows.append(Row("slow store", case, latency, cells, goals, raw))
     return rows
@@ -368,7 +399,9 @@ def bulk_purge(bench):
             with bench.worker() as worker:
                 before = bench.store.served()
                 listing = bench.client.get("/").text
-                job = post_form(bench.client, "/bulk/new/", listing, {"action": "clear", "scope": "pattern", "q": prefix + "*"})
+                job = post_form(
+                    bench.client, "/bulk/new/", listing, {"action": "clear", "scope": "pattern", "q": prefix + "*"}
+                )
                 page, dry_run = wait_for(bench.client, job, JOB_AWAITING)
                 started = time.monotonic()
                 post_form(bench.client, job + "confirm/", page, {"typed": str(size)})
@@ -394,7 +427,9 @@ def bulk_purge(bench):
         sizes = [row for row in rows if row.latency_ms == latency]
         if len(sizes) > 1:
             small, large = sizes[0].cells["worker peak RSS MB"], sizes[-1].cells["worker peak RSS MB"]
-            sizes[-1].goals.append(Goal(f"memory flat: peak RSS {large / small:.2f}× the smaller purge's (≤ 1.25×)", large <= 1.25 * small))
+            sizes[-1].goals.append(
+                Goal(f"memory flat: peak RSS {large / small:.2f}× the smaller purge's (≤ 1.25×)", large <= 1.25 * small)
+            )
     return rows
 
 
@@ -412,7 +447,9 @@ def content_search(bench):
             before = bench.store.served()
             form = bench.client.get("/bulk/search/").text
             started = time.monotonic()
-            job = post_form(bench.client, "/bulk/search/", form, {"query": NEEDLE, "key_pattern": prefix + "*", "role": ""})
+            job = post_form(
+                bench.client, "/bulk/search/", form, {"query": NEEDLE, "key_pattern": prefix + "*", "role": ""}
+            )
             page, _ = wait_for(bench.client, job, JOB_DONE, every=0.1)
             elapsed = time.monotonic() - started
         matched = int(re.search(r"<strong>([\d,]+) sessions? match</strong>", page).group(1).replace(",", ""))

@@ -57,7 +57,9 @@ def main(argv=None):
             profiler = Profiler(interval=0.0005)
             with profiler:
                 times = [timed(lambda: client.get(path))[1] for _ in range(options.runs)]
-            print(f"{path}: p50 {percentile(times, 50):.1f} ms, p95 {percentile(times, 95):.1f} ms over {options.runs} runs")
+            print(
+                f"{path}: p50 {percentile(times, 50):.1f} ms, p95 {percentile(times, 95):.1f} ms over {options.runs} runs"
+            )
             print(profiler.output_text(unicode=True, color=sys.stdout.isatty(), show_all=options.all))
             if options.html:
                 with open(options.html, "w") as out:

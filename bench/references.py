@@ -52,11 +52,7 @@ def list_page_floor(redis, pattern):
 
 
 def list_page_naive(redis, pattern):
-    return [
-        getattr(redis, name)(*args)
-        for key in scan_page(redis, pattern)
-        for name, *args in row_reads(key)
-    ]
+    return [getattr(redis, name)(*args) for key in scan_page(redis, pattern) for name, *args in row_reads(key)]
 
 
 def transcript_floor(redis, key, window=50):

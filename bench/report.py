@@ -48,7 +48,12 @@ def tables(rows):
         header = ["case", "store latency", *columns, "goals"]
         out += [f"#### {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in group:
-            values = [row.case, f"{row.latency_ms:g} ms", *(fmt(row.cells.get(c)) for c in columns), goals_cell(row.goals)]
+            values = [
+                row.case,
+                f"{row.latency_ms:g} ms",
+                *(fmt(row.cells.get(c)) for c in columns),
+                goals_cell(row.goals),
+            ]
             out.append("| " + " | ".join(values) + " |")
         out.append("")
     return "\n".join(out)

@@ -78,9 +78,18 @@ def test_a_failed_store_write_is_still_audited(web, session, local_store, settin
 def test_connection_changes_are_recorded_without_secrets(admin_web):
     admin_web.post(
         "/connections/new/",
-        {"name": "prod", "url": "https://x.upstash.io", "token": "super-secret-token", "key_pattern": "*",
-         "list_order": "auto", "summary_namespace": "memoryadmin:summary:", "default_ttl": "60",
-         "page_size": "50", "scan_budget": "10000", "timeout": "5"},
+        {
+            "name": "prod",
+            "url": "https://x.upstash.io",
+            "token": "super-secret-token",
+            "key_pattern": "*",
+            "list_order": "auto",
+            "summary_namespace": "memoryadmin:summary:",
+            "default_ttl": "60",
+            "page_size": "50",
+            "scan_budget": "10000",
+            "timeout": "5",
+        },
     )
     event = only_event(action="connection.create")
     assert event.connection_name == "prod" and "token" in event.details["changed"]
@@ -98,9 +107,25 @@ def test_events_are_append_only():
 
 def make_events():
     now = timezone.now()
-    AuditEvent.objects.create(action="session.clear", outcome="ok", username="olga", session_key="k1", connection_slug="env", created_at=now)
-    AuditEvent.objects.create(action="session.read", outcome="ok", username="victor", session_key="k1", connection_slug="env", created_at=now - timedelta(days=3))
-    AuditEvent.objects.create(action="session.clear", outcome="denied", username="victor", session_key="k2", connection_slug="7", created_at=now - timedelta(days=10))
+    AuditEvent.objects.create(
+        action="session.clear", outcome="ok", username="olga", session_key="k1", connection_slug="env", created_at=now
+    )
+    AuditEvent.objects.create(
+        action="session.read",
+        outcome="ok",
+        username="victor",
+        session_key="k1",
+        connection_slug="env",
+        created_at=now - timedelta(days=3),
+    )
+    AuditEvent.objects.create(
+        action="session.clear",
+        outcome="denied",
+        username="victor",
+        session_key="k2",
+        connection_slug="7",
+        created_at=now - timedelta(days=10),
+    )
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,30 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Every measurement, two latencies, two keyspaces, in seconds rather than minutes.
 TINY = [
-    "--sizes", "200,400", "--latencies", "0,1", "--runs", "2", "--naive-runs", "1",
-    "--transcript-messages", "200", "--big-message-bytes", "20000",
-    "--operators", "2", "--load-seconds", "1", "--slow-seconds", "0.3", "--store-timeout", "0.3",
-    "--purge-sizes", "300,600", "--search-sessions", "400",
+    "--sizes",
+    "200,400",
+    "--latencies",
+    "0,1",
+    "--runs",
+    "2",
+    "--naive-runs",
+    "1",
+    "--transcript-messages",
+    "200",
+    "--big-message-bytes",
+    "20000",
+    "--operators",
+    "2",
+    "--load-seconds",
+    "1",
+    "--slow-seconds",
+    "0.3",
+    "--store-timeout",
+    "0.3",
+    "--purge-sizes",
+    "300,600",
+    "--search-sessions",
+    "400",
 ]
 
 
@@ -29,7 +49,11 @@ def test_the_bench_runs_at_a_tiny_size_and_reports_every_row(tmp_path):
     env = {**os.environ, "WEB_CONCURRENCY": "2"}
     done = subprocess.run(
         [sys.executable, "-m", "bench", *TINY, "--out", str(tmp_path)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     rows = json.loads((tmp_path / "latest.json").read_text())["rows"]
@@ -41,7 +65,9 @@ def test_the_bench_runs_at_a_tiny_size_and_reports_every_row(tmp_path):
     assert list(cases) == [name for name, _ in MEASUREMENTS]
     assert cases["session list"] == {
         (f"{kind}, {size} sessions", latency)
-        for kind in ("dense", "sparse 1:100") for size in (200, 400) for latency in (0, 1)
+        for kind in ("dense", "sparse 1:100")
+        for size in (200, 400)
+        for latency in (0, 1)
     }
     assert len(cases["transcript"]) == 4
     assert all(len(cases[name]) == 2 for name in ("load", "slow store", "content search"))
@@ -68,7 +94,9 @@ def plain_http_cookies(settings):
 
 # The live server needs committed data; serialized_rollback restores the role groups afterwards.
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_a_dense_list_page_costs_two_round_trips_over_http(live_server, local_store, store, operator, plain_http_cookies):
+def test_a_dense_list_page_costs_two_round_trips_over_http(
+    live_server, local_store, store, operator, plain_http_cookies
+):
     for i in range(120):
         store.call("LPUSH", f"s:{i:03}", langchain("human", "hi"))
     browser = login(live_server.url, operator.username, "correct horse battery staple")

@@ -33,7 +33,12 @@ def request_by(user):
 
 def write_sessions(store, keys, messages=3):
     for start in range(0, len(keys), 500):
-        store.pipeline([["LPUSH", key, *[langchain("human", f"m{i}") for i in range(messages)]] for key in keys[start:start + 500]])
+        store.pipeline(
+            [
+                ["LPUSH", key, *[langchain("human", f"m{i}") for i in range(messages)]]
+                for key in keys[start : start + 500]
+            ]
+        )
 
 
 def job_of(response):
@@ -112,7 +117,9 @@ def test_set_ttl_and_persist_on_a_selection(web, store):
 
 def test_custom_ttl_is_validated(web, store):
     write_sessions(store, ["a"])
-    response = web.post("/bulk/new/", {"action": "expire", "scope": "selected", "k": [encode_key("a")], "preset": "custom"}, follow=True)
+    response = web.post(
+        "/bulk/new/", {"action": "expire", "scope": "selected", "k": [encode_key("a")], "preset": "custom"}, follow=True
+    )
     assert "Give an amount and a unit" in response.content.decode()
     assert not BulkJob.objects.exists()
 
@@ -128,8 +135,14 @@ def test_resummarize_a_selection_reuses_summary_jobs(web, store):
 
 
 def test_damaged_or_empty_selection_is_refused(web):
-    assert "damaged" in web.post("/bulk/new/", {"action": "clear", "scope": "selected", "k": ["%%%"]}, follow=True).content.decode()
-    assert "Select at least one" in web.post("/bulk/new/", {"action": "clear", "scope": "selected"}, follow=True).content.decode()
+    assert (
+        "damaged"
+        in web.post("/bulk/new/", {"action": "clear", "scope": "selected", "k": ["%%%"]}, follow=True).content.decode()
+    )
+    assert (
+        "Select at least one"
+        in web.post("/bulk/new/", {"action": "clear", "scope": "selected"}, follow=True).content.decode()
+    )
     assert not BulkJob.objects.exists()
 
 
@@ -183,7 +196,11 @@ def test_report_lists_every_key_and_outcome(web, store):
     web.post(f"/bulk/{job.pk}/confirm/", {"typed": "2"})
     response = web.get(f"/bulk/{job.pk}/report.csv")
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert [(row["session_key"], row["outcome"]) for row in rows] == [("a", "done"), ("b", "done"), ("never-there", "gone")]
+    assert [(row["session_key"], row["outcome"]) for row in rows] == [
+        ("a", "done"),
+        ("b", "done"),
+        ("never-there", "gone"),
+    ]
 
 
 def test_audit_trail_and_search_by_key(web, admin, store):
@@ -205,7 +222,9 @@ def test_audit_trail_and_search_by_key(web, admin, store):
 def test_viewer_cannot_start_or_see_bulk_actions(client, viewer, connection, store):
     write_sessions(store, ["a"])
     client.force_login(viewer)
-    assert client.post("/bulk/new/", {"action": "clear", "scope": "selected", "k": [encode_key("a")]}).status_code == 403
+    assert (
+        client.post("/bulk/new/", {"action": "clear", "scope": "selected", "k": [encode_key("a")]}).status_code == 403
+    )
     assert "Apply to selected" not in client.get("/").content.decode()
     assert client.get("/bulk/").status_code == 403
     assert not BulkJob.objects.exists()

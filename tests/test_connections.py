@@ -25,10 +25,17 @@ def second(other_store):
 
 def form_data(**overrides):
     data = {
-        "name": "staging", "url": "https://example.upstash.io", "token": "tok-abcdef-9876",
-        "key_pattern": "*", "display_prefix": "", "list_order": "auto",
-        "summary_namespace": "memoryadmin:summary:", "default_ttl": "604800", "page_size": "50",
-        "scan_budget": "10000", "timeout": "5",
+        "name": "staging",
+        "url": "https://example.upstash.io",
+        "token": "tok-abcdef-9876",
+        "key_pattern": "*",
+        "display_prefix": "",
+        "list_order": "auto",
+        "summary_namespace": "memoryadmin:summary:",
+        "default_ttl": "604800",
+        "page_size": "50",
+        "scan_budget": "10000",
+        "timeout": "5",
     }
     return {**data, **overrides}
 
@@ -123,7 +130,9 @@ def test_switching_to_a_missing_connection_is_refused(admin_web):
 
 
 def test_one_default_at_a_time_and_it_is_used_first(admin_web, second, store):
-    admin_web.post(f"/connections/{second.pk}/", form_data(name="staging bot", url=second.url, token="", is_default="on"))
+    admin_web.post(
+        f"/connections/{second.pk}/", form_data(name="staging bot", url=second.url, token="", is_default="on")
+    )
     write_langchain_session(get_client(second.to_store_connection()), "staging-session", ["hi"])
     assert "staging-session" in admin_web.get("/").content.decode()
     admin_web.post("/connections/new/", form_data(name="other", is_default="on"))

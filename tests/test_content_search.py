@@ -27,7 +27,9 @@ def hit_keys(job):
 @pytest.fixture
 def mailbox(store):
     store.call("LPUSH", "lc:jane", langchain("human", "Hi, I am Jane.Doe@Example.com"), langchain("ai", "Hello Jane"))
-    store.call("RPUSH", "li:jane", llamaindex("user", "my email is jane.doe@example.com"), llamaindex("assistant", "ok"))
+    store.call(
+        "RPUSH", "li:jane", llamaindex("user", "my email is jane.doe@example.com"), llamaindex("assistant", "ok")
+    )
     store.call("LPUSH", "lc:bob", langchain("human", "I am bob@example.com"), langchain("ai", "Hi Bob"))
     store.call("SET", "cache:jane", "jane.doe@example.com")  # not a session: never a result
     store.call("HSET", "profile:jane", "email", "jane.doe@example.com")
@@ -61,7 +63,9 @@ def test_regex_search(web, mailbox):
     assert hit_keys(search(web, query=r"[a-z.]+@example\.com", is_regex="on")) == ["lc:bob", "lc:jane", "li:jane"]
 
 
-@pytest.mark.parametrize(("query", "error"), [("(unclosed", "not valid"), ("a*", "matches empty text"), ("", "required")])
+@pytest.mark.parametrize(
+    ("query", "error"), [("(unclosed", "not valid"), ("a*", "matches empty text"), ("", "required")]
+)
 def test_invalid_regex_is_refused_before_it_runs(web, query, error):
     response = web.post("/bulk/search/", {"query": query, "is_regex": "on", "key_pattern": "", "role": ""})
     assert response.status_code == 200 and error in response.content.decode()
@@ -96,7 +100,12 @@ def test_results_page_links_to_the_first_match_with_an_escaped_snippet(web, stor
 
 def test_match_counts_and_first_match_in_time_for_both_orders():
     matcher = Matcher("needle")
-    newest_first = [langchain("human", "needle 3"), langchain("ai", "x"), langchain("human", "needle 1"), langchain("ai", "y")]
+    newest_first = [
+        langchain("human", "needle 3"),
+        langchain("ai", "x"),
+        langchain("human", "needle 1"),
+        langchain("ai", "y"),
+    ]
     count, first, order, snippet, _ = match_session(matcher, [e.encode() for e in newest_first], "")
     assert (count, first, order) == (2, 1, "newest-first") and "needle 1" in snippet
     oldest_first = [llamaindex("user", "x"), llamaindex("user", "needle a"), llamaindex("user", "needle b")]

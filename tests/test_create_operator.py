@@ -5,7 +5,9 @@ from django.core.management import CommandError, call_command
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize(("role", "group", "staff"), [("viewer", "Viewer", False), ("operator", "Operator", False), ("admin", "Admin", True)])
+@pytest.mark.parametrize(
+    ("role", "group", "staff"), [("viewer", "Viewer", False), ("operator", "Operator", False), ("admin", "Admin", True)]
+)
 def test_creates_a_user_with_the_role(monkeypatch, role, group, staff):
     monkeypatch.setenv("NEW_PASSWORD", "a-long-enough-passphrase")
     call_command("create_operator", "sam", "--role", role, "--password-from-env", "NEW_PASSWORD")

@@ -125,7 +125,7 @@ def test_base64_encoding_of_nested_results_keeps_ok(local_store, store):
 
 
 def test_non_ascii_text_round_trips_through_the_sdk(redis):
-    text = "Grüße, 東京 🚀 \u00e9 \\u00e9 \"quoted\" \n new line"
+    text = 'Grüße, 東京 🚀 \u00e9 \\u00e9 "quoted" \n new line'
     redis.rpush("unicode ключ/100%#?", text)
     assert redis.lrange("unicode ключ/100%#?", 0, -1) == [text]
 

@@ -171,7 +171,12 @@ def test_flowise_human_and_ai_messages():
 
 
 def test_flowise_agent_tool_call_and_result():
-    tool_call = {"name": "search_flights", "args": {"to": "LIS", "date": "2026-05-02"}, "id": "call_9", "type": "tool_call"}
+    tool_call = {
+        "name": "search_flights",
+        "args": {"to": "LIS", "date": "2026-05-02"},
+        "id": "call_9",
+        "type": "tool_call",
+    }
     call = parse_element(langchain_js("ai", "", tool_calls=[tool_call], invalid_tool_calls=[]))
     result = parse_element(langchain_js("tool", '[{"flight": "TP1345"}]', tool_call_id="call_9", name="search_flights"))
 
@@ -469,9 +474,7 @@ def test_a_reader_failure_costs_one_message_not_the_page(monkeypatch):
 # --- Order ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("format", "newest_first"), [("langchain", True), ("llamaindex", False), ("unknown", None)]
-)
+@pytest.mark.parametrize(("format", "newest_first"), [("langchain", True), ("llamaindex", False), ("unknown", None)])
 def test_newest_first_follows_the_writer(format, newest_first):
     assert Message(format=format).newest_first is newest_first
 

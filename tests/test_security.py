@@ -38,7 +38,9 @@ EXPECTED_CSP = {
 
 def production_env(**extra):
     """The environment of a production deployment behind a TLS proxy, nothing from the test run."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("MEMORYADMIN_", "SECURE_", "DJANGO_"))}
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("MEMORYADMIN_", "SECURE_", "DJANGO_"))
+    }
     env.update(
         DEBUG="0",
         SECRET_KEY=secrets.token_urlsafe(50),
@@ -91,7 +93,9 @@ def test_settings_from_the_environment():
         "s.STORAGES['staticfiles']['BACKEND'], s.DATABASES['default']['ENGINE'], "
         "s.DATABASES['default']['CONN_MAX_AGE'], base.is_psycopg3)"
     )
-    env = production_env(DEBUG="1", DATABASE_URL="postgres://memoryadmin:pw@db.invalid:5432/memoryadmin?conn_max_age=60")
+    env = production_env(
+        DEBUG="1", DATABASE_URL="postgres://memoryadmin:pw@db.invalid:5432/memoryadmin?conn_max_age=60"
+    )
     result = subprocess.run([sys.executable, "-c", script], cwd=BASE_DIR, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == (
@@ -131,7 +135,9 @@ def test_templates_have_nothing_inline():
     }
     for path in sorted((BASE_DIR / "templates").rglob("*.html")):
         text = path.read_text()
-        offenders += [f"{path.relative_to(BASE_DIR)}: {what}" for what, pattern in patterns.items() if pattern.search(text)]
+        offenders += [
+            f"{path.relative_to(BASE_DIR)}: {what}" for what, pattern in patterns.items() if pattern.search(text)
+        ]
     assert offenders == []
 
 
@@ -303,7 +309,10 @@ def gunicorn(tmp_path):
     log = open(tmp_path / "gunicorn.log", "w+")
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "memoryadmin.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
-        cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=BASE_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 15

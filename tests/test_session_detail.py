@@ -66,7 +66,10 @@ def test_tool_calls_multipart_and_malformed_elements(web, store):
     store.call(
         "LPUSH",
         "mixed",
-        langchain("human", [{"type": "text", "text": "see photo"}, {"type": "image_url", "image_url": {"url": "https://x/p.png"}}]),
+        langchain(
+            "human",
+            [{"type": "text", "text": "see photo"}, {"type": "image_url", "image_url": {"url": "https://x/p.png"}}],
+        ),
         langchain("ai", "", tool_calls=[tool_call]),
         langchain("tool", "shipped", tool_call_id="call_1", name="lookup_order"),
         "{not json",

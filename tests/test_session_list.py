@@ -60,7 +60,7 @@ def test_tampered_paging_is_a_clear_400(web, params):
 
 
 def test_stored_content_is_escaped(web, store):
-    key = '<img src=x onerror=alert(1)>'
+    key = "<img src=x onerror=alert(1)>"
     write_langchain_session(store, key, ['<script>alert("x")</script>'])
     html = web.get("/").content.decode()
     assert "<script>alert" not in html

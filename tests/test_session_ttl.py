@@ -31,7 +31,9 @@ def test_preset_ttl_with_htmx_returns_the_ttl_fragment(web, store, session):
 
 
 def test_custom_ttl_without_htmx_redirects_with_a_message(web, store, session):
-    response = web.post(url(session, "ttl"), {"preset": "custom", "custom_value": "90", "custom_unit": "minutes"}, follow=True)
+    response = web.post(
+        url(session, "ttl"), {"preset": "custom", "custom_value": "90", "custom_unit": "minutes"}, follow=True
+    )
     assert response.redirect_chain[-1][0] == f"/sessions/{encode_key(session)}/"
     assert "expires in 1 h 30 min" in response.content.decode()
     assert 5300 < store.call("TTL", session) <= 5400

@@ -22,6 +22,7 @@ def round_trips(local_store, action):
 
 # --- discovery -------------------------------------------------------------
 
+
 def test_lists_only_lists_with_their_metadata(connection, store):
     write_langchain_session(store, "message_store:abc", ["hello", "hi there"])
     write_llamaindex_session(store, "llamaindex:chat:jo", ["question", "answer"])
@@ -66,7 +67,7 @@ def test_paging_resumes_mid_step_without_duplicates_or_gaps(connection, store):
 def test_sparse_pattern_spans_many_scan_steps_within_the_budget(connection, store):
     pipeline = [["SET", f"noise:{i}", "x"] for i in range(6000)]
     for start in range(0, len(pipeline), 1000):
-        store.pipeline(pipeline[start:start + 1000])
+        store.pipeline(pipeline[start : start + 1000])
     for i in range(7):
         store.call("LPUSH", f"rare:{i}", langchain("human", "hi"))
     small_budget = dataclasses.replace(connection, scan_budget=2000)
@@ -116,6 +117,7 @@ def test_forced_order_reads_only_the_newest_end(connection, store):
 
 
 # --- transcripts -------------------------------------------------------------
+
 
 def test_transcript_is_chronological_for_both_orders(connection, store):
     write_langchain_session(store, "lc", texts(5))
@@ -188,6 +190,7 @@ def test_read_message_returns_the_exact_element(connection, store):
 
 
 # --- writes ------------------------------------------------------------------
+
 
 def test_set_ttl_and_persist_apply_to_session_and_summary(connection, store):
     write_langchain_session(store, "lc", texts(2))

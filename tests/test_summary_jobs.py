@@ -185,8 +185,15 @@ def test_batch_of_all_stale_sessions_matching_the_filter(web, store, connection,
 
 
 def test_summarizer_settings_api_key_is_write_only(admin_web):
-    data = {"provider": "openai", "base_url": "http://127.0.0.1:11434/v1", "model": "llama3", "api_key": "sk-live-abcdef987654",
-            "max_input_chars": "12000", "timeout": "30", "prompt_template": "Summarize:\n{transcript}"}
+    data = {
+        "provider": "openai",
+        "base_url": "http://127.0.0.1:11434/v1",
+        "model": "llama3",
+        "api_key": "sk-live-abcdef987654",
+        "max_input_chars": "12000",
+        "timeout": "30",
+        "prompt_template": "Summarize:\n{transcript}",
+    }
     admin_web.post("/summaries/settings/", data)
     saved = SummarizerSettings.load()
     assert saved.api_key == "sk-live-abcdef987654" and "sk-live" not in saved.api_key_encrypted
@@ -198,7 +205,14 @@ def test_summarizer_settings_api_key_is_write_only(admin_web):
 
 
 def test_summarizer_settings_validation(admin_web):
-    data = {"provider": "openai", "base_url": "", "model": "", "max_input_chars": "12000", "timeout": "30", "prompt_template": "no placeholder"}
+    data = {
+        "provider": "openai",
+        "base_url": "",
+        "model": "",
+        "max_input_chars": "12000",
+        "timeout": "30",
+        "prompt_template": "no placeholder",
+    }
     html = admin_web.post("/summaries/settings/", data).content.decode()
     assert "Needed for an OpenAI-compatible endpoint" in html and "must contain {transcript}" in html
 
@@ -223,7 +237,10 @@ def test_a_real_worker_process_runs_the_job(connection, store, operator, setting
     }
     worker = subprocess.run(
         [sys.executable, "manage.py", "db_worker", "--batch", "--interval", "0.1", "--no-startup-delay", "--no-reload"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert worker.returncode == 0, worker.stderr[-2000:]
     job.refresh_from_db()

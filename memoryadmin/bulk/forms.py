@@ -13,7 +13,9 @@ class BulkActionForm(forms.Form):
     """
 
     action = forms.ChoiceField(choices=BulkJob.ACTIONS)
-    scope = forms.ChoiceField(choices=[("selected", "the selected sessions"), ("pattern", "every session matching the pattern")])
+    scope = forms.ChoiceField(
+        choices=[("selected", "the selected sessions"), ("pattern", "every session matching the pattern")]
+    )
     q = forms.CharField(required=False, max_length=1024, strip=False)
 
     def __init__(self, data, tokens):

@@ -66,14 +66,31 @@ class BulkJob(WorkerJob):
     CLEAR, EXPIRE, PERSIST, SUMMARIZE = "clear", "expire", "persist", "summarize"
     ACTIONS = [(CLEAR, "Clear"), (EXPIRE, "Set TTL"), (PERSIST, "Remove TTL"), (SUMMARIZE, "Re-summarize")]
     KEYS, PATTERN, SEARCH = "keys", "pattern", "search"
-    SELECTIONS = [(KEYS, "selected sessions"), (PATTERN, "every session matching a pattern"), (SEARCH, "content search results")]
+    SELECTIONS = [
+        (KEYS, "selected sessions"),
+        (PATTERN, "every session matching a pattern"),
+        (SEARCH, "content search results"),
+    ]
 
     COUNTING, AWAITING, QUEUED, RUNNING, PAUSED, CANCELLED, DONE, DISCARDED = (
-        "counting", "awaiting", "queued", "running", "paused", "cancelled", "done", "discarded",
+        "counting",
+        "awaiting",
+        "queued",
+        "running",
+        "paused",
+        "cancelled",
+        "done",
+        "discarded",
     )
     STATUSES = [
-        (COUNTING, "dry run"), (AWAITING, "awaiting confirmation"), (QUEUED, "queued"), (RUNNING, "running"),
-        (PAUSED, "paused after an error"), (CANCELLED, "cancelled"), (DONE, "done"), (DISCARDED, "not confirmed"),
+        (COUNTING, "dry run"),
+        (AWAITING, "awaiting confirmation"),
+        (QUEUED, "queued"),
+        (RUNNING, "running"),
+        (PAUSED, "paused after an error"),
+        (CANCELLED, "cancelled"),
+        (DONE, "done"),
+        (DISCARDED, "not confirmed"),
     ]
     ACTIVE = (COUNTING, QUEUED, RUNNING)
 
@@ -100,7 +117,9 @@ class BulkJob(WorkerJob):
     error = models.TextField(blank=True)
     summary_batch = models.ForeignKey("summaries.SummaryBatch", null=True, blank=True, on_delete=models.SET_NULL)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    confirmed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
 

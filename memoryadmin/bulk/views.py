@@ -23,7 +23,9 @@ def _errors(*forms):
 @require_GET
 @requires(BULK, "bulk.view")
 def job_list(request):
-    jobs = Paginator(BulkJob.objects.select_related("requested_by", "confirmed_by"), 25).get_page(request.GET.get("page"))
+    jobs = Paginator(BulkJob.objects.select_related("requested_by", "confirmed_by"), 25).get_page(
+        request.GET.get("page")
+    )
     searches = SearchJob.objects.select_related("requested_by")[:10]
     return render(request, "bulk/job_list.html", {"jobs": jobs, "searches": searches})
 
@@ -100,7 +102,13 @@ def job_cancel(request, pk):
 def job_resume(request, pk):
     job = get_object_or_404(BulkJob, pk=pk)
     if bulk.resume_job(job):
-        audit.record(request, "bulk.start", connection=current_connection(request), job=job.audit_job, details={"resumed_at": job.next_position})
+        audit.record(
+            request,
+            "bulk.start",
+            connection=current_connection(request),
+            job=job.audit_job,
+            details={"resumed_at": job.next_position},
+        )
         messages.success(request, "Resumed from the last saved batch.")
     return redirect("bulk_job", job.pk)
 
@@ -125,9 +133,13 @@ def search_new(request):
             form.add_error("query", str(error))
         else:
             job = SearchJob.objects.create(
-                connection_slug=connection.slug, connection_name=connection.name, query=data["query"],
-                is_regex=data["is_regex"], key_pattern=data["key_pattern"] or connection.key_pattern,
-                role=data["role"], requested_by=request.user,
+                connection_slug=connection.slug,
+                connection_name=connection.name,
+                query=data["query"],
+                is_regex=data["is_regex"],
+                key_pattern=data["key_pattern"] or connection.key_pattern,
+                role=data["role"],
+                requested_by=request.user,
             )
             from memoryadmin.tasks import run_search
 
@@ -158,7 +170,7 @@ def search_cancel(request, pk):
 @require_POST
 @requires(BULK, "bulk.dry_run")
 def search_to_bulk(request, pk):
-    """"Select these for purge": the search's results become a bulk job's frozen selection."""
+    """ "Select these for purge": the search's results become a bulk job's frozen selection."""
     search = get_object_or_404(SearchJob, pk=pk)
     action = request.POST.get("action", BulkJob.CLEAR)
     if search.is_active or action not in dict(BulkJob.ACTIONS) or action == BulkJob.EXPIRE:

@@ -55,8 +55,19 @@ class ConnectionForm(WriteOnlySecretForm):
     class Meta:
         model = Connection
         fields = [
-            "name", "url", "token", "key_pattern", "display_prefix", "list_order", "summary_namespace",
-            "default_ttl", "page_size", "scan_budget", "timeout", "is_default", "is_production",
+            "name",
+            "url",
+            "token",
+            "key_pattern",
+            "display_prefix",
+            "list_order",
+            "summary_namespace",
+            "default_ttl",
+            "page_size",
+            "scan_budget",
+            "timeout",
+            "is_default",
+            "is_production",
         ]
 
     def __init__(self, *args, **kwargs):

@@ -19,7 +19,9 @@ class Connection(models.Model):
     url = models.URLField("REST URL", max_length=500)
     token_encrypted = models.TextField(editable=False)
     key_pattern = models.CharField(max_length=500, default="*", help_text="SCAN MATCH pattern of session keys.")
-    display_prefix = models.CharField(max_length=200, blank=True, help_text="Stripped from keys for display, e.g. message_store:")
+    display_prefix = models.CharField(
+        max_length=200, blank=True, help_text="Stripped from keys for display, e.g. message_store:"
+    )
     list_order = models.CharField(max_length=20, choices=LIST_ORDERS, default="auto")
     summary_namespace = models.CharField(max_length=200, default="memoryadmin:summary:")
     default_ttl = models.PositiveIntegerField("default TTL (seconds)", default=7 * 86400)

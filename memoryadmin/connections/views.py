@@ -92,7 +92,11 @@ def connection_switch(request):
     else:
         messages.error(request, "That connection no longer exists.")
     back = request.POST.get("next") or request.META.get("HTTP_REFERER", "")
-    if back and url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()) and "/sessions/" not in back:
+    if (
+        back
+        and url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure())
+        and "/sessions/" not in back
+    ):
         return redirect(back)
     # A session page belongs to the store it came from: go to the list instead.
     return redirect("session_list")

@@ -96,7 +96,9 @@ def session_detail(request, key):
     connection = current_connection(request)
     before, order = form.cleaned_data["before"], form.cleaned_data["order"] or None
     try:
-        with audit.audited(request, "session.read", connection=connection, session_key=key, details={"before": before}) as result:
+        with audit.audited(
+            request, "session.read", connection=connection, session_key=key, details={"before": before}
+        ) as result:
             transcript = sessions.get_transcript(
                 connection, key, before=before, order=order, window=settings.MEMORYADMIN_TRANSCRIPT_WINDOW
             )
@@ -140,7 +142,9 @@ def session_set_ttl(request, key):
         return redirect("session_detail", key)
     seconds = form.cleaned_data["seconds"]
     try:
-        with audit.audited(request, "session.ttl", connection=connection, session_key=key, details={"seconds": seconds}) as result:
+        with audit.audited(
+            request, "session.ttl", connection=connection, session_key=key, details={"seconds": seconds}
+        ) as result:
             change = sessions.set_ttl(connection, key, seconds)
             result.update(ttl_before=change.before, ttl_after=change.after)
     except SessionNotFound as error:
@@ -219,7 +223,9 @@ def session_export(request, key, fmt):
         raise Http404("No such export format.")
     connection = current_connection(request)
     try:
-        with audit.audited(request, "session.export", connection=connection, session_key=key, details={"format": fmt}) as result:
+        with audit.audited(
+            request, "session.export", connection=connection, session_key=key, details={"format": fmt}
+        ) as result:
             transcript = sessions.get_transcript(connection, key, window=WHOLE_SESSION)
             result["messages"] = len(transcript.messages)
     except SessionNotFound as error:

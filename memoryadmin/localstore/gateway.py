@@ -38,8 +38,23 @@ log = logging.getLogger(__name__)
 # Commands that would change the state of a pooled connection shared by
 # other requests, or block it forever. Upstash refuses them over REST too.
 REFUSED_COMMANDS = {
-    "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "SELECT", "QUIT", "RESET",
-    "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR", "SYNC", "PSYNC", "CLIENT", "HELLO", "AUTH",
+    "MULTI",
+    "EXEC",
+    "DISCARD",
+    "WATCH",
+    "UNWATCH",
+    "SELECT",
+    "QUIT",
+    "RESET",
+    "SUBSCRIBE",
+    "PSUBSCRIBE",
+    "SSUBSCRIBE",
+    "MONITOR",
+    "SYNC",
+    "PSYNC",
+    "CLIENT",
+    "HELLO",
+    "AUTH",
 }
 
 
@@ -204,10 +219,7 @@ class GatewayHandler(BaseHTTPRequestHandler):
         body = json.dumps(answer, separators=(",", ":")).encode()
         reason = self.responses.get(status, ("",))[0]
         head = (
-            f"HTTP/1.1 {status} {reason}\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            "\r\n"
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode()
         # One write: headers and body in the same segment.
         self.wfile.write(head + body)

@@ -17,7 +17,18 @@ from memoryadmin.bulk.models import BulkJobKey
 from memoryadmin.security import client_ip
 
 
-def record(request, action, *, connection=None, session_key="", outcome=AuditEvent.OK, details=None, error="", job="", user=None):
+def record(
+    request,
+    action,
+    *,
+    connection=None,
+    session_key="",
+    outcome=AuditEvent.OK,
+    details=None,
+    error="",
+    job="",
+    user=None,
+):
     """Save one event, with who and where from the request.
 
     Background work has no request: it passes None and the user it acts for.
@@ -58,7 +69,9 @@ def audited(request, action, *, connection, session_key="", details=None):
 
     Any exception settles the event as failed (with its message) and is re-raised.
     """
-    event = record(request, action, connection=connection, session_key=session_key, outcome=AuditEvent.PENDING, details=details)
+    event = record(
+        request, action, connection=connection, session_key=session_key, outcome=AuditEvent.PENDING, details=details
+    )
     result = {}
     try:
         yield result
@@ -95,8 +108,19 @@ def search_events(*, user="", action="", connection="", session_key="", outcome=
 
 
 CSV_COLUMNS = [
-    "created_at", "username", "action", "outcome", "connection_name", "connection_slug", "session_key",
-    "details", "error", "job", "ip", "user_agent", "request_id",
+    "created_at",
+    "username",
+    "action",
+    "outcome",
+    "connection_name",
+    "connection_slug",
+    "session_key",
+    "details",
+    "error",
+    "job",
+    "ip",
+    "user_agent",
+    "request_id",
 ]
 
 

@@ -74,6 +74,7 @@ def apply_to_batch(connection, keys, mode, seconds=0):
 
 # --- creating and confirming -------------------------------------------------
 
+
 def create_job(connection, user, action, *, ttl_seconds=None, keys=None, pattern="", search=None):
     """A job in its dry run; explicit keys (or a search's hits) are frozen right away."""
     selection = BulkJob.SEARCH if search else BulkJob.PATTERN if pattern else BulkJob.KEYS
@@ -115,14 +116,20 @@ def confirm_job(job, request, typed=""):
     if job.status != BulkJob.AWAITING:
         problem = "This job is not awaiting confirmation any more."
     elif job.action == BulkJob.CLEAR and typed.strip() not in confirmation_words(job):
-        problem = f"Type {job.total} (the number of sessions) or the connection name “{job.connection_name}” to confirm."
+        problem = (
+            f"Type {job.total} (the number of sessions) or the connection name “{job.connection_name}” to confirm."
+        )
     elif not BulkJob.objects.filter(pk=job.pk, status=BulkJob.AWAITING).update(
         status=BulkJob.QUEUED, confirmed_by=request.user, confirmed_at=timezone.now()
     ):
         problem = "This job is not awaiting confirmation any more."
     audit.record(
-        request, "bulk.confirm", connection=find_connection(job.connection_slug), job=job.audit_job,
-        outcome="failed" if problem else "ok", error=problem or "",
+        request,
+        "bulk.confirm",
+        connection=find_connection(job.connection_slug),
+        job=job.audit_job,
+        outcome="failed" if problem else "ok",
+        error=problem or "",
         details={"action": job.action, "sessions": job.total, "typed": typed},
     )
     if problem is None:
@@ -134,7 +141,9 @@ def confirm_job(job, request, typed=""):
 
 def discard_job(job):
     """Drop a job that was not confirmed (its dry run stays on record)."""
-    BulkJob.objects.filter(pk=job.pk, status=BulkJob.AWAITING).update(status=BulkJob.DISCARDED, finished_at=timezone.now())
+    BulkJob.objects.filter(pk=job.pk, status=BulkJob.AWAITING).update(
+        status=BulkJob.DISCARDED, finished_at=timezone.now()
+    )
 
 
 def request_cancel(job):
@@ -157,6 +166,7 @@ def resume_job(job):
 
 
 # --- the worker side ---------------------------------------------------------
+
 
 def _claim(job_id, from_status, to_status):
     now = timezone.now()
@@ -188,16 +198,29 @@ def count_job(job_id):
             _count_frozen(job, connection)
     except StoreError as error:
         BulkJob.objects.filter(pk=job_id).update(status=BulkJob.DISCARDED, error=f"The dry run failed: {error}")
-        audit.record(None, "bulk.dry_run", user=job.requested_by, connection=connection, outcome="failed",
-                     error=str(error), job=job.audit_job)
+        audit.record(
+            None,
+            "bulk.dry_run",
+            user=job.requested_by,
+            connection=connection,
+            outcome="failed",
+            error=str(error),
+            job=job.audit_job,
+        )
         return
     if _cancelled(job_id):
         BulkJob.objects.filter(pk=job_id).update(status=BulkJob.DISCARDED, finished_at=timezone.now())
         return
     BulkJob.objects.filter(pk=job_id).update(status=BulkJob.AWAITING, worker="")
     job.refresh_from_db()
-    audit.record(None, "bulk.dry_run", user=job.requested_by, connection=connection, job=job.audit_job,
-                 details={"sessions": job.total, "messages": job.total_messages, "action": job.action})
+    audit.record(
+        None,
+        "bulk.dry_run",
+        user=job.requested_by,
+        connection=connection,
+        job=job.audit_job,
+        details={"sessions": job.total, "messages": job.total_messages, "action": job.action},
+    )
 
 
 def _freeze_pattern(job, connection):
@@ -209,7 +232,10 @@ def _freeze_pattern(job, connection):
         lengths = apply_to_batch(connection, keys, "count")
         found = [(key, length) for key, length in zip(keys, lengths) if length >= 0]
         BulkJobKey.objects.bulk_create(
-            [BulkJobKey(job=job, position=position + i, key=key, messages=length) for i, (key, length) in enumerate(found)]
+            [
+                BulkJobKey(job=job, position=position + i, key=key, messages=length)
+                for i, (key, length) in enumerate(found)
+            ]
         )
         position += len(found)
         messages += sum(length for _, length in found)
@@ -252,8 +278,14 @@ def run_job(job_id):
         return
     connection = find_connection(job.connection_slug)
     if job.next_position == 0 and not job.done:
-        audit.record(None, "bulk.start", user=job.confirmed_by, connection=connection, job=job.audit_job,
-                     details={"action": job.action, "sessions": job.total})
+        audit.record(
+            None,
+            "bulk.start",
+            user=job.confirmed_by,
+            connection=connection,
+            job=job.audit_job,
+            details={"action": job.action, "sessions": job.total},
+        )
     if connection is None:
         return _pause(job, connection, "The connection of this job was deleted.")
     if job.action == BulkJob.SUMMARIZE:
@@ -306,7 +338,8 @@ def _save_batch(job, rows, replies):
             done=BulkJobKey.objects.filter(job=job, outcome=BulkJobKey.DONE).count(),
             skipped=BulkJobKey.objects.filter(job=job, outcome__in=BulkJobKey.SKIPPED).count(),
             # A batch's lengths before the clear; a set TTL removes nothing.
-            messages_removed=F("messages_removed") + (sum(r for r in replies if r > 0) if job.action == BulkJob.CLEAR else 0),
+            messages_removed=F("messages_removed")
+            + (sum(r for r in replies if r > 0) if job.action == BulkJob.CLEAR else 0),
             heartbeat_at=timezone.now(),
         )
 
@@ -324,8 +357,16 @@ def _run_summaries(job, connection):
 
 def _pause(job, connection, error):
     BulkJob.objects.filter(pk=job.pk).update(status=BulkJob.PAUSED, error=error, worker="")
-    audit.record(None, "bulk.fail", user=job.confirmed_by, connection=connection, outcome="failed", error=error,
-                 job=job.audit_job, details=_counts(job))
+    audit.record(
+        None,
+        "bulk.fail",
+        user=job.confirmed_by,
+        connection=connection,
+        outcome="failed",
+        error=error,
+        job=job.audit_job,
+        details=_counts(job),
+    )
 
 
 def _finish(job, connection, status, action):
@@ -336,8 +377,12 @@ def _finish(job, connection, status, action):
 def _counts(job):
     job.refresh_from_db()
     return {
-        "action": job.action, "sessions": job.total, "done": job.done, "skipped": job.skipped,
-        "failed": job.failed, "messages_removed": job.messages_removed,
+        "action": job.action,
+        "sessions": job.total,
+        "done": job.done,
+        "skipped": job.skipped,
+        "failed": job.failed,
+        "messages_removed": job.messages_removed,
     }
 
 

@@ -134,6 +134,7 @@ def check_connection(connection):
         client.close()
     more = "" if cursor == b"0" else " (first SCAN step; there are more keys)"
     return ConnectionCheck(
-        True, f"Connected to {connection.host}: {len(keys)} session{'s' if len(keys) != 1 else ''} matching "
-        f"{connection.key_pattern!r} found{more}."
+        True,
+        f"Connected to {connection.host}: {len(keys)} session{'s' if len(keys) != 1 else ''} matching "
+        f"{connection.key_pattern!r} found{more}.",
     )

@@ -117,7 +117,9 @@ def match_element(matcher, element, role):
 
 def match_session(matcher, elements, role):
     """(matches, first matching chronological index, order, snippet, span) for one session's elements."""
-    found = [(index, match) for index, element in enumerate(elements) if (match := match_element(matcher, element, role))]
+    found = [
+        (index, match) for index, element in enumerate(elements) if (match := match_element(matcher, element, role))
+    ]
     if not found:
         return None
     order = detect_order([message for _, (message, _, _) in found]) or detect_order([parse_element(elements[0])])
@@ -126,7 +128,7 @@ def match_session(matcher, elements, role):
     list_index, (_, text, (start, end)) = found[-1] if order == NEWEST_FIRST else found[0]
     chronological = len(elements) - 1 - list_index if order == NEWEST_FIRST else list_index
     left = max(0, start - SNIPPET_CONTEXT)
-    snippet = text[left:end + SNIPPET_CONTEXT]
+    snippet = text[left : end + SNIPPET_CONTEXT]
     return len(found), chronological, order, snippet, (start - left, end - left)
 
 
@@ -239,8 +241,13 @@ def run_search(job_id):
     SearchJob.objects.filter(pk=job_id).update(status=status, error=error, finished_at=timezone.now(), worker="")
     job.refresh_from_db()
     audit.record(
-        None, "search.run", user=job.requested_by, connection=connection,
-        outcome="failed" if status == SearchJob.FAILED else "ok", error=error, job=f"search:{job.pk}",
+        None,
+        "search.run",
+        user=job.requested_by,
+        connection=connection,
+        outcome="failed" if status == SearchJob.FAILED else "ok",
+        error=error,
+        job=f"search:{job.pk}",
         details={"status": status, "sessions_read": job.sessions_read, "matched_sessions": job.matched_sessions},
     )
 
@@ -255,8 +262,18 @@ def _search(job, connection, matcher):
             found = match_session(matcher, elements, job.role)
             if found:
                 matches, first, order, snippet, (start, end) = found
-                hits.append(SearchHit(job=job, session_key=key, matches=matches, first_match=first, order=order,
-                                      snippet=snippet, match_start=start, match_end=end))
+                hits.append(
+                    SearchHit(
+                        job=job,
+                        session_key=key,
+                        matches=matches,
+                        first_match=first,
+                        order=order,
+                        snippet=snippet,
+                        match_start=start,
+                        match_end=end,
+                    )
+                )
         # Hits of a step and the cursor after it are saved together: a resumed search neither
         # repeats nor skips a step's hits.
         with transaction.atomic():

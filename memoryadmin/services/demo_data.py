@@ -148,8 +148,7 @@ PASSWORD_RESET = Scenario(
     follow_ups=(
         (
             "Got it, thanks. Can I turn on two-factor authentication too?",
-            "Yes: Settings → Security → Two-factor authentication, then scan the QR code with your "
-            "authenticator app.",
+            "Yes: Settings → Security → Two-factor authentication, then scan the QR code with your authenticator app.",
         ),
     ),
 )
@@ -175,8 +174,7 @@ SCENARIOS = (
         follow_ups=(
             (
                 "A replacement please.",
-                "Done: a replacement {product} ships within 2 working days. You'll get the tracking number "
-                "by e-mail.",
+                "Done: a replacement {product} ships within 2 working days. You'll get the tracking number by e-mail.",
             ),
             (
                 "How long does a refund take?",
@@ -451,21 +449,49 @@ CLOSINGS = (
 )
 
 CUSTOMERS = (
-    ("Amelia", "Hughes"), ("Lukas", "Schneider"), ("Sofia", "Rossi"), ("Mateo", "García"),
-    ("Chloé", "Martin"), ("Noah", "Johnson"), ("Aisha", "Khan"), ("Kenji", "Tanaka"),
-    ("Olivia", "Brown"), ("José", "Álvarez"), ("Emma", "de Vries"), ("Liam", "O'Connor"),
-    ("Zoë", "Müller"), ("Priya", "Nair"), ("Mikael", "Lindqvist"), ("Fatima", "El Amrani"),
-    ("Grace", "Wong"), ("Tomasz", "Nowak"), ("Isabella", "Costa"), ("Ethan", "Miller"),
+    ("Amelia", "Hughes"),
+    ("Lukas", "Schneider"),
+    ("Sofia", "Rossi"),
+    ("Mateo", "García"),
+    ("Chloé", "Martin"),
+    ("Noah", "Johnson"),
+    ("Aisha", "Khan"),
+    ("Kenji", "Tanaka"),
+    ("Olivia", "Brown"),
+    ("José", "Álvarez"),
+    ("Emma", "de Vries"),
+    ("Liam", "O'Connor"),
+    ("Zoë", "Müller"),
+    ("Priya", "Nair"),
+    ("Mikael", "Lindqvist"),
+    ("Fatima", "El Amrani"),
+    ("Grace", "Wong"),
+    ("Tomasz", "Nowak"),
+    ("Isabella", "Costa"),
+    ("Ethan", "Miller"),
 )
 PRODUCTS = (
-    "Trailblazer rain jacket", "merino wool sweater", "Summit 45L backpack", "insulated water bottle",
-    "down sleeping bag", "trail running shoes", "fleece hoodie", "two-person tent", "hiking socks (3-pack)",
+    "Trailblazer rain jacket",
+    "merino wool sweater",
+    "Summit 45L backpack",
+    "insulated water bottle",
+    "down sleeping bag",
+    "trail running shoes",
+    "fleece hoodie",
+    "two-person tent",
+    "hiking socks (3-pack)",
 )
 CARRIERS = ("DHL", "UPS", "DPD", "GLS", "PostNL")
 PLANS = ("Starter", "Team", "Business")
 DESTINATIONS = (
-    ("Lisbon", "LIS"), ("Kyoto", "KIX"), ("Reykjavík", "KEF"), ("Marrakesh", "RAK"),
-    ("Kraków", "KRK"), ("Porto", "OPO"), ("Dubrovnik", "DBV"), ("Edinburgh", "EDI"),
+    ("Lisbon", "LIS"),
+    ("Kyoto", "KIX"),
+    ("Reykjavík", "KEF"),
+    ("Marrakesh", "RAK"),
+    ("Kraków", "KRK"),
+    ("Porto", "OPO"),
+    ("Dubrovnik", "DBV"),
+    ("Edinburgh", "EDI"),
 )
 ORIGINS = ("AMS", "FRA", "LHR", "CDG", "ZRH", "BER")
 HOTELS = ("Hotel Aurora", "Casa do Rio", "The Old Mill Inn", "Pension Sonnenhof", "Riad Lila")
@@ -671,16 +697,28 @@ class Writer:
 
 
 FLOWISE = Writer(
-    name="flowise", push="LPUSH", to_message=langchain_js_message,
-    ensure_ascii=False, keeps_system_prompt=False, keeps_images=True,
+    name="flowise",
+    push="LPUSH",
+    to_message=langchain_js_message,
+    ensure_ascii=False,
+    keeps_system_prompt=False,
+    keeps_images=True,
 )
 LANGCHAIN_PYTHON = Writer(
-    name="langchain_python", push="LPUSH", to_message=langchain_python_message,
-    ensure_ascii=True, keeps_system_prompt=True, keeps_images=True,
+    name="langchain_python",
+    push="LPUSH",
+    to_message=langchain_python_message,
+    ensure_ascii=True,
+    keeps_system_prompt=True,
+    keeps_images=True,
 )
 LLAMAINDEX_CONTENT = Writer(
-    name="llamaindex", push="RPUSH", to_message=llamaindex_content_message,
-    ensure_ascii=True, keeps_system_prompt=True, keeps_images=False,
+    name="llamaindex",
+    push="RPUSH",
+    to_message=llamaindex_content_message,
+    ensure_ascii=True,
+    keeps_system_prompt=True,
+    keeps_images=False,
 )
 LLAMAINDEX_BLOCKS = dataclasses.replace(LLAMAINDEX_CONTENT, to_message=llamaindex_blocks_message, keeps_images=True)
 WRITERS = (FLOWISE, LANGCHAIN_PYTHON, LLAMAINDEX_CONTENT, LLAMAINDEX_BLOCKS)

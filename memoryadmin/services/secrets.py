@@ -48,7 +48,9 @@ def _fernet():
     try:
         return MultiFernet([Fernet(key) for key in configured_keys()])
     except ValueError as error:
-        raise ImproperlyConfigured(f"MEMORYADMIN_ENCRYPTION_KEYS holds a key that is not a Fernet key: {error}") from error
+        raise ImproperlyConfigured(
+            f"MEMORYADMIN_ENCRYPTION_KEYS holds a key that is not a Fernet key: {error}"
+        ) from error
 
 
 def encrypt(plaintext):

@@ -30,12 +30,17 @@ local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'none' then return -2 end
 if kind ~= 'list' then return -3 end
 """
-CLEAR_SCRIPT = _GUARD + """
+CLEAR_SCRIPT = (
+    _GUARD
+    + """
 local count = redis.call('LLEN', KEYS[1])
 redis.call('UNLINK', KEYS[1], KEYS[2])
 return count
 """
-EXPIRE_SCRIPT = _GUARD + """
+)
+EXPIRE_SCRIPT = (
+    _GUARD
+    + """
 local before = redis.call('TTL', KEYS[1])
 if ARGV[1] == 'persist' then
   redis.call('PERSIST', KEYS[1])
@@ -46,6 +51,7 @@ else
 end
 return {before, redis.call('TTL', KEYS[1])}
 """
+)
 
 
 class SessionNotFound(Exception):
@@ -99,7 +105,7 @@ class TtlChange:
 
 def display_name(connection, key):
     prefix = connection.display_prefix
-    return key[len(prefix):] if prefix and key.startswith(prefix) and key != prefix else key
+    return key[len(prefix) :] if prefix and key.startswith(prefix) and key != prefix else key
 
 
 def writer_label(key, message):
@@ -220,7 +226,7 @@ def _session_rows(connection, client, keys):
         return _session_rows(connection, client, [key for key, kind in zip(keys, kinds) if kind == b"list"])
     rows = []
     for position, key in enumerate(keys):
-        length, ttl, covered, *elements = replies[position * per_key:(position + 1) * per_key]
+        length, ttl, covered, *elements = replies[position * per_key : (position + 1) * per_key]
         if ttl == -2:
             continue  # expired or cleared since SCAN saw it
         parsed = [parse_element(element) if element is not None else None for element in elements]
@@ -239,7 +245,6 @@ def _session_rows(connection, client, keys):
             )
         )
     return rows
-
 
 
 def _window_range(order, start, end):

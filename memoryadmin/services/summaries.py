@@ -75,9 +75,16 @@ return 1
 def write_summary(connection, session_key, result, generated_at):
     """Store a SummaryResult; False when the session is gone (nothing written)."""
     written = get_client(connection).call(
-        "EVAL", WRITE_SCRIPT, 2, session_key, summary_key(connection, session_key),
-        result.text, result.method, result.message_count,
-        generated_at.isoformat().replace("+00:00", "Z"), result.duration_ms,
+        "EVAL",
+        WRITE_SCRIPT,
+        2,
+        session_key,
+        summary_key(connection, session_key),
+        result.text,
+        result.method,
+        result.message_count,
+        generated_at.isoformat().replace("+00:00", "Z"),
+        result.duration_ms,
     )
     return written == 1
 

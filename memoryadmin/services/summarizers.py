@@ -326,6 +326,7 @@ def _says_something(sentence, cues=frozenset()):
 
 def _fact_sentences(sentences, weights, chosen, count):
     """The best remaining sentences, any speaker, numbers and IDs preferred; no near-repeats of what is shown."""
+
     def fact_score(sentence):
         return _score(sentence, weights) * (QUESTION_PENALTY if sentence.text.endswith("?") else 1)
 
@@ -430,7 +431,7 @@ def _packed(pieces, limit, separator):
     texts, current = [], ""
     for piece in pieces:
         for start in range(0, len(piece), limit):
-            cut = piece[start:start + limit]
+            cut = piece[start : start + limit]
             if current and len(current) + len(separator) + len(cut) <= limit:
                 current += separator + cut
             else:

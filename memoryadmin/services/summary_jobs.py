@@ -100,8 +100,11 @@ def run_summary_job(job_id):
 def request_batch(connection, session_keys, user, description):
     """Re-summarize these sessions (e.g. the rows an operator selected)."""
     batch = SummaryBatch.objects.create(
-        connection_slug=connection.slug, connection_name=connection.name, description=description,
-        requested_by=user, status=SummaryBatch.QUEUED,
+        connection_slug=connection.slug,
+        connection_name=connection.name,
+        description=description,
+        requested_by=user,
+        status=SummaryBatch.QUEUED,
     )
     for key in session_keys:
         request_summary(connection, key, user, batch=batch)
@@ -111,8 +114,11 @@ def request_batch(connection, session_keys, user, description):
 def request_stale_batch(connection, pattern, user):
     """Re-summarize every stale (or unsummarized) session matching the pattern: found by a worker."""
     batch = SummaryBatch.objects.create(
-        connection_slug=connection.slug, connection_name=connection.name, pattern=pattern,
-        description=f"All sessions matching {pattern} whose summary is missing or stale", requested_by=user,
+        connection_slug=connection.slug,
+        connection_name=connection.name,
+        pattern=pattern,
+        description=f"All sessions matching {pattern} whose summary is missing or stale",
+        requested_by=user,
     )
     from memoryadmin.tasks import plan_stale_batch
 
@@ -130,7 +136,11 @@ def plan_stale_batch(batch_id):
         client = get_client(connection)
         for examined, keys in enumerate(scan_all(connection, batch.pattern), start=1):
             replies = client.pipeline(
-                [command for key in keys for command in (["LLEN", key], ["HGET", summary_key(connection, key), "message_count"])]
+                [
+                    command
+                    for key in keys
+                    for command in (["LLEN", key], ["HGET", summary_key(connection, key), "message_count"])
+                ]
             )
             for index, key in enumerate(keys):
                 if summary_state(replies[2 * index + 1], replies[2 * index]) != "fresh":

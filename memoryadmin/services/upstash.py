@@ -101,9 +101,7 @@ def _raise_for_status(response):
         raise StoreAuthError("The store rejected the REST token (HTTP 401). Check the token of this connection.")
     if response.status_code >= 500 or response.status_code in (404, 405):
         response.read()
-        raise StoreUnavailable(
-            f"The store answered HTTP {response.status_code}: {response.text[:200] or 'no details'}"
-        )
+        raise StoreUnavailable(f"The store answered HTTP {response.status_code}: {response.text[:200] or 'no details'}")
 
 
 class QuietAfterTimeout:

@@ -17,7 +17,9 @@ class SummarizerSettingsForm(WriteOnlySecretForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["api_key"].help_text = (self.fields["api_key"].help_text + " Local servers (Ollama, vLLM) may need none.").strip()
+        self.fields["api_key"].help_text = (
+            self.fields["api_key"].help_text + " Local servers (Ollama, vLLM) may need none."
+        ).strip()
         self.fields["max_input_chars"].validators.append(between(1000, 1_000_000))
         self.fields["timeout"].validators.append(between(1, 600))
 

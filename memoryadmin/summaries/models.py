@@ -14,17 +14,22 @@ class SummarizerSettings(models.Model):
 
     provider = models.CharField(max_length=20, choices=PROVIDERS, default=EXTRACTIVE)
     base_url = models.URLField(
-        "base URL", max_length=500, blank=True,
+        "base URL",
+        max_length=500,
+        blank=True,
         help_text="e.g. https://api.openai.com/v1, or http://127.0.0.1:11434/v1 for Ollama",
     )
     model = models.CharField(max_length=200, blank=True)
     api_key_encrypted = models.TextField(blank=True, editable=False)
     max_input_chars = models.PositiveIntegerField(
-        "max input (characters per request)", default=12000,
+        "max input (characters per request)",
+        default=12000,
         help_text="Longer transcripts are summarized in parts, then merged.",
     )
     timeout = models.FloatField("timeout (seconds)", default=30.0)
-    prompt_template = models.TextField(default=DEFAULT_PROMPT, help_text="{transcript} is replaced by the conversation.")
+    prompt_template = models.TextField(
+        default=DEFAULT_PROMPT, help_text="{transcript} is replaced by the conversation."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     api_key = secret_property("api_key_encrypted")

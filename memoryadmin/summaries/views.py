@@ -30,11 +30,18 @@ def session_summarize(request, key):
     connection = current_connection(request)
     job, created = summary_jobs.request_summary(connection, key, request.user)
     audit.record(
-        request, "session.summarize", connection=connection, session_key=key,
-        details={"queued": created, "status": job.status}, job=f"summary:{job.pk}",
+        request,
+        "session.summarize",
+        connection=connection,
+        session_key=key,
+        details={"queued": created, "status": job.status},
+        job=f"summary:{job.pk}",
     )
     if not request.htmx:
-        messages.success(request, "Re-summarization queued." if created else "A re-summarization of this session is already under way.")
+        messages.success(
+            request,
+            "Re-summarization queued." if created else "A re-summarization of this session is already under way.",
+        )
         return redirect("session_detail", key)
     return _render_panel(request, job)
 
@@ -65,7 +72,9 @@ def batch_create(request):
     connection = current_connection(request)
     pattern = request.POST.get("q") or connection.key_pattern
     batch = summary_jobs.request_stale_batch(connection, pattern, request.user)
-    audit.record(request, "session.summarize", connection=connection, details={"batch": batch.pk, "scope": batch.description})
+    audit.record(
+        request, "session.summarize", connection=connection, details={"batch": batch.pk, "scope": batch.description}
+    )
     return redirect("summary_batch", batch.pk)
 
 

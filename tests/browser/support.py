@@ -25,9 +25,13 @@ class Console:
         self.allowed += [re.compile(pattern) for pattern in patterns]
 
     def watch(self, page):
-        page.on("console", lambda message: message.type == "error" and self.errors.append(
-            f"{message.text} (at {message.location.get('url') or page.url})"
-        ))
+        page.on(
+            "console",
+            lambda message: (
+                message.type == "error"
+                and self.errors.append(f"{message.text} (at {message.location.get('url') or page.url})")
+            ),
+        )
         page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
 
     def unexpected(self):
@@ -50,7 +54,11 @@ def screenshot(page, name, full_page=True):
 SUPPORT_CHAT = [
     langchain("system", "You are the support assistant of an online shop. Be brief."),
     langchain("human", "Hi! My order A-1042 has not arrived. Can you check?"),
-    langchain("ai", "", tool_calls=[{"name": "lookup_order", "args": {"order": "A-1042"}, "id": "call_1", "type": "tool_call"}]),
+    langchain(
+        "ai",
+        "",
+        tool_calls=[{"name": "lookup_order", "args": {"order": "A-1042"}, "id": "call_1", "type": "tool_call"}],
+    ),
     langchain("tool", '{"status": "in transit", "carrier": "DHL"}', tool_call_id="call_1", name="lookup_order"),
     langchain(
         "ai",
@@ -58,6 +66,8 @@ SUPPORT_CHAT = [
         "```bash\ncurl https://track.example.com/A-1042 | jq '.events[] | <b>.status</b>'\n```\n"
         "It should arrive tomorrow. " + "Thank you for your patience, we appreciate it. " * 12,
     ),
-    langchain("human", "Great, thanks <script>alert('x')</script>! The link I got: https://track.example.com/" + "x" * 120),
+    langchain(
+        "human", "Great, thanks <script>alert('x')</script>! The link I got: https://track.example.com/" + "x" * 120
+    ),
 ]
 CHAT_KEY = "shop:order-a1042"

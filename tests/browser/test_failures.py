@@ -65,7 +65,10 @@ def test_a_failure_htmx_cannot_swap_is_explained_in_the_banner(operator_page, st
     earlier = page.get_by_role("link", name="Earlier messages (2 more)")
 
     # A server error: nothing is swapped in, but the banner says so, with the request id for an admin.
-    page.route("**/sessions/*/?before=*", lambda route: route.fulfill(status=500, headers={"X-Request-ID": "abc123"}, body="oops"))
+    page.route(
+        "**/sessions/*/?before=*",
+        lambda route: route.fulfill(status=500, headers={"X-Request-ID": "abc123"}, body="oops"),
+    )
     earlier.click()
     expect(banner).to_contain_text("That did not work (HTTP 500). Reload the page and try again")
     expect(banner).to_contain_text("tell an admin the request id abc123")

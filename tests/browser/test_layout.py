@@ -9,7 +9,10 @@ from .support import CHAT_KEY, DESKTOP, PHONE, detail_path, screenshot
 OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
 
 
-@pytest.mark.parametrize(("width", "viewport"), [pytest.param(name, size, id=name) for name, size in (("desktop", DESKTOP), ("phone", PHONE))])
+@pytest.mark.parametrize(
+    ("width", "viewport"),
+    [pytest.param(name, size, id=name) for name, size in (("desktop", DESKTOP), ("phone", PHONE))],
+)
 def test_main_pages_fit_the_screen(operator_page, width, viewport, support_chat, many_sessions, console):
     console.allow(rf"status of 404 .*{detail_path('no-such-session')}")  # that page is a 404
     page = operator_page

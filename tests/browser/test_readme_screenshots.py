@@ -17,7 +17,8 @@ README_SCREENSHOTS = BASE_DIR / "docs" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 860}
 
 pytestmark = pytest.mark.skipif(
-    not os.environ.get("MEMORYADMIN_README_SCREENSHOTS"), reason="set MEMORYADMIN_README_SCREENSHOTS=1 (make screenshots)"
+    not os.environ.get("MEMORYADMIN_README_SCREENSHOTS"),
+    reason="set MEMORYADMIN_README_SCREENSHOTS=1 (make screenshots)",
 )
 
 
@@ -25,7 +26,11 @@ def test_readme_screenshots(operator_page, store):
     seed_demo(store, sessions=60, long_session_messages=300)
     # The demo's summarized session with a TTL: the transcript page with the most to show.
     _, summaries = store.call("SCAN", 0, "MATCH", "memoryadmin:summary:*", "COUNT", 1000)
-    key = next(name.decode().removeprefix("memoryadmin:summary:") for name in summaries if LONG_SESSION_KEY not in name.decode())
+    key = next(
+        name.decode().removeprefix("memoryadmin:summary:")
+        for name in summaries
+        if LONG_SESSION_KEY not in name.decode()
+    )
     page = operator_page
     page.set_viewport_size(VIEWPORT)
     README_SCREENSHOTS.mkdir(parents=True, exist_ok=True)

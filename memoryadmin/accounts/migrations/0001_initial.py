@@ -4,22 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='SessionAccess',
+            name="SessionAccess",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
             ],
             options={
-                'permissions': [('view_session', 'List sessions and read transcripts'), ('expire_session', "Set or remove a session's TTL"), ('clear_session', 'Clear a session'), ('summarize_session', 'Re-summarize sessions'), ('run_bulk_job', 'Run bulk jobs (purge, TTL, re-summarize)')],
-                'managed': False,
-                'default_permissions': (),
+                "permissions": [
+                    ("view_session", "List sessions and read transcripts"),
+                    ("expire_session", "Set or remove a session's TTL"),
+                    ("clear_session", "Clear a session"),
+                    ("summarize_session", "Re-summarize sessions"),
+                    ("run_bulk_job", "Run bulk jobs (purge, TTL, re-summarize)"),
+                ],
+                "managed": False,
+                "default_permissions": (),
             },
         ),
     ]

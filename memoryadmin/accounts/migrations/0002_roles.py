@@ -5,7 +5,12 @@ from django.db import migrations
 from memoryadmin.accounts.grants import add_permissions
 
 VIEWER = ["accounts.view_session"]
-OPERATOR = VIEWER + ["accounts.expire_session", "accounts.clear_session", "accounts.summarize_session", "accounts.run_bulk_job"]
+OPERATOR = VIEWER + [
+    "accounts.expire_session",
+    "accounts.clear_session",
+    "accounts.summarize_session",
+    "accounts.run_bulk_job",
+]
 ADMIN = OPERATOR + [
     "connections.view_connection",
     "connections.add_connection",

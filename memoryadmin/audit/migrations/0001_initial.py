@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,27 +15,78 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('username', models.CharField(blank=True, help_text='Kept when the user is deleted.', max_length=150)),
-                ('action', models.CharField(choices=[('session.list', 'Listed sessions'), ('session.read', 'Read a transcript'), ('session.export', 'Exported a transcript'), ('session.ttl', 'Set a TTL'), ('session.persist', 'Removed a TTL'), ('session.clear', 'Cleared a session'), ('session.summarize', 'Re-summarized a session'), ('bulk.dry_run', 'Bulk job: dry run'), ('bulk.confirm', 'Bulk job: confirmed'), ('bulk.start', 'Bulk job: started'), ('bulk.finish', 'Bulk job: finished'), ('bulk.cancel', 'Bulk job: cancelled'), ('bulk.fail', 'Bulk job: failed'), ('search.run', 'Content search'), ('connection.view', 'Opened the connections'), ('connection.create', 'Added a connection'), ('connection.edit', 'Edited a connection'), ('connection.delete', 'Deleted a connection'), ('secrets.rotate', 'Rotated encryption keys'), ('audit.view', 'Opened the audit log'), ('audit.export', 'Exported the audit log')], db_index=True, max_length=40)),
-                ('connection_name', models.CharField(blank=True, max_length=100)),
-                ('connection_slug', models.CharField(blank=True, db_index=True, max_length=20)),
-                ('session_key', models.TextField(blank=True, db_index=True)),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('outcome', models.CharField(choices=[('ok', 'ok'), ('denied', 'denied'), ('failed', 'failed'), ('pending', 'pending (outcome unknown)')], db_index=True, max_length=10)),
-                ('error', models.TextField(blank=True)),
-                ('job', models.CharField(blank=True, db_index=True, help_text='The background job this belongs to.', max_length=40)),
-                ('ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('user_agent', models.CharField(blank=True, max_length=300)),
-                ('request_id', models.CharField(blank=True, db_index=True, max_length=40)),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("username", models.CharField(blank=True, help_text="Kept when the user is deleted.", max_length=150)),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("session.list", "Listed sessions"),
+                            ("session.read", "Read a transcript"),
+                            ("session.export", "Exported a transcript"),
+                            ("session.ttl", "Set a TTL"),
+                            ("session.persist", "Removed a TTL"),
+                            ("session.clear", "Cleared a session"),
+                            ("session.summarize", "Re-summarized a session"),
+                            ("bulk.dry_run", "Bulk job: dry run"),
+                            ("bulk.confirm", "Bulk job: confirmed"),
+                            ("bulk.start", "Bulk job: started"),
+                            ("bulk.finish", "Bulk job: finished"),
+                            ("bulk.cancel", "Bulk job: cancelled"),
+                            ("bulk.fail", "Bulk job: failed"),
+                            ("search.run", "Content search"),
+                            ("connection.view", "Opened the connections"),
+                            ("connection.create", "Added a connection"),
+                            ("connection.edit", "Edited a connection"),
+                            ("connection.delete", "Deleted a connection"),
+                            ("secrets.rotate", "Rotated encryption keys"),
+                            ("audit.view", "Opened the audit log"),
+                            ("audit.export", "Exported the audit log"),
+                        ],
+                        db_index=True,
+                        max_length=40,
+                    ),
+                ),
+                ("connection_name", models.CharField(blank=True, max_length=100)),
+                ("connection_slug", models.CharField(blank=True, db_index=True, max_length=20)),
+                ("session_key", models.TextField(blank=True, db_index=True)),
+                ("details", models.JSONField(blank=True, default=dict)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("ok", "ok"),
+                            ("denied", "denied"),
+                            ("failed", "failed"),
+                            ("pending", "pending (outcome unknown)"),
+                        ],
+                        db_index=True,
+                        max_length=10,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                (
+                    "job",
+                    models.CharField(
+                        blank=True, db_index=True, help_text="The background job this belongs to.", max_length=40
+                    ),
+                ),
+                ("ip", models.GenericIPAddressField(blank=True, null=True)),
+                ("user_agent", models.CharField(blank=True, max_length=300)),
+                ("request_id", models.CharField(blank=True, db_index=True, max_length=40)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'default_permissions': ('view',),
+                "ordering": ["-created_at", "-id"],
+                "default_permissions": ("view",),
             },
         ),
     ]

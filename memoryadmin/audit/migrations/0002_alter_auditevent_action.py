@@ -4,15 +4,42 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit', '0001_initial'),
+        ("audit", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditevent',
-            name='action',
-            field=models.CharField(choices=[('session.list', 'Listed sessions'), ('session.read', 'Read a transcript'), ('session.export', 'Exported a transcript'), ('session.ttl', 'Set a TTL'), ('session.persist', 'Removed a TTL'), ('session.clear', 'Cleared a session'), ('session.summarize', 'Re-summarized a session'), ('bulk.view', 'Opened bulk jobs'), ('bulk.dry_run', 'Bulk job: dry run'), ('bulk.confirm', 'Bulk job: confirmed'), ('bulk.start', 'Bulk job: started'), ('bulk.finish', 'Bulk job: finished'), ('bulk.cancel', 'Bulk job: cancelled'), ('bulk.fail', 'Bulk job: failed'), ('search.run', 'Content search'), ('connection.view', 'Opened the connections'), ('connection.create', 'Added a connection'), ('connection.edit', 'Edited a connection'), ('connection.delete', 'Deleted a connection'), ('secrets.rotate', 'Rotated encryption keys'), ('settings.summarizer', 'Changed the summarizer settings'), ('audit.view', 'Opened the audit log'), ('audit.export', 'Exported the audit log')], db_index=True, max_length=40),
+            model_name="auditevent",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("session.list", "Listed sessions"),
+                    ("session.read", "Read a transcript"),
+                    ("session.export", "Exported a transcript"),
+                    ("session.ttl", "Set a TTL"),
+                    ("session.persist", "Removed a TTL"),
+                    ("session.clear", "Cleared a session"),
+                    ("session.summarize", "Re-summarized a session"),
+                    ("bulk.view", "Opened bulk jobs"),
+                    ("bulk.dry_run", "Bulk job: dry run"),
+                    ("bulk.confirm", "Bulk job: confirmed"),
+                    ("bulk.start", "Bulk job: started"),
+                    ("bulk.finish", "Bulk job: finished"),
+                    ("bulk.cancel", "Bulk job: cancelled"),
+                    ("bulk.fail", "Bulk job: failed"),
+                    ("search.run", "Content search"),
+                    ("connection.view", "Opened the connections"),
+                    ("connection.create", "Added a connection"),
+                    ("connection.edit", "Edited a connection"),
+                    ("connection.delete", "Deleted a connection"),
+                    ("secrets.rotate", "Rotated encryption keys"),
+                    ("settings.summarizer", "Changed the summarizer settings"),
+                    ("audit.view", "Opened the audit log"),
+                    ("audit.export", "Exported the audit log"),
+                ],
+                db_index=True,
+                max_length=40,
+            ),
         ),
     ]

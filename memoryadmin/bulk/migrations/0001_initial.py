@@ -6,113 +6,219 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('summaries', '0002_summaryjob_worker'),
+        ("summaries", "0002_summaryjob_worker"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SearchJob',
+            name="SearchJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('worker', models.CharField(blank=True, help_text='host:pid of the process running it', max_length=200)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('cancel_requested', models.BooleanField(default=False)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('connection_slug', models.CharField(max_length=20)),
-                ('connection_name', models.CharField(max_length=100)),
-                ('query', models.CharField(max_length=500)),
-                ('is_regex', models.BooleanField(default=False)),
-                ('key_pattern', models.CharField(default='*', max_length=500)),
-                ('role', models.CharField(blank=True, help_text='Only messages of this role.', max_length=20)),
-                ('status', models.CharField(choices=[('queued', 'queued'), ('running', 'running'), ('done', 'done'), ('cancelled', 'cancelled'), ('failed', 'failed')], default='queued', max_length=10)),
-                ('cursor', models.CharField(default='0', help_text='SCAN cursor to resume from.', max_length=40)),
-                ('examined_keys', models.PositiveIntegerField(default=0)),
-                ('sessions_read', models.PositiveIntegerField(default=0)),
-                ('messages_read', models.PositiveBigIntegerField(default=0)),
-                ('matched_sessions', models.PositiveIntegerField(default=0)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('requested_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "worker",
+                    models.CharField(blank=True, help_text="host:pid of the process running it", max_length=200),
+                ),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("cancel_requested", models.BooleanField(default=False)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("connection_slug", models.CharField(max_length=20)),
+                ("connection_name", models.CharField(max_length=100)),
+                ("query", models.CharField(max_length=500)),
+                ("is_regex", models.BooleanField(default=False)),
+                ("key_pattern", models.CharField(default="*", max_length=500)),
+                ("role", models.CharField(blank=True, help_text="Only messages of this role.", max_length=20)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "queued"),
+                            ("running", "running"),
+                            ("done", "done"),
+                            ("cancelled", "cancelled"),
+                            ("failed", "failed"),
+                        ],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("cursor", models.CharField(default="0", help_text="SCAN cursor to resume from.", max_length=40)),
+                ("examined_keys", models.PositiveIntegerField(default=0)),
+                ("sessions_read", models.PositiveIntegerField(default=0)),
+                ("messages_read", models.PositiveBigIntegerField(default=0)),
+                ("matched_sessions", models.PositiveIntegerField(default=0)),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='SearchHit',
+            name="SearchHit",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('session_key', models.TextField()),
-                ('matches', models.PositiveIntegerField()),
-                ('first_match', models.PositiveIntegerField(help_text='Chronological index of the first matching message.')),
-                ('order', models.CharField(max_length=20)),
-                ('snippet', models.TextField()),
-                ('match_start', models.PositiveIntegerField(help_text='Where the match is in the snippet.')),
-                ('match_end', models.PositiveIntegerField()),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='hits', to='bulk.searchjob')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("session_key", models.TextField()),
+                ("matches", models.PositiveIntegerField()),
+                (
+                    "first_match",
+                    models.PositiveIntegerField(help_text="Chronological index of the first matching message."),
+                ),
+                ("order", models.CharField(max_length=20)),
+                ("snippet", models.TextField()),
+                ("match_start", models.PositiveIntegerField(help_text="Where the match is in the snippet.")),
+                ("match_end", models.PositiveIntegerField()),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="hits", to="bulk.searchjob"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='BulkJob',
+            name="BulkJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('worker', models.CharField(blank=True, help_text='host:pid of the process running it', max_length=200)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('cancel_requested', models.BooleanField(default=False)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('connection_slug', models.CharField(max_length=20)),
-                ('connection_name', models.CharField(max_length=100)),
-                ('connection_is_production', models.BooleanField(default=False)),
-                ('action', models.CharField(choices=[('clear', 'Clear'), ('expire', 'Set TTL'), ('persist', 'Remove TTL'), ('summarize', 'Re-summarize')], max_length=10)),
-                ('ttl_seconds', models.PositiveIntegerField(blank=True, null=True)),
-                ('selection', models.CharField(choices=[('keys', 'selected sessions'), ('pattern', 'every session matching a pattern'), ('search', 'content search results')], max_length=10)),
-                ('pattern', models.TextField(blank=True)),
-                ('status', models.CharField(choices=[('counting', 'dry run'), ('awaiting', 'awaiting confirmation'), ('queued', 'queued'), ('running', 'running'), ('paused', 'paused after an error'), ('cancelled', 'cancelled'), ('done', 'done'), ('discarded', 'not confirmed')], db_index=True, default='counting', max_length=10)),
-                ('examined_keys', models.PositiveIntegerField(default=0)),
-                ('total', models.PositiveIntegerField(default=0, help_text='Sessions in the frozen selection.')),
-                ('total_messages', models.PositiveBigIntegerField(default=0)),
-                ('next_position', models.PositiveIntegerField(default=0)),
-                ('in_flight', models.PositiveIntegerField(blank=True, help_text='First position of the batch being sent.', null=True)),
-                ('done', models.PositiveIntegerField(default=0)),
-                ('skipped', models.PositiveIntegerField(default=0, help_text='Gone, or no longer a list.')),
-                ('failed', models.PositiveIntegerField(default=0)),
-                ('messages_removed', models.PositiveBigIntegerField(default=0)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('confirmed_at', models.DateTimeField(blank=True, null=True)),
-                ('confirmed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('requested_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('summary_batch', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='summaries.summarybatch')),
-                ('search', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='bulk.searchjob')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "worker",
+                    models.CharField(blank=True, help_text="host:pid of the process running it", max_length=200),
+                ),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("cancel_requested", models.BooleanField(default=False)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("connection_slug", models.CharField(max_length=20)),
+                ("connection_name", models.CharField(max_length=100)),
+                ("connection_is_production", models.BooleanField(default=False)),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("clear", "Clear"),
+                            ("expire", "Set TTL"),
+                            ("persist", "Remove TTL"),
+                            ("summarize", "Re-summarize"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("ttl_seconds", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "selection",
+                    models.CharField(
+                        choices=[
+                            ("keys", "selected sessions"),
+                            ("pattern", "every session matching a pattern"),
+                            ("search", "content search results"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("pattern", models.TextField(blank=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("counting", "dry run"),
+                            ("awaiting", "awaiting confirmation"),
+                            ("queued", "queued"),
+                            ("running", "running"),
+                            ("paused", "paused after an error"),
+                            ("cancelled", "cancelled"),
+                            ("done", "done"),
+                            ("discarded", "not confirmed"),
+                        ],
+                        db_index=True,
+                        default="counting",
+                        max_length=10,
+                    ),
+                ),
+                ("examined_keys", models.PositiveIntegerField(default=0)),
+                ("total", models.PositiveIntegerField(default=0, help_text="Sessions in the frozen selection.")),
+                ("total_messages", models.PositiveBigIntegerField(default=0)),
+                ("next_position", models.PositiveIntegerField(default=0)),
+                (
+                    "in_flight",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="First position of the batch being sent.", null=True
+                    ),
+                ),
+                ("done", models.PositiveIntegerField(default=0)),
+                ("skipped", models.PositiveIntegerField(default=0, help_text="Gone, or no longer a list.")),
+                ("failed", models.PositiveIntegerField(default=0)),
+                ("messages_removed", models.PositiveBigIntegerField(default=0)),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("confirmed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "confirmed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "summary_batch",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to="summaries.summarybatch"
+                    ),
+                ),
+                (
+                    "search",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to="bulk.searchjob"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='BulkJobKey',
+            name="BulkJobKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField()),
-                ('key', models.TextField()),
-                ('messages', models.PositiveIntegerField(help_text='LLEN at the dry run.', null=True)),
-                ('outcome', models.CharField(blank=True, default='', max_length=10)),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='keys', to='bulk.bulkjob')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("position", models.PositiveIntegerField()),
+                ("key", models.TextField()),
+                ("messages", models.PositiveIntegerField(help_text="LLEN at the dry run.", null=True)),
+                ("outcome", models.CharField(blank=True, default="", max_length=10)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="keys", to="bulk.bulkjob"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['position'],
-                'indexes': [models.Index(fields=['key'], name='bulk_bulkjo_key_700467_idx')],
-                'constraints': [models.UniqueConstraint(fields=('job', 'position'), name='one_key_per_position')],
+                "ordering": ["position"],
+                "indexes": [models.Index(fields=["key"], name="bulk_bulkjo_key_700467_idx")],
+                "constraints": [models.UniqueConstraint(fields=("job", "position"), name="one_key_per_position")],
             },
         ),
     ]

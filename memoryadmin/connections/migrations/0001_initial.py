@@ -4,35 +4,58 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Connection',
+            name="Connection",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('url', models.URLField(max_length=500, verbose_name='REST URL')),
-                ('token_encrypted', models.TextField(editable=False)),
-                ('key_pattern', models.CharField(default='*', help_text='SCAN MATCH pattern of session keys.', max_length=500)),
-                ('display_prefix', models.CharField(blank=True, help_text='Stripped from keys for display, e.g. message_store:', max_length=200)),
-                ('list_order', models.CharField(choices=[('auto', 'Detect per session'), ('newest-first', 'Newest first (LPUSH: Flowise, LangChain)'), ('oldest-first', 'Oldest first (RPUSH: LlamaIndex)')], default='auto', max_length=20)),
-                ('summary_namespace', models.CharField(default='memoryadmin:summary:', max_length=200)),
-                ('default_ttl', models.PositiveIntegerField(default=604800, verbose_name='default TTL (seconds)')),
-                ('page_size', models.PositiveIntegerField(default=50)),
-                ('scan_budget', models.PositiveIntegerField(default=10000, help_text='Keys SCAN may examine for one page.')),
-                ('timeout', models.FloatField(default=5.0, verbose_name='timeout (seconds)')),
-                ('is_default', models.BooleanField(default=False, help_text='Selected for operators who have not chosen one.')),
-                ('is_production', models.BooleanField(default=False, help_text='Marked in red on every page.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, unique=True)),
+                ("url", models.URLField(max_length=500, verbose_name="REST URL")),
+                ("token_encrypted", models.TextField(editable=False)),
+                (
+                    "key_pattern",
+                    models.CharField(default="*", help_text="SCAN MATCH pattern of session keys.", max_length=500),
+                ),
+                (
+                    "display_prefix",
+                    models.CharField(
+                        blank=True, help_text="Stripped from keys for display, e.g. message_store:", max_length=200
+                    ),
+                ),
+                (
+                    "list_order",
+                    models.CharField(
+                        choices=[
+                            ("auto", "Detect per session"),
+                            ("newest-first", "Newest first (LPUSH: Flowise, LangChain)"),
+                            ("oldest-first", "Oldest first (RPUSH: LlamaIndex)"),
+                        ],
+                        default="auto",
+                        max_length=20,
+                    ),
+                ),
+                ("summary_namespace", models.CharField(default="memoryadmin:summary:", max_length=200)),
+                ("default_ttl", models.PositiveIntegerField(default=604800, verbose_name="default TTL (seconds)")),
+                ("page_size", models.PositiveIntegerField(default=50)),
+                (
+                    "scan_budget",
+                    models.PositiveIntegerField(default=10000, help_text="Keys SCAN may examine for one page."),
+                ),
+                ("timeout", models.FloatField(default=5.0, verbose_name="timeout (seconds)")),
+                (
+                    "is_default",
+                    models.BooleanField(default=False, help_text="Selected for operators who have not chosen one."),
+                ),
+                ("is_production", models.BooleanField(default=False, help_text="Marked in red on every page.")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
     ]

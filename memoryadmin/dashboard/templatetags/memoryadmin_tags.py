@@ -102,7 +102,7 @@ def message_text(text, autoescape=True):
     pieces, position = [], 0
     for match in _FENCE.finditer(text):
         # The block starts on a line of its own anyway: the newline before it would be a blank line.
-        pieces.append(escape(text[position:match.start()].removesuffix("\n")))
+        pieces.append(escape(text[position : match.start()].removesuffix("\n")))
         language = match.group(1)
         language_class = f' class="language-{escape(language)}"' if language else ""
         pieces.append(f'<pre class="code"><code{language_class}>{escape(match.group(2).rstrip(chr(10)))}</code></pre>')
@@ -134,7 +134,7 @@ def md_text(text):
     text = str(text)
     pieces, position = [], 0
     for match in _FENCE.finditer(text):
-        pieces += [text[position:match.start()].replace("<", "\\<"), match.group(0)]
+        pieces += [text[position : match.start()].replace("<", "\\<"), match.group(0)]
         position = match.end()
     pieces.append(text[position:].replace("<", "\\<"))
     return "".join(pieces)

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,58 +14,138 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='SummarizerSettings',
+            name="SummarizerSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(choices=[('extractive', 'Extractive (offline, built in)'), ('openai', 'OpenAI-compatible endpoint')], default='extractive', max_length=20)),
-                ('base_url', models.URLField(blank=True, help_text='e.g. https://api.openai.com/v1, or http://127.0.0.1:11434/v1 for Ollama', max_length=500, verbose_name='base URL')),
-                ('model', models.CharField(blank=True, max_length=200)),
-                ('api_key_encrypted', models.TextField(blank=True, editable=False)),
-                ('max_input_chars', models.PositiveIntegerField(default=12000, help_text='Longer transcripts are summarized in parts, then merged.', verbose_name='max input (characters per request)')),
-                ('timeout', models.FloatField(default=30.0, verbose_name='timeout (seconds)')),
-                ('prompt_template', models.TextField(default='Summarize this conversation between a user (human) and an AI assistant (ai) for a support operator, in 3 to 5 plain sentences: what the user asked for, the key facts (order numbers, amounts, dates, names, e-mail addresses) and the outcome, or what is still open. Answer with the summary only.\n\n{transcript}', help_text='{transcript} is replaced by the conversation.')),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "provider",
+                    models.CharField(
+                        choices=[
+                            ("extractive", "Extractive (offline, built in)"),
+                            ("openai", "OpenAI-compatible endpoint"),
+                        ],
+                        default="extractive",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "base_url",
+                    models.URLField(
+                        blank=True,
+                        help_text="e.g. https://api.openai.com/v1, or http://127.0.0.1:11434/v1 for Ollama",
+                        max_length=500,
+                        verbose_name="base URL",
+                    ),
+                ),
+                ("model", models.CharField(blank=True, max_length=200)),
+                ("api_key_encrypted", models.TextField(blank=True, editable=False)),
+                (
+                    "max_input_chars",
+                    models.PositiveIntegerField(
+                        default=12000,
+                        help_text="Longer transcripts are summarized in parts, then merged.",
+                        verbose_name="max input (characters per request)",
+                    ),
+                ),
+                ("timeout", models.FloatField(default=30.0, verbose_name="timeout (seconds)")),
+                (
+                    "prompt_template",
+                    models.TextField(
+                        default="Summarize this conversation between a user (human) and an AI assistant (ai) for a support operator, in 3 to 5 plain sentences: what the user asked for, the key facts (order numbers, amounts, dates, names, e-mail addresses) and the outcome, or what is still open. Answer with the summary only.\n\n{transcript}",
+                        help_text="{transcript} is replaced by the conversation.",
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name_plural': 'summarizer settings',
+                "verbose_name_plural": "summarizer settings",
             },
         ),
         migrations.CreateModel(
-            name='SummaryBatch',
+            name="SummaryBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('connection_slug', models.CharField(max_length=20)),
-                ('connection_name', models.CharField(max_length=100)),
-                ('description', models.CharField(max_length=500)),
-                ('pattern', models.TextField(blank=True, help_text="For 'all stale matching': the key pattern scanned.")),
-                ('status', models.CharField(choices=[('planning', 'finding sessions'), ('queued', 'queued')], default='planning', max_length=10)),
-                ('examined', models.PositiveIntegerField(default=0)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('requested_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("connection_slug", models.CharField(max_length=20)),
+                ("connection_name", models.CharField(max_length=100)),
+                ("description", models.CharField(max_length=500)),
+                (
+                    "pattern",
+                    models.TextField(blank=True, help_text="For 'all stale matching': the key pattern scanned."),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("planning", "finding sessions"), ("queued", "queued")],
+                        default="planning",
+                        max_length=10,
+                    ),
+                ),
+                ("examined", models.PositiveIntegerField(default=0)),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='SummaryJob',
+            name="SummaryJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('connection_slug', models.CharField(max_length=20)),
-                ('connection_name', models.CharField(max_length=100)),
-                ('session_key', models.TextField()),
-                ('status', models.CharField(choices=[('queued', 'queued'), ('running', 'running'), ('done', 'done'), ('failed', 'failed'), ('gone', 'session gone')], db_index=True, default='queued', max_length=10)),
-                ('error', models.TextField(blank=True)),
-                ('method', models.CharField(blank=True, max_length=200)),
-                ('message_count', models.PositiveIntegerField(null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(null=True)),
-                ('finished_at', models.DateTimeField(null=True)),
-                ('duration_ms', models.PositiveIntegerField(null=True)),
-                ('batch', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to='summaries.summarybatch')),
-                ('requested_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("connection_slug", models.CharField(max_length=20)),
+                ("connection_name", models.CharField(max_length=100)),
+                ("session_key", models.TextField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "queued"),
+                            ("running", "running"),
+                            ("done", "done"),
+                            ("failed", "failed"),
+                            ("gone", "session gone"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("method", models.CharField(blank=True, max_length=200)),
+                ("message_count", models.PositiveIntegerField(null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(null=True)),
+                ("finished_at", models.DateTimeField(null=True)),
+                ("duration_ms", models.PositiveIntegerField(null=True)),
+                (
+                    "batch",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="jobs",
+                        to="summaries.summarybatch",
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('status__in', ['queued', 'running'])), fields=('connection_slug', 'session_key'), name='one_active_summary_job_per_session')],
+                "ordering": ["-created_at", "-id"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("status__in", ["queued", "running"])),
+                        fields=("connection_slug", "session_key"),
+                        name="one_active_summary_job_per_session",
+                    )
+                ],
             },
         ),
     ]

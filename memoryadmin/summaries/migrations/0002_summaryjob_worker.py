@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('summaries', '0001_initial'),
+        ("summaries", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='summaryjob',
-            name='worker',
-            field=models.CharField(blank=True, help_text='host:pid of the process running it', max_length=200),
+            model_name="summaryjob",
+            name="worker",
+            field=models.CharField(blank=True, help_text="host:pid of the process running it", max_length=200),
         ),
     ]

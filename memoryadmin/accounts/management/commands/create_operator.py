@@ -18,7 +18,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("username")
         parser.add_argument("--role", choices=sorted(ROLES), required=True)
-        parser.add_argument("--password-from-env", metavar="VAR", help="read the password from this environment variable")
+        parser.add_argument(
+            "--password-from-env", metavar="VAR", help="read the password from this environment variable"
+        )
 
     def handle(self, *args, username, role, password_from_env, **options):
         password = self._password(password_from_env)

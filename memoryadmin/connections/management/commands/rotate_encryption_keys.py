@@ -22,7 +22,9 @@ class Command(BaseCommand):
                         try:
                             fresh = rotate(stored)
                         except SecretUnreadable as error:
-                            raise CommandError(f"{model.__name__} {row.pk} ({field}): {error} Nothing was changed.") from error
+                            raise CommandError(
+                                f"{model.__name__} {row.pk} ({field}): {error} Nothing was changed."
+                            ) from error
                         if fresh is None:
                             unchanged += 1
                             continue

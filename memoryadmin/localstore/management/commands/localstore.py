@@ -12,7 +12,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8079)
-        parser.add_argument("--token", default=None, help="bearer token (default: $UPSTASH_REDIS_REST_TOKEN, else a dev token)")
+        parser.add_argument(
+            "--token", default=None, help="bearer token (default: $UPSTASH_REDIS_REST_TOKEN, else a dev token)"
+        )
         parser.add_argument("--data-dir", default=None, help="keep the data here across restarts (default: in memory)")
         parser.add_argument("--latency-ms", type=float, default=0, help="added to every request, for benchmarks")
 
@@ -30,8 +32,7 @@ class Command(BaseCommand):
             signal.signal(signum, lambda *_: stopped.set())
         token_note = " (the fixed development token)" if store.token == DEV_TOKEN else ""
         self.stdout.write(
-            f"Local store ready: UPSTASH_REDIS_REST_URL={store.url} "
-            f"UPSTASH_REDIS_REST_TOKEN={store.token}{token_note}"
+            f"Local store ready: UPSTASH_REDIS_REST_URL={store.url} UPSTASH_REDIS_REST_TOKEN={store.token}{token_note}"
         )
         self.stdout.flush()
         try:
