@@ -204,6 +204,25 @@ def test_summarizer_settings_api_key_is_write_only(admin_web):
     assert saved.model == "llama3.1" and saved.api_key == "sk-live-abcdef987654"
 
 
+def test_a_stored_api_key_is_not_kept_for_another_base_url(admin_web):
+    data = {
+        "provider": "openai",
+        "base_url": "https://api.openai.com/v1",
+        "model": "gpt-4o-mini",
+        "api_key": "sk-live-abcdef987654",
+        "max_input_chars": "12000",
+        "timeout": "30",
+        "prompt_template": "Summarize:\n{transcript}",
+    }
+    admin_web.post("/summaries/settings/", data)
+    moved = {**data, "api_key": "", "base_url": "https://collector.example/v1"}
+    assert "enter the API key again" in admin_web.post("/summaries/settings/", moved).content.decode()
+    assert SummarizerSettings.load().base_url == "https://api.openai.com/v1"
+    admin_web.post("/summaries/settings/", {**moved, "api_key": "sk-other-1234"})
+    saved = SummarizerSettings.load()
+    assert saved.base_url == "https://collector.example/v1" and saved.api_key == "sk-other-1234"
+
+
 def test_summarizer_settings_validation(admin_web):
     data = {
         "provider": "openai",
