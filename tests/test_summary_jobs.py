@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 from django.db import connection as db
 
+from memoryadmin.audit.models import AuditEvent
+from memoryadmin.connections.models import Connection
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.services import summary_jobs
 from memoryadmin.services.demo_data import seed_demo
 from memoryadmin.services.messages import parse_element
+from memoryadmin.services.upstash import get_client
 from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, SummaryJob
 
 from .conftest import TEST_TOKEN
@@ -168,6 +171,33 @@ def test_viewer_cannot_resummarize(client, viewer, connection, store):
     assert client.post(f"/summaries/sessions/{encode_key('chat')}/").status_code == 403
     assert "Re-summarize</button>" not in client.get(f"/sessions/{encode_key('chat')}/").content.decode()
     assert not SummaryJob.objects.exists()
+
+
+def test_reading_a_summary_by_job_id_is_an_audited_session_read(client, viewer, connection, store, operator):
+    write_conversation(store, "someone else's chat")
+    job, _ = summary_jobs.request_summary(connection, "someone else's chat", operator)
+    client.force_login(viewer)
+    assert "NW-10442" in client.get(f"/summaries/jobs/{job.pk}/").content.decode()
+    event = AuditEvent.objects.get(action="session.read")
+    assert event.username == "victor" and event.outcome == "ok"
+    assert event.connection_slug == "env" and event.session_key == "someone else's chat"
+    assert event.details == {"summary_job": job.pk}
+
+
+def test_a_summary_read_by_job_id_is_audited_under_the_jobs_connection(
+    client, viewer, connection, store, operator, other_store
+):
+    saved = Connection(name="staging bot", url=other_store.url)
+    saved.token = other_store.token
+    saved.save()
+    staging = saved.to_store_connection()
+    get_client(staging).call("FLUSHDB")
+    write_conversation(get_client(staging), "staging chat")
+    job, _ = summary_jobs.request_summary(staging, "staging chat", operator)
+    client.force_login(viewer)  # working on the environment's connection
+    assert "NW-10442" in client.get(f"/summaries/jobs/{job.pk}/").content.decode()
+    event = AuditEvent.objects.get(action="session.read")
+    assert (event.connection_slug, event.connection_name) == (str(saved.pk), "staging bot")
 
 
 def test_batch_of_all_stale_sessions_matching_the_filter(web, store, connection, operator):
