@@ -122,6 +122,9 @@ MEMORYADMIN_LOGIN_COOLOFF_MINUTES = env.int("MEMORYADMIN_LOGIN_COOLOFF_MINUTES",
 # Reverse proxies in front of the app that append to X-Forwarded-For (0: none,
 # the header is ignored); the client address is the entry that many from the right.
 MEMORYADMIN_PROXY_COUNT = env.int("MEMORYADMIN_PROXY_COUNT", default=0)
+# Take the request id of audit events and log lines from X-Request-ID: only if the proxy in
+# front sets or replaces that header on every request (else clients choose it). Off: generated.
+MEMORYADMIN_TRUST_REQUEST_ID = env.bool("MEMORYADMIN_TRUST_REQUEST_ID", default=False)
 AXES_FAILURE_LIMIT = MEMORYADMIN_LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = timedelta(minutes=MEMORYADMIN_LOGIN_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -41,10 +42,30 @@ def test_transcript_read_is_recorded_with_who_where_and_what(web, session, opera
     assert len(event.request_id) == 32
 
 
-def test_request_id_is_in_the_response_and_the_event(web, session):
-    response = web.get(f"/sessions/{T}/", HTTP_X_REQUEST_ID="proxy-id-12345678")
-    assert response["X-Request-ID"] == "proxy-id-12345678"
-    assert only_event(action="session.read").request_id == "proxy-id-12345678"
+def test_a_clients_request_id_is_not_trusted_by_default(web, session):
+    response = web.get(f"/sessions/{T}/", HTTP_X_REQUEST_ID="forged-id-12345678")
+    generated = only_event(action="session.read").request_id
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    assert response["X-Request-ID"] == generated
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("proxy-id-12345678", True),
+        ("0f8fad5b-d9cb-469f-a165-70867728950e", True),  # a UUID
+        ("short", False),
+        ("x" * 41, False),  # longer than the audit field
+        ("id with spaces 1234", False),
+        ("id,other-id-1234567", False),  # two headers joined
+    ],
+)
+def test_request_id_from_a_trusted_proxy_when_well_formed(web, session, settings, given, kept):
+    settings.MEMORYADMIN_TRUST_REQUEST_ID = True
+    response = web.get(f"/sessions/{T}/", HTTP_X_REQUEST_ID=given)
+    recorded = only_event(action="session.read").request_id
+    assert response["X-Request-ID"] == recorded
+    assert recorded == given if kept else re.fullmatch(r"[0-9a-f]{32}", recorded)
 
 
 def test_ttl_persist_and_clear_are_recorded_with_details(web, session):

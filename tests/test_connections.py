@@ -1,9 +1,13 @@
-"""Managing connections in the app, switching between them, and the client registry."""
+"""Managing connections in the app, testing them, switching between them, and the client registry."""
 
+import json
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from memoryadmin.audit.models import AuditEvent
 from memoryadmin.connections.models import Connection
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.services.upstash import get_client
@@ -164,3 +168,122 @@ def test_a_permalink_opens_the_session_on_its_own_connection(admin_web, store, s
     followed = admin_web.get(link, follow=True)
     assert followed.status_code == 200 and "Switched to the connection “staging bot”" in followed.content.decode()
     assert admin_web.get(f"/sessions/{encode_key('staging-session')}/?connection=999").status_code == 404
+
+
+# --- "Test connection": where a token goes, what is audited, what a strange URL answers -------------
+
+
+class FakeStore:
+    """A throwaway HTTP server on 127.0.0.1 that records the Authorization headers it receives.
+
+    It answers every request with `reply` (status, content type, body); "{auth}" in the body is
+    replaced by the Authorization header received, as a hostile server might echo it.
+    """
+
+    def __init__(self):
+        self.authorizations = []
+        self.reply = (200, "application/json", '{"result": "UE9ORw=="}')  # "PONG", base64
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                fake.authorizations.append(self.headers.get("Authorization"))
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, content_type, body = fake.reply
+                payload = body.replace("{auth}", self.headers.get("Authorization") or "").encode()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_port}"
+        self.url = f"http://{self.host}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_store():
+    fake = FakeStore()
+    yield fake
+    fake.close()
+
+
+def test_the_saved_token_is_never_sent_to_another_url(admin_web, second, fake_store):
+    response = admin_web.post("/connections/test/", form_data(url=fake_store.url, token="", pk=second.pk))
+    assert response.status_code == 422
+    assert "enter the REST token again" in response.content.decode()
+    assert fake_store.authorizations == []
+
+
+def test_a_new_url_is_tested_with_the_token_typed(admin_web, second, fake_store):
+    admin_web.post("/connections/test/", form_data(url=fake_store.url, token="typed-token-1234", pk=second.pk))
+    assert fake_store.authorizations == ["Bearer typed-token-1234", "Bearer typed-token-1234"]  # PING, SCAN
+
+
+def test_editing_the_url_needs_the_token_again(admin_web, second, fake_store):
+    html = admin_web.post(f"/connections/{second.pk}/", form_data(url=fake_store.url, token="")).content.decode()
+    assert "enter the REST token again" in html
+    second.refresh_from_db()
+    assert second.url != fake_store.url and second.token == "other-token-abcdef"
+    admin_web.post(f"/connections/{second.pk}/", form_data(url=fake_store.url, token="typed-token-1234"))
+    second.refresh_from_db()
+    assert second.url == fake_store.url and second.token == "typed-token-1234"
+
+
+def test_every_test_is_audited_without_the_token(admin_web, second, fake_store):
+    admin_web.post("/connections/test/", form_data(url=second.url, token="", pk=second.pk))
+    admin_web.post("/connections/test/", form_data(url=fake_store.url, token="", pk=second.pk))
+    fake_store.reply = (500, "text/plain", "echo: {auth}")
+    html = admin_web.post("/connections/test/", form_data(url=fake_store.url, token="typed-token-1234")).content
+    assert b"typed-token-1234" not in html
+
+    ok, moved, echoed = AuditEvent.objects.filter(action="connection.test").order_by("id")
+    assert ok.outcome == "ok" and ok.username == "ada"
+    assert ok.connection_slug == str(second.pk) and ok.connection_name == "staging bot"
+    assert ok.details == {"host": second.url.split("//")[1]}
+    assert moved.outcome == "failed" and "enter the REST token again" in moved.error
+    assert moved.details == {"host": fake_store.host}
+    assert echoed.outcome == "failed" and echoed.connection_slug == "" and "HTTP 500" in echoed.error
+    for event in (ok, moved, echoed):
+        recorded = json.dumps([event.details, event.error, event.session_key])
+        assert "other-token-abcdef" not in recorded and "typed-token-1234" not in recorded
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        (200, "text/html", "<!doctype html><html><body>Sign in</body></html>"),
+        (404, "text/html", "<html><body>Not found</body></html>"),
+        (200, "application/json", "{not json"),
+        (200, "application/json", '{"unexpected": 1}'),
+        (200, "application/json", "[1, 2]"),
+        (200, "application/json", '"PONG"'),
+        (200, "application/json", '{"result": "!!!"}'),
+        (200, "application/json", '{"result": {"nested": true}}'),
+        (200, "application/json", '{"result": "UE9ORw=="}'),  # PONG to PING, and to SCAN too
+    ],
+)
+def test_a_url_that_does_not_answer_like_upstash_gives_a_clear_message(admin_web, fake_store, reply):
+    fake_store.reply = reply
+    response = admin_web.post("/connections/test/", form_data(url=fake_store.url, token="typed-token-1234"))
+    html = response.content.decode()
+    assert response.status_code == 200 and "alert-error" in html and "Connected to" not in html
+    assert re.search(r'class="alert alert-error">\s*\S', html)  # a message, not an empty alert
+    assert AuditEvent.objects.get(action="connection.test").outcome == "failed"
+
+
+@pytest.mark.parametrize("pk", ["abc", "99999", "9" * 30, "1.5", "-1"])
+def test_a_bad_connection_id_is_a_form_error(admin_web, pk, fake_store):
+    response = admin_web.post("/connections/test/", form_data(url=fake_store.url, token="", pk=pk))
+    assert response.status_code == 422
+    assert "no longer exists" in response.content.decode()
+    assert fake_store.authorizations == []

@@ -2,6 +2,7 @@
 
 import datetime
 import http.client
+import io
 import os
 import re
 import secrets
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 from django.conf import settings as django_settings
+from django.core.management import call_command
 from django.test import RequestFactory
 from django.utils import timezone
 
@@ -225,6 +227,50 @@ def test_forged_forwarded_for_does_not_escape_the_lockout(client, users, setting
     # Another client behind the same proxy is not locked.
     response = login(client, "olga", PASSWORD, HTTP_X_FORWARDED_FOR="203.0.113.6", REMOTE_ADDR="10.0.0.1")
     assert response.status_code == 302
+
+
+def lock_out(client, username):
+    for _ in range(5):
+        login(client, username, "wrong")
+    assert login(client, username, PASSWORD).status_code == 429
+
+
+@pytest.mark.django_db
+def test_a_lockout_is_lifted_with_axes_reset_username(client, users):
+    """The README's way for whoever runs the deployment."""
+    lock_out(client, "olga")
+    call_command("axes_reset_username", "olga", stdout=io.StringIO())
+    assert login(client, "olga", PASSWORD).status_code == 302
+
+
+@pytest.mark.django_db
+def test_a_superuser_lifts_a_lockout_in_the_django_admin(client, users, django_user_model):
+    from axes.models import AccessAttempt
+
+    lock_out(client, "olga")
+    (attempt,) = AccessAttempt.objects.filter(username="olga")
+    root = client.__class__()
+    root.force_login(django_user_model.objects.create_superuser("root", password=PASSWORD))
+    assert "olga" in root.get("/django-admin/axes/accessattempt/").content.decode()
+    root.post(f"/django-admin/axes/accessattempt/{attempt.pk}/delete/", {"post": "yes"})
+    assert login(client, "olga", PASSWORD).status_code == 302
+
+
+@pytest.mark.django_db
+def test_the_admin_role_cannot_see_or_lift_lockouts(client, users, django_user_model, monkeypatch):
+    """As the README says: lockouts are a superuser's (or the server's) business, not the Admin role's."""
+    from axes.models import AccessAttempt
+
+    lock_out(client, "olga")
+    monkeypatch.setenv("ADMIN_PASSWORD", PASSWORD)
+    call_command("create_operator", "ada", role="admin", password_from_env="ADMIN_PASSWORD", stdout=io.StringIO())
+    admin = client.__class__()
+    admin.force_login(django_user_model.objects.get(username="ada"))
+    assert admin.get("/django-admin/").status_code == 200  # staff: the read-only Django admin
+    assert admin.get("/django-admin/axes/accessattempt/").status_code == 403
+    (attempt,) = AccessAttempt.objects.filter(username="olga")
+    assert admin.post(f"/django-admin/axes/accessattempt/{attempt.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert login(client, "olga", PASSWORD).status_code == 429
 
 
 @pytest.mark.parametrize(

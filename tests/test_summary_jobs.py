@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 from django.db import connection as db
 
+from memoryadmin.audit.models import AuditEvent
+from memoryadmin.connections.models import Connection
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.services import summary_jobs
 from memoryadmin.services.demo_data import seed_demo
 from memoryadmin.services.messages import parse_element
+from memoryadmin.services.upstash import get_client
 from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, SummaryJob
 
 from .conftest import TEST_TOKEN
@@ -170,6 +173,33 @@ def test_viewer_cannot_resummarize(client, viewer, connection, store):
     assert not SummaryJob.objects.exists()
 
 
+def test_reading_a_summary_by_job_id_is_an_audited_session_read(client, viewer, connection, store, operator):
+    write_conversation(store, "someone else's chat")
+    job, _ = summary_jobs.request_summary(connection, "someone else's chat", operator)
+    client.force_login(viewer)
+    assert "NW-10442" in client.get(f"/summaries/jobs/{job.pk}/").content.decode()
+    event = AuditEvent.objects.get(action="session.read")
+    assert event.username == "victor" and event.outcome == "ok"
+    assert event.connection_slug == "env" and event.session_key == "someone else's chat"
+    assert event.details == {"summary_job": job.pk}
+
+
+def test_a_summary_read_by_job_id_is_audited_under_the_jobs_connection(
+    client, viewer, connection, store, operator, other_store
+):
+    saved = Connection(name="staging bot", url=other_store.url)
+    saved.token = other_store.token
+    saved.save()
+    staging = saved.to_store_connection()
+    get_client(staging).call("FLUSHDB")
+    write_conversation(get_client(staging), "staging chat")
+    job, _ = summary_jobs.request_summary(staging, "staging chat", operator)
+    client.force_login(viewer)  # working on the environment's connection
+    assert "NW-10442" in client.get(f"/summaries/jobs/{job.pk}/").content.decode()
+    event = AuditEvent.objects.get(action="session.read")
+    assert (event.connection_slug, event.connection_name) == (str(saved.pk), "staging bot")
+
+
 def test_batch_of_all_stale_sessions_matching_the_filter(web, store, connection, operator):
     for key in ("bot:fresh", "bot:stale", "bot:none", "other:none"):
         write_conversation(store, key)
@@ -202,6 +232,25 @@ def test_summarizer_settings_api_key_is_write_only(admin_web):
     admin_web.post("/summaries/settings/", {**data, "api_key": "", "model": "llama3.1"})
     saved = SummarizerSettings.load()
     assert saved.model == "llama3.1" and saved.api_key == "sk-live-abcdef987654"
+
+
+def test_a_stored_api_key_is_not_kept_for_another_base_url(admin_web):
+    data = {
+        "provider": "openai",
+        "base_url": "https://api.openai.com/v1",
+        "model": "gpt-4o-mini",
+        "api_key": "sk-live-abcdef987654",
+        "max_input_chars": "12000",
+        "timeout": "30",
+        "prompt_template": "Summarize:\n{transcript}",
+    }
+    admin_web.post("/summaries/settings/", data)
+    moved = {**data, "api_key": "", "base_url": "https://collector.example/v1"}
+    assert "enter the API key again" in admin_web.post("/summaries/settings/", moved).content.decode()
+    assert SummarizerSettings.load().base_url == "https://api.openai.com/v1"
+    admin_web.post("/summaries/settings/", {**moved, "api_key": "sk-other-1234"})
+    saved = SummarizerSettings.load()
+    assert saved.base_url == "https://collector.example/v1" and saved.api_key == "sk-other-1234"
 
 
 def test_summarizer_settings_validation(admin_web):

@@ -34,6 +34,7 @@ class AuditEvent(models.Model):
         ("connection.create", "Added a connection"),
         ("connection.edit", "Edited a connection"),
         ("connection.delete", "Deleted a connection"),
+        ("connection.test", "Tested a connection"),
         ("secrets.rotate", "Rotated encryption keys"),
         ("settings.summarizer", "Changed the summarizer settings"),
         ("audit.view", "Opened the audit log"),

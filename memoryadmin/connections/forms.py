@@ -19,9 +19,14 @@ def secret_field(label):
 
 
 class WriteOnlySecretForm(forms.ModelForm):
-    """A model form with one secret that is never sent back: shown as ••••last4, empty keeps it."""
+    """A model form with one secret that is never sent back: shown as ••••last4, empty keeps it.
+
+    Empty keeps it only while the secret's destination (the URL it is sent to) stays the same:
+    otherwise anyone who may edit the form could have the stored secret sent to a server of theirs.
+    """
 
     secret_name = "token"  # the form field and the model's plaintext attribute
+    secret_destination = "url"  # the field naming where the secret is sent
     missing_secret_message = ""  # the error for a new object without one; empty: optional
 
     def __init__(self, *args, **kwargs):
@@ -35,9 +40,29 @@ class WriteOnlySecretForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        if self.missing_secret_message and not data.get(self.secret_name) and not self.instance.pk:
+        if data.get(self.secret_name):
+            return data
+        if self.missing_secret_message and not self.instance.pk:
             self.add_error(self.secret_name, self.missing_secret_message)
+        elif self._stored_secret_would_move(data):
+            destination = self.fields[self.secret_destination].label
+            secret = self.fields[self.secret_name].label
+            self.add_error(
+                self.secret_name,
+                f"The {destination} changed: enter the {secret} again. "
+                f"A stored {secret} is only sent to the {destination} it was saved with.",
+            )
         return data
+
+    def _stored_secret_would_move(self, data):
+        # The instance still holds the saved values here: the form's are copied onto it after clean().
+        destination = data.get(self.secret_destination)
+        return bool(
+            self.instance.pk
+            and getattr(self.instance, f"{self.secret_name}_encrypted")
+            and destination
+            and destination != getattr(self.instance, self.secret_destination)
+        )
 
     def save(self, commit=True):
         if self.cleaned_data[self.secret_name]:

@@ -1,3 +1,5 @@
+from copy import copy
+
 from django.contrib import messages
 from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
@@ -5,8 +7,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from memoryadmin.accounts.decorators import requires
+from memoryadmin.audit.models import AuditEvent
 from memoryadmin.services import audit
 from memoryadmin.services import connections as connection_service
+from memoryadmin.services.connections import ConnectionCheck
 
 from .forms import ConnectionForm
 from .models import Connection
@@ -69,19 +73,42 @@ def connection_delete(request, pk):
     return render(request, "connections/connection_confirm_delete.html", {"saved": saved})
 
 
-@requires("connections.change_connection", "connection.edit")
+@requires("connections.change_connection", "connection.test")
 @require_POST
 def connection_test(request):
-    """Check the settings in the form (saved or not) through the real client; the result shows inline."""
-    saved = Connection.objects.filter(pk=request.POST.get("pk") or None).first()
-    form = ConnectionForm(request.POST, instance=saved)
-    if form.is_valid():
-        candidate = form.save(commit=False)  # the form's settings, not saved
-        check = connection_service.check_connection(candidate.to_store_connection())
-    else:
+    """Check the settings in the form (saved or not) through the real client; the result shows inline.
+
+    Every test is audited: where it went and how it ended, never the token.
+    """
+    saved, check, status = _check_form(request.POST)
+    audit.record(
+        request,
+        "connection.test",
+        connection=saved,
+        outcome=AuditEvent.OK if check.ok else AuditEvent.FAILED,
+        error="" if check.ok else check.message,
+        details={"host": connection_service.url_host(request.POST.get("url", ""))},
+    )
+    return render(request, "connections/connection_form.html#test-result", {"check": check}, status=status)
+
+
+def _check_form(data):
+    """(the saved connection named or None, the check, the HTTP status) for the test form's data.
+
+    A form that cannot be tested answers 422, which htmx shows in place of the result.
+    """
+    pk = data.get("pk", "")
+    try:
+        saved = Connection.objects.get(pk=int(pk)) if pk else None
+    except (ValueError, Connection.DoesNotExist):
+        return None, ConnectionCheck(False, "This connection no longer exists: reload the page."), 422
+    # A copy: validating writes the form's values onto the instance; the audit names the connection as saved.
+    form = ConnectionForm(data, instance=copy(saved))
+    if not form.is_valid():
         errors = "; ".join(f"{field}: {' '.join(e)}" for field, e in form.errors.items())
-        check = connection_service.ConnectionCheck(False, f"Fix the form first ({errors}).")
-    return render(request, "connections/connection_form.html#test-result", {"check": check})
+        return saved, ConnectionCheck(False, f"Fix the form first ({errors})."), 422
+    candidate = form.save(commit=False)  # the form's settings, not saved
+    return saved, connection_service.check_connection(candidate.to_store_connection()), 200
 
 
 @require_POST

@@ -5,6 +5,7 @@ connection marked default is used, else the environment's, else the first.
 """
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -119,22 +120,58 @@ class ConnectionCheck:
     message: str
 
 
+# What parsing a reply that is not an Upstash REST reply can raise in the client (a JSON body of
+# another shape, strings that are not base64): the tested URL may be any server at all.
+NOT_AN_UPSTASH_REPLY = (AttributeError, KeyError, TypeError, ValueError)
+
+
 def check_connection(connection):
     """PING and one SCAN step through the real client: is this connection usable?
 
     A client of its own, closed afterwards: the settings under test may not be saved.
+    The message never contains the token, even if the server echoes it back.
     """
     client = StoreClient(connection.url, connection.token, connection.timeout, connection.retries)
     try:
-        client.call("PING")
-        cursor, keys = client.call("SCAN", "0", "MATCH", connection.key_pattern, "COUNT", SCAN_COUNT, "TYPE", "list")
+        pong = client.call("PING")
+        scan = client.call("SCAN", "0", "MATCH", connection.key_pattern, "COUNT", SCAN_COUNT, "TYPE", "list")
     except StoreError as error:
-        return ConnectionCheck(False, str(error))
+        message = str(error)
+        return ConnectionCheck(False, message.replace(connection.token, "••••") if connection.token else message)
+    except NOT_AN_UPSTASH_REPLY:
+        pong = scan = None
     finally:
         client.close()
+    if pong != b"PONG" or not _is_scan_reply(scan):
+        return ConnectionCheck(
+            False,
+            f"Unexpected reply from {connection.host}: it does not answer like an Upstash REST API. "
+            "Check the REST URL (the database's UPSTASH_REDIS_REST_URL).",
+        )
+    cursor, keys = scan
     more = "" if cursor == b"0" else " (first SCAN step; there are more keys)"
     return ConnectionCheck(
         True,
         f"Connected to {connection.host}: {len(keys)} session{'s' if len(keys) != 1 else ''} matching "
         f"{connection.key_pattern!r} found{more}.",
     )
+
+
+def _is_scan_reply(reply):
+    """[cursor, [key, ...]] as SCAN answers."""
+    return (
+        isinstance(reply, list)
+        and len(reply) == 2
+        and isinstance(reply[0], bytes)
+        and isinstance(reply[1], list)
+        and all(isinstance(key, bytes) for key in reply[1])
+    )
+
+
+def url_host(url):
+    """Where a URL points (host and port, without any user:password@): what the audit log names."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:  # e.g. an unclosed [IPv6 bracket
+        return ""
+    return netloc.rpartition("@")[2][:200]

@@ -43,20 +43,27 @@ def session_summarize(request, key):
             "Re-summarization queued." if created else "A re-summarization of this session is already under way.",
         )
         return redirect("session_detail", key)
-    return _render_panel(request, job)
+    return _render_panel(request, connection, job)
 
 
 @require_GET
 @requires("accounts.view_session", "session.read")
 def summary_job(request, pk):
-    """The summary panel of a job's session, polled by htmx until the job has ended."""
-    return _render_panel(request, get_object_or_404(SummaryJob, pk=pk))
+    """The summary panel of a job's session, polled by htmx until the job has ended.
 
-
-def _render_panel(request, job):
+    It shows the session's summary, so it is a session read: audited under the job's connection.
+    """
+    job = get_object_or_404(SummaryJob, pk=pk)
     connection = find_connection(job.connection_slug)
     if connection is None:
         raise Http404("The connection of this job was deleted.")
+    with audit.audited(
+        request, "session.read", connection=connection, session_key=job.session_key, details={"summary_job": job.pk}
+    ):
+        return _render_panel(request, connection, job)
+
+
+def _render_panel(request, connection, job):
     summary, length = read_summary(connection, job.session_key)
     context = summary_panel_context(connection, job.session_key, summary, length)
     return render(request, "summaries/panel.html", context)
