@@ -1,0 +1,107 @@
+"""Content search limits: hostile patterns are refused cheaply, and a search has a time budget."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from memoryadmin.audit.models import AuditEvent
+from memoryadmin.bulk.models import SearchJob
+from memoryadmin.services import content_search
+
+from .factories import langchain
+
+pytestmark = pytest.mark.django_db
+
+THREE_LEVELS = "(?:(?:(?:a{1000}){1000}){1000})"  # the review's pattern: ~24 GB in a backtracking engine
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("(?:(?:a{1000}){1000})", "repeats too much"),  # ~270 MB, and accepted, before
+        ("(?:a{100}){20}", "repeats too much"),
+        ("a{1001}", "repeats too much"),
+        (r"\pL{1000}", "too large to search with"),
+        ("(?=x)a", "lookahead, lookbehind and backreferences are not supported"),
+        (r"(a)\1", "lookahead, lookbehind and backreferences are not supported"),
+    ],
+)
+def test_a_pattern_too_costly_is_refused_at_once_with_a_form_error(web, query, error):
+    started = time.monotonic()
+    response = web.post("/bulk/search/", {"query": query, "is_regex": "on", "key_pattern": "", "role": ""})
+    assert response.status_code == 200 and error in response.content.decode()
+    assert time.monotonic() - started < 1
+    assert not SearchJob.objects.exists()
+
+
+def test_refusing_the_hostile_pattern_needs_little_memory():
+    """In a process allowed only 250 MB more address space than it has: a refusal, not a MemoryError."""
+    script = textwrap.dedent(
+        f"""
+        import resource, time, django
+        django.setup()
+        from memoryadmin.services.content_search import Matcher, QueryError
+        size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+        resource.setrlimit(resource.RLIMIT_AS, (size + (250 << 20), size + (250 << 20)))
+        started = time.monotonic()
+        try:
+            Matcher({THREE_LEVELS!r}, is_regex=True)
+        except QueryError as error:
+            print("refused in", round(time.monotonic() - started, 3), "s:", error)
+        """
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "memoryadmin.settings"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "repeats too much" in result.stdout, result.stderr[-1000:]
+
+
+def test_patterns_are_not_kept_once_used():
+    """Twelve large patterns (allowed, ~6 MB each compiled), one after another: memory stays where it was."""
+    script = textwrap.dedent(
+        r"""
+        import django
+        django.setup()
+        from memoryadmin.services.content_search import Matcher
+
+        def resident_mb():
+            return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+        Matcher(r"\pL{380}", is_regex=True)  # the engine's own start-up cost
+        before = resident_mb()
+        for i in range(12):
+            Matcher(r"\pL{380}" + "x" * (i + 1), is_regex=True).find("some text")
+        print(round(resident_mb() - before))
+        """
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "memoryadmin.settings"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-1000:]
+    assert int(result.stdout.split()[-1]) < 30  # MB; kept in re2's cache, they took ~70
+
+
+def test_the_budget_stops_a_search_and_keeps_what_it_found(web, store, local_store, settings, monkeypatch):
+    # Five short sessions, read at once, then five long ones that take several 200 ms round trips each.
+    monkeypatch.setattr(content_search, "FIRST_READ", 2)
+    monkeypatch.setattr(content_search, "MORE_READ", 2)
+    monkeypatch.setattr(content_search, "LONG_SESSIONS_PER_READ", 1)
+    store.pipeline([["RPUSH", f"short{i}", langchain("human", "hello")] for i in range(5)])
+    store.pipeline([["RPUSH", f"long{i}", *[langchain("human", f"hello {j}") for j in range(9)]] for i in range(5)])
+    settings.MEMORYADMIN_SEARCH_BUDGET_SECONDS = 1
+    local_store.gateway.latency_ms = 200
+    started = time.monotonic()
+    response = web.post("/bulk/search/", {"query": "hello", "key_pattern": "", "role": ""})
+    took = time.monotonic() - started
+    local_store.gateway.latency_ms = 0
+    job = SearchJob.objects.get()
+    assert response.status_code == 302 and took < 2
+    assert job.status == "failed" and job.error.startswith("Stopped: too slow"), job.error
+    assert sorted(job.hits.values_list("session_key", flat=True)) == [f"short{i}" for i in range(5)]
+    assert job.matched_sessions == job.sessions_read == 5
+    page = web.get(f"/bulk/search/{job.pk}/").content.decode()
+    assert "Stopped: too slow" in page and job.hits.first().session_key in page
+    event = AuditEvent.objects.get(action="search.run")
+    assert event.outcome == "failed" and event.error.startswith("Stopped: too slow")
