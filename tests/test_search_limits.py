@@ -1,18 +1,24 @@
-"""Content search limits: hostile patterns are refused cheaply, and a search has a time budget."""
+"""Content search limits: hostile patterns are refused cheaply, a search has a time budget,
+and a long search does not hold up bulk jobs (its own queue, its own worker thread)."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
+from django.db import connection as db
 
 from memoryadmin.audit.models import AuditEvent
-from memoryadmin.bulk.models import SearchJob
-from memoryadmin.services import content_search
+from memoryadmin.bulk.models import BulkJob, SearchJob
+from memoryadmin.services import bulk, content_search
 
+from .conftest import TEST_TOKEN
 from .factories import langchain
+from .test_bulk import request_by, write_sessions
 
 pytestmark = pytest.mark.django_db
 
@@ -105,3 +111,56 @@ def test_the_budget_stops_a_search_and_keeps_what_it_found(web, store, local_sto
     assert "Stopped: too slow" in page and job.hits.first().session_key in page
     event = AuditEvent.objects.get(action="search.run")
     assert event.outcome == "failed" and event.error.startswith("Stopped: too slow")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_bulk_job_is_not_held_up_by_a_running_search(connection, store, operator, settings, local_store):
+    """A real `worker` process: a purge is dry-run, confirmed and done while a long search still runs."""
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks_db.backend.DatabaseBackend", "QUEUES": ["default", "search"]}
+    }
+    write_sessions(store, [f"haystack:{i:05}" for i in range(50_000)], messages=1)  # 50 SCAN steps
+    write_sessions(store, ["purge:1", "purge:2"])
+    search = SearchJob.objects.create(
+        connection_slug=connection.slug, connection_name=connection.name, query="needle", requested_by=operator
+    )
+    from memoryadmin.tasks import run_search
+
+    run_search.enqueue(search.pk)
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{Path(db.settings_dict['NAME']).resolve()}",
+        "MEMORYADMIN_TASK_BACKEND": "django_tasks_db.backend.DatabaseBackend",
+        "UPSTASH_REDIS_REST_URL": local_store.url,
+        "UPSTASH_REDIS_REST_TOKEN": TEST_TOKEN,
+    }
+    local_store.gateway.latency_ms = 150  # each SCAN step of the search: ~0.15 s, 50 of them
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "worker", "--interval", "0.05"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: SearchJob.objects.get(pk=search.pk).status == "running")
+        job = bulk.create_job(connection, operator, "clear", keys=["purge:1", "purge:2"])
+        wait_for(lambda: BulkJob.objects.get(pk=job.pk).status == "awaiting")
+        assert bulk.confirm_job(BulkJob.objects.get(pk=job.pk), request_by(operator), "2") is None
+        wait_for(lambda: BulkJob.objects.get(pk=job.pk).status == "done")
+        assert SearchJob.objects.get(pk=search.pk).status == "running"  # the search goes on meanwhile
+        assert store.call("EXISTS", "purge:1", "purge:2") == 0
+    finally:
+        SearchJob.objects.filter(pk=search.pk).update(cancel_requested=True)
+        local_store.gateway.latency_ms = 0
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def wait_for(condition, timeout=15):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
