@@ -204,10 +204,19 @@ LOGGING = {
 }
 
 # Background jobs (re-summarize, bulk work) on Django's Tasks API; the worker
-# is `python manage.py db_worker`. Tests may use the immediate backend.
-TASKS = {"default": {"BACKEND": env.str("MEMORYADMIN_TASK_BACKEND", default="django_tasks_db.backend.DatabaseBackend")}}
+# is `python manage.py worker`. Tests may use the immediate backend.
+# Two queues: content searches ("search", memoryadmin.tasks.SEARCH_QUEUE) have their own, worked by
+# their own thread of `manage.py worker`, so a long search never holds up a purge on "default".
+TASKS = {
+    "default": {
+        "BACKEND": env.str("MEMORYADMIN_TASK_BACKEND", default="django_tasks_db.backend.DatabaseBackend"),
+        "QUEUES": ["default", "search"],
+    }
+}
 # A running job whose worker has been silent this long (seconds) is resumed by another worker.
 MEMORYADMIN_JOB_STALE_SECONDS = env.int("MEMORYADMIN_JOB_STALE_SECONDS", default=120)
+# A content search that runs longer than this (seconds) stops, keeping the hits found so far.
+MEMORYADMIN_SEARCH_BUDGET_SECONDS = env.int("MEMORYADMIN_SEARCH_BUDGET_SECONDS", default=300)
 
 # Fernet keys for secrets at rest, comma-separated: the first encrypts, all decrypt.
 MEMORYADMIN_ENCRYPTION_KEYS = env.list("MEMORYADMIN_ENCRYPTION_KEYS", default=[])

@@ -29,6 +29,11 @@ def run_bulk_job(job_id):
     bulk.run_job(job_id)
 
 
-@task()
+# Searches have a queue of their own (listed in settings.TASKS) and their own worker thread,
+# so a long search never delays a purge or a summary.
+SEARCH_QUEUE = "search"
+
+
+@task(queue_name=SEARCH_QUEUE)
 def run_search(job_id):
     content_search.run_search(job_id)

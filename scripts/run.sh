@@ -38,7 +38,8 @@ else
 fi
 
 $PY manage.py demo_login --url "http://127.0.0.1:${PORT}/"
-# The background worker runs re-summarizations and bulk jobs.
+# The background worker runs re-summarizations and bulk jobs, and content searches in a thread of
+# their own (the "search" queue), so a long search never holds up a purge.
 $PY manage.py worker &
 children+=($!)
 echo "Dashboard: http://127.0.0.1:${PORT}/"

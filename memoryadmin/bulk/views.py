@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
@@ -146,7 +147,13 @@ def search_new(request):
             run_search.enqueue(job.pk)
             return redirect("search_job", job.pk)
     recent = SearchJob.objects.filter(connection_slug=connection.slug).select_related("requested_by")[:10]
-    return render(request, "bulk/search.html", {"form": form, "recent": recent, "connection": connection})
+    context = {
+        "form": form,
+        "recent": recent,
+        "connection": connection,
+        "budget_seconds": settings.MEMORYADMIN_SEARCH_BUDGET_SECONDS,
+    }
+    return render(request, "bulk/search.html", context)
 
 
 @require_GET

@@ -8,17 +8,25 @@ non-ASCII (`é` is stored as `\\u00e9`), so a query with non-ASCII letters
 is also tried on the decoded message text. Only elements that may match are
 parsed, which is what makes the search fast.
 
-A regular expression runs under the `regex` module's timeout, so a hostile
-pattern cannot hang a worker: an element it cannot decide in time counts as
-no match, and too many of those end the search with an error.
+A regular expression runs on RE2, which matches in time linear in the text
+(no backtracking, so no pattern can hang a worker) and compiles within a
+memory cap: patterns it would need more memory for, and repetition counts
+above 1000 (nested ones multiply), are refused with a form error, in the web
+request and in the worker alike. A search as a whole has a time budget
+(MEMORYADMIN_SEARCH_BUDGET_SECONDS); when it runs out the search stops,
+keeping the hits found so far.
 """
 
 import json
 import logging
+import math
 import queue
+import re
 import threading
+import time
 
-import regex
+import re2
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -34,21 +42,53 @@ from .upstash import StoreError, get_client
 log = logging.getLogger(__name__)
 
 MAX_QUERY_LENGTH = 500
-REGEX_TIMEOUT = 0.05  # seconds per element
-MAX_REGEX_TIMEOUTS = 20  # elements; then the pattern is judged too slow
+# RE2's own default: enough for any pattern an operator types; refused above it. Compiling
+# the largest pattern it allows peaks at ~60 MB and takes ~0.2 s (measured).
+REGEX_MAX_MEMORY = 8 << 20
 FIRST_READ = 100  # elements of each session in the first read of a SCAN step: most sessions fit
 MORE_READ = 5000  # then a longer session is read on in windows of this size
 LONG_SESSIONS_PER_READ = 20  # long sessions per pipeline
 SNIPPET_CONTEXT = 80  # characters either side of the match
 ROLES = ["human", "ai", "system", "tool"]
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class QueryError(ValueError):
     """The query cannot be searched for; the message says why."""
 
 
-class PatternTooSlow(Exception):
-    pass
+class OutOfTime(Exception):
+    """The search's time budget ran out."""
+
+
+def compile_pattern(query):
+    """The query as a case-insensitive RE2 pattern, or QueryError saying why it is refused."""
+    options = re2.Options()
+    options.case_sensitive = False
+    options.max_mem = REGEX_MAX_MEMORY
+    options.log_errors = False  # refusals are the operator's to read, not the log's
+    try:
+        return re2.compile(query, options)
+    except re2.error as error:
+        reason = error.args[0] if error.args else "unknown error"
+    finally:
+        # re2.compile keeps its last 128 patterns alive (~6 MB each near the limit, measured): with
+        # the cache emptied, a pattern's memory is freed when its search is over.
+        re2.purge()
+    reason = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+    if reason.startswith("invalid repetition size"):
+        raise QueryError(
+            f"That regular expression repeats too much ({reason.split(': ', 1)[-1]}): a count may be at most 1000, "
+            "and counts nested inside each other multiply, so (a{100}){20} is refused too."
+        )
+    if reason.startswith("pattern too large"):
+        raise QueryError(
+            f"That regular expression is too large to search with (over {REGEX_MAX_MEMORY >> 20} MB compiled): "
+            "use smaller repetition counts."
+        )
+    if re.fullmatch(r"invalid perl operator: .*|invalid escape sequence: \\[0-9k].*", reason):
+        reason += "; lookahead, lookbehind and backreferences are not supported"
+    raise QueryError(f"That regular expression is not valid: {reason}.")
 
 
 class Matcher:
@@ -58,12 +98,8 @@ class Matcher:
         if not query or len(query) > MAX_QUERY_LENGTH:
             raise QueryError(f"Give a search text of 1 to {MAX_QUERY_LENGTH} characters.")
         self.is_regex = is_regex
-        self.timeouts = 0
         if is_regex:
-            try:
-                self.pattern = regex.compile(query, regex.IGNORECASE)
-            except regex.error as error:
-                raise QueryError(f"That regular expression is not valid: {error}.") from error
+            self.pattern = compile_pattern(query)
             if self.pattern.search("") is not None:
                 raise QueryError("That regular expression matches empty text, so it would match every message.")
         else:
@@ -78,17 +114,15 @@ class Matcher:
         if not self.is_regex:
             start = text.casefold().find(self.needle)
             return (start, start + len(self.needle)) if start >= 0 else None
-        try:
-            match = self.pattern.search(text, timeout=REGEX_TIMEOUT)
-        except TimeoutError:
-            self.timeouts += 1
-            if self.timeouts > MAX_REGEX_TIMEOUTS:
-                raise PatternTooSlow(
-                    f"The regular expression took longer than {REGEX_TIMEOUT * 1000:.0f} ms on "
-                    f"{self.timeouts} messages: simplify it (avoid nested repetition such as (a+)+)."
-                ) from None
+        # RE2 reads UTF-8. A lone surrogate (a JSON "\\ud800") cannot be encoded, so it becomes "?":
+        # one character for one byte, which keeps the offsets below right.
+        data = text.encode("utf-8", errors="replace")
+        match = self.pattern.search(data)
+        if match is None:
             return None
-        return match.span() if match else None
+        start, end = match.span()
+        before = len(data[:start].decode())
+        return before, before + len(data[start:end].decode())
 
     def may_match_raw(self, raw_text):
         """A cheap test on the stored text; False means the element cannot match."""
@@ -115,11 +149,17 @@ def match_element(matcher, element, role):
     return (message, raw_text, span) if span else None
 
 
-def match_session(matcher, elements, role):
-    """(matches, first matching chronological index, order, snippet, span) for one session's elements."""
-    found = [
-        (index, match) for index, element in enumerate(elements) if (match := match_element(matcher, element, role))
-    ]
+def match_session(matcher, elements, role, deadline=math.inf):
+    """(matches, first matching chronological index, order, snippet, span) for one session's elements.
+
+    Raises OutOfTime once time.monotonic() passes the deadline: a session can be long.
+    """
+    found = []
+    for index, element in enumerate(elements):
+        if time.monotonic() > deadline:
+            raise OutOfTime
+        if match := match_element(matcher, element, role):
+            found.append((index, match))
     if not found:
         return None
     order = detect_order([message for _, (message, _, _) in found]) or detect_order([parse_element(elements[0])])
@@ -128,7 +168,8 @@ def match_session(matcher, elements, role):
     list_index, (_, text, (start, end)) = found[-1] if order == NEWEST_FIRST else found[0]
     chronological = len(elements) - 1 - list_index if order == NEWEST_FIRST else list_index
     left = max(0, start - SNIPPET_CONTEXT)
-    snippet = text[left : end + SNIPPET_CONTEXT]
+    # A lone surrogate (a JSON "\\ud800") cannot be saved: it becomes U+FFFD, one character for one.
+    snippet = LONE_SURROGATE.sub("\ufffd", text[left : end + SNIPPET_CONTEXT])
     return len(found), chronological, order, snippet, (start - left, end - left)
 
 
@@ -153,12 +194,13 @@ def scan_steps(client, pattern, cursor):
         last = cursor == "0"
 
 
-def read_sessions(client, keys, first):
+def read_sessions(client, keys, first, deadline=math.inf):
     """(key, every element in list order) for each session of a step, given the step's first reads.
 
     Longer sessions are read on in windows, a few sessions per pipeline, and
     each session is handed over as soon as it is complete, so only a step's
-    first reads and a few long sessions are ever held at once.
+    first reads and a few long sessions are ever held at once. Raises
+    OutOfTime once time.monotonic() passes the deadline: long sessions take many reads.
     """
     pending = []
     for key, elements in zip(keys, first):
@@ -167,6 +209,8 @@ def read_sessions(client, keys, first):
         else:
             pending.append((key, elements))
     while pending:
+        if time.monotonic() > deadline:
+            raise OutOfTime
         batch, pending = pending[:LONG_SESSIONS_PER_READ], pending[LONG_SESSIONS_PER_READ:]
         replies = client.pipeline(
             [["LRANGE", key, len(elements), len(elements) + MORE_READ - 1] for key, elements in batch]
@@ -229,15 +273,22 @@ def run_search(job_id):
     SearchJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=timezone.now())
     connection = find_connection(job.connection_slug)
     status, error = SearchJob.DONE, ""
+    budget = settings.MEMORYADMIN_SEARCH_BUDGET_SECONDS
     try:
         if connection is None:
             raise StoreError("The connection of this search was deleted.")
         matcher = Matcher(job.query, job.is_regex)
-        _search(job, connection, matcher)
+        _search(job, connection, matcher, deadline=time.monotonic() + budget)
         if SearchJob.objects.filter(pk=job_id, cancel_requested=True).exists():
             status = SearchJob.CANCELLED
-    except (StoreError, QueryError, PatternTooSlow) as failure:
+    except (StoreError, QueryError) as failure:
         status, error = SearchJob.FAILED, str(failure)
+    except OutOfTime:
+        status = SearchJob.FAILED
+        error = (
+            f"Stopped: too slow. The search used its {budget:g} s budget (MEMORYADMIN_SEARCH_BUDGET_SECONDS); "
+            "the sessions found until then are listed. Narrow the key pattern or the text and search again."
+        )
     SearchJob.objects.filter(pk=job_id).update(status=status, error=error, finished_at=timezone.now(), worker="")
     job.refresh_from_db()
     audit.record(
@@ -252,41 +303,56 @@ def run_search(job_id):
     )
 
 
-def _search(job, connection, matcher):
+def _search(job, connection, matcher, deadline):
     client = get_client(connection)
     # From the saved cursor: a resumed search goes on where it was.
     for keys, first, cursor in read_ahead(scan_steps(client, job.key_pattern, job.cursor)):
-        hits, messages = [], 0
-        for key, elements in read_sessions(client, keys, first):
+        if time.monotonic() > deadline:  # also where SCAN steps find no sessions at all
+            raise OutOfTime
+        hits, sessions, messages, out_of_time = _match_step(job, client, keys, first, matcher, deadline)
+        # Hits of a step and the cursor after it are saved together: a resumed search neither
+        # repeats nor skips a step's hits. A step cut short by the budget keeps its hits so far
+        # (the search ends there, so its cursor does not move on).
+        with transaction.atomic():
+            SearchHit.objects.filter(job=job, session_key__in=[hit.session_key for hit in hits]).delete()
+            SearchHit.objects.bulk_create(hits)
+            SearchJob.objects.filter(pk=job.pk).update(
+                cursor=job.cursor if out_of_time else cursor,
+                examined_keys=job.examined_keys + (0 if out_of_time else SCAN_COUNT),
+                sessions_read=job.sessions_read + sessions,
+                messages_read=job.messages_read + messages,
+                matched_sessions=SearchHit.objects.filter(job=job).count(),
+                heartbeat_at=timezone.now(),
+            )
+        job.refresh_from_db()
+        if out_of_time:
+            raise OutOfTime
+        if job.cancel_requested:
+            return
+
+
+def _match_step(job, client, keys, first, matcher, deadline):
+    """(hits, sessions read, messages read, whether the budget ran out) for one SCAN step."""
+    hits, sessions, messages = [], 0, 0
+    try:
+        for key, elements in read_sessions(client, keys, first, deadline):
+            found = match_session(matcher, elements, job.role, deadline)
+            sessions += 1
             messages += len(elements)
-            found = match_session(matcher, elements, job.role)
             if found:
-                matches, first, order, snippet, (start, end) = found
+                matches, first_match, order, snippet, (start, end) = found
                 hits.append(
                     SearchHit(
                         job=job,
                         session_key=key,
                         matches=matches,
-                        first_match=first,
+                        first_match=first_match,
                         order=order,
                         snippet=snippet,
                         match_start=start,
                         match_end=end,
                     )
                 )
-        # Hits of a step and the cursor after it are saved together: a resumed search neither
-        # repeats nor skips a step's hits.
-        with transaction.atomic():
-            SearchHit.objects.filter(job=job, session_key__in=[hit.session_key for hit in hits]).delete()
-            SearchHit.objects.bulk_create(hits)
-            SearchJob.objects.filter(pk=job.pk).update(
-                cursor=cursor,
-                examined_keys=job.examined_keys + SCAN_COUNT,
-                sessions_read=job.sessions_read + len(keys),
-                messages_read=job.messages_read + messages,
-                matched_sessions=SearchHit.objects.filter(job=job).count(),
-                heartbeat_at=timezone.now(),
-            )
-        job.refresh_from_db()
-        if job.cancel_requested:
-            return
+    except OutOfTime:
+        return hits, sessions, messages, True
+    return hits, sessions, messages, False

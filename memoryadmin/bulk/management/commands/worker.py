@@ -1,21 +1,28 @@
 import logging
 import threading
+import time
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
+from django.utils.crypto import get_random_string
+from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, DEFAULT_TASK_QUEUE_NAME
+from django_tasks_db.management.commands.db_worker import Worker
 
 from memoryadmin.services.jobs import recover_interrupted_jobs
+from memoryadmin.tasks import SEARCH_QUEUE
 
 log = logging.getLogger(__name__)
 
 RECOVERY_INTERVAL = 30  # seconds
+RESTART_PAUSE = 5  # seconds before the search thread polls again after a database error
 
 
 class Command(BaseCommand):
     help = (
-        "Run the background worker (django-tasks-db's db_worker), first resuming jobs whose "
-        "worker was killed, and checking for such jobs again every 30 s. Extra options go to db_worker."
+        "Run the background workers (django-tasks-db's db_worker): the main thread works the default queue "
+        "(bulk jobs, summaries), a second thread the search queue, so a long content search never holds up "
+        "a purge. First resumes jobs whose worker was killed, and checks for such jobs again every 30 s."
     )
 
     def add_arguments(self, parser):
@@ -28,8 +35,38 @@ class Command(BaseCommand):
             self.stdout.write(f"Resumed {recovered} interrupted job(s).")
         if not batch:
             threading.Thread(target=self._keep_recovering, daemon=True, name="job-recovery").start()
-        worker_args = ["--interval", str(interval), "--no-reload", "--no-startup-delay"]
-        call_command("db_worker", *worker_args, *(["--batch"] if batch else []))
+        # db_worker's Worker, as its command builds it, minus the signal handlers: those can only be
+        # set in the main thread, where the default queue's worker handles them.
+        searches = Worker(
+            queue_names=[SEARCH_QUEUE],
+            interval=interval,
+            batch=batch,
+            backend_name=DEFAULT_TASK_BACKEND_ALIAS,
+            startup_delay=False,
+            max_tasks=None,
+            worker_id=f"search-{get_random_string(25)}",
+            excluded_queue_names=[],
+        )
+        search_thread = threading.Thread(target=self._work_searches, args=[searches], daemon=True, name="search-worker")
+        search_thread.start()
+        worker_args = ["--queue-name", DEFAULT_TASK_QUEUE_NAME, "--interval", str(interval)]
+        call_command("db_worker", *worker_args, "--no-reload", "--no-startup-delay", *(["--batch"] if batch else []))
+        # Stopped by a signal, the process ends here, and a search still running ends with it: the next
+        # worker resumes that search from its last saved SCAN step.
+        if batch:
+            search_thread.join()
+
+    def _work_searches(self, worker):
+        try:
+            while True:
+                try:
+                    worker.run()
+                    return
+                except Exception:  # a database error must not leave searches without a worker
+                    log.exception("the search worker failed; polling again in %s s", RESTART_PAUSE)
+                    time.sleep(RESTART_PAUSE)
+        finally:
+            connections.close_all()  # this thread's own connections
 
     def _keep_recovering(self):
         stop = threading.Event()

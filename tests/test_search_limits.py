@@ -1,0 +1,166 @@
+"""Content search limits: hostile patterns are refused cheaply, a search has a time budget,
+and a long search does not hold up bulk jobs (its own queue, its own worker thread)."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection as db
+
+from memoryadmin.audit.models import AuditEvent
+from memoryadmin.bulk.models import BulkJob, SearchJob
+from memoryadmin.services import bulk, content_search
+
+from .conftest import TEST_TOKEN
+from .factories import langchain
+from .test_bulk import request_by, write_sessions
+
+pytestmark = pytest.mark.django_db
+
+THREE_LEVELS = "(?:(?:(?:a{1000}){1000}){1000})"  # the review's pattern: ~24 GB in a backtracking engine
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("(?:(?:a{1000}){1000})", "repeats too much"),  # ~270 MB, and accepted, before
+        ("(?:a{100}){20}", "repeats too much"),
+        ("a{1001}", "repeats too much"),
+        (r"\pL{1000}", "too large to search with"),
+        ("(?=x)a", "lookahead, lookbehind and backreferences are not supported"),
+        (r"(a)\1", "lookahead, lookbehind and backreferences are not supported"),
+    ],
+)
+def test_a_pattern_too_costly_is_refused_at_once_with_a_form_error(web, query, error):
+    started = time.monotonic()
+    response = web.post("/bulk/search/", {"query": query, "is_regex": "on", "key_pattern": "", "role": ""})
+    assert response.status_code == 200 and error in response.content.decode()
+    assert time.monotonic() - started < 1
+    assert not SearchJob.objects.exists()
+
+
+def test_refusing_the_hostile_pattern_needs_little_memory():
+    """In a process allowed only 250 MB more address space than it has: a refusal, not a MemoryError."""
+    script = textwrap.dedent(
+        f"""
+        import resource, time, django
+        django.setup()
+        from memoryadmin.services.content_search import Matcher, QueryError
+        size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+        resource.setrlimit(resource.RLIMIT_AS, (size + (250 << 20), size + (250 << 20)))
+        started = time.monotonic()
+        try:
+            Matcher({THREE_LEVELS!r}, is_regex=True)
+        except QueryError as error:
+            print("refused in", round(time.monotonic() - started, 3), "s:", error)
+        """
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "memoryadmin.settings"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "repeats too much" in result.stdout, result.stderr[-1000:]
+
+
+def test_patterns_are_not_kept_once_used():
+    """Twelve large patterns (allowed, ~6 MB each compiled), one after another: memory stays where it was."""
+    script = textwrap.dedent(
+        r"""
+        import django
+        django.setup()
+        from memoryadmin.services.content_search import Matcher
+
+        def resident_mb():
+            return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+        Matcher(r"\pL{380}", is_regex=True)  # the engine's own start-up cost
+        before = resident_mb()
+        for i in range(12):
+            Matcher(r"\pL{380}" + "x" * (i + 1), is_regex=True).find("some text")
+        print(round(resident_mb() - before))
+        """
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "memoryadmin.settings"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-1000:]
+    assert int(result.stdout.split()[-1]) < 30  # MB; kept in re2's cache, they took ~70
+
+
+def test_the_budget_stops_a_search_and_keeps_what_it_found(web, store, local_store, settings, monkeypatch):
+    # Five short sessions, read at once, then five long ones that take several 200 ms round trips each.
+    monkeypatch.setattr(content_search, "FIRST_READ", 2)
+    monkeypatch.setattr(content_search, "MORE_READ", 2)
+    monkeypatch.setattr(content_search, "LONG_SESSIONS_PER_READ", 1)
+    store.pipeline([["RPUSH", f"short{i}", langchain("human", "hello")] for i in range(5)])
+    store.pipeline([["RPUSH", f"long{i}", *[langchain("human", f"hello {j}") for j in range(9)]] for i in range(5)])
+    settings.MEMORYADMIN_SEARCH_BUDGET_SECONDS = 1
+    local_store.gateway.latency_ms = 200
+    started = time.monotonic()
+    response = web.post("/bulk/search/", {"query": "hello", "key_pattern": "", "role": ""})
+    took = time.monotonic() - started
+    local_store.gateway.latency_ms = 0
+    job = SearchJob.objects.get()
+    assert response.status_code == 302 and took < 2
+    assert job.status == "failed" and job.error.startswith("Stopped: too slow"), job.error
+    assert sorted(job.hits.values_list("session_key", flat=True)) == [f"short{i}" for i in range(5)]
+    assert job.matched_sessions == job.sessions_read == 5
+    page = web.get(f"/bulk/search/{job.pk}/").content.decode()
+    assert "Stopped: too slow" in page and job.hits.first().session_key in page
+    event = AuditEvent.objects.get(action="search.run")
+    assert event.outcome == "failed" and event.error.startswith("Stopped: too slow")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_bulk_job_is_not_held_up_by_a_running_search(connection, store, operator, settings, local_store):
+    """A real `worker` process: a purge is dry-run, confirmed and done while a long search still runs."""
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks_db.backend.DatabaseBackend", "QUEUES": ["default", "search"]}
+    }
+    write_sessions(store, [f"haystack:{i:05}" for i in range(50_000)], messages=1)  # 50 SCAN steps
+    write_sessions(store, ["purge:1", "purge:2"])
+    search = SearchJob.objects.create(
+        connection_slug=connection.slug, connection_name=connection.name, query="needle", requested_by=operator
+    )
+    from memoryadmin.tasks import run_search
+
+    run_search.enqueue(search.pk)
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{Path(db.settings_dict['NAME']).resolve()}",
+        "MEMORYADMIN_TASK_BACKEND": "django_tasks_db.backend.DatabaseBackend",
+        "UPSTASH_REDIS_REST_URL": local_store.url,
+        "UPSTASH_REDIS_REST_TOKEN": TEST_TOKEN,
+    }
+    local_store.gateway.latency_ms = 150  # each SCAN step of the search: ~0.15 s, 50 of them
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "worker", "--interval", "0.05"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: SearchJob.objects.get(pk=search.pk).status == "running")
+        job = bulk.create_job(connection, operator, "clear", keys=["purge:1", "purge:2"])
+        wait_for(lambda: BulkJob.objects.get(pk=job.pk).status == "awaiting")
+        assert bulk.confirm_job(BulkJob.objects.get(pk=job.pk), request_by(operator), "2") is None
+        wait_for(lambda: BulkJob.objects.get(pk=job.pk).status == "done")
+        assert SearchJob.objects.get(pk=search.pk).status == "running"  # the search goes on meanwhile
+        assert store.call("EXISTS", "purge:1", "purge:2") == 0
+    finally:
+        SearchJob.objects.filter(pk=search.pk).update(cancel_requested=True)
+        local_store.gateway.latency_ms = 0
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def wait_for(condition, timeout=15):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
