@@ -10,6 +10,7 @@ from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.http import content_disposition_header, urlencode
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -192,7 +193,12 @@ def session_clear(request, key):
     except SessionNotFound as error:
         return render_not_found(request, str(error))
     name = sessions.display_name(connection, key)
-    messages.success(request, f"Cleared session “{name}”: {removed} messages and its summary were deleted.")
+    messages.success(
+        request,
+        format_html(
+            'Cleared session “<span class="key">{}</span>”: {} messages and its summary were deleted.', name, removed
+        ),
+    )
     if request.htmx:
         return HttpResponseClientRedirect(reverse("session_list"))
     return redirect("session_list")

@@ -76,6 +76,15 @@ def session_url(key):
 
 
 @register.filter
+def isolate(text):
+    """Text in a plain-text place (a title, a dialog), between FIRST STRONG and POP DIRECTIONAL ISOLATE.
+
+    In HTML, a key goes in a `.key` element instead (isolated by the stylesheet).
+    """
+    return f"\u2068{text}\u2069"
+
+
+@register.filter
 def shorten(text, length):
     """At most `length` characters, … where cut (truncatechars's word-aware machinery costs more per row)."""
     text = str(text)
