@@ -8,6 +8,8 @@ from memoryadmin.localstore.store import LocalStore
 from memoryadmin.services.upstash import StoreConnection, get_client
 
 TEST_TOKEN = "test-token-0123456789"
+# What a write form carries on a page of the environment's connection (the operator's by default).
+SHOWN_ENV = {"connection": "env"}
 
 
 @pytest.fixture(scope="session")
@@ -90,3 +92,15 @@ def admin(django_user_model):
 def admin_web(client, admin, connection):
     client.force_login(admin)
     return client
+
+
+@pytest.fixture
+def second(other_store, connection):
+    """A saved connection to the other store (emptied), next to the environment's."""
+    from memoryadmin.connections.models import Connection
+
+    saved = Connection(name="staging bot", url=other_store.url, key_pattern="*")
+    saved.token = other_store.token
+    saved.save()
+    get_client(saved.to_store_connection()).call("FLUSHDB")
+    return saved

@@ -11,6 +11,7 @@ from django.utils import timezone
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.dashboard.converters import encode_key
 
+from .conftest import SHOWN_ENV
 from .factories import write_langchain_session
 
 pytestmark = pytest.mark.django_db
@@ -69,19 +70,19 @@ def test_request_id_from_a_trusted_proxy_when_well_formed(web, session, settings
 
 
 def test_ttl_persist_and_clear_are_recorded_with_details(web, session):
-    web.post(f"/sessions/{T}/ttl/", {"preset": "3600"})
+    web.post(f"/sessions/{T}/ttl/", {"preset": "3600", **SHOWN_ENV})
     ttl = only_event(action="session.ttl")
     assert ttl.outcome == "ok" and ttl.details["seconds"] == 3600
     assert ttl.details["ttl_before"] == -1 and 3590 < ttl.details["ttl_after"] <= 3600
-    web.post(f"/sessions/{T}/persist/")
+    web.post(f"/sessions/{T}/persist/", SHOWN_ENV)
     assert only_event(action="session.persist").details["ttl_after"] == -1
-    web.post(f"/sessions/{T}/clear/")
+    web.post(f"/sessions/{T}/clear/", SHOWN_ENV)
     cleared = only_event(action="session.clear")
     assert cleared.outcome == "ok" and cleared.details == {"messages_removed": 3}
 
 
 def test_a_write_that_finds_no_session_is_recorded_as_failed(web, store):
-    web.post(f"/sessions/{encode_key('gone')}/clear/")
+    web.post(f"/sessions/{encode_key('gone')}/clear/", SHOWN_ENV)
     event = only_event(action="session.clear")
     assert event.outcome == "failed" and "cleared or has expired" in event.error
 
@@ -89,7 +90,7 @@ def test_a_write_that_finds_no_session_is_recorded_as_failed(web, store):
 def test_a_failed_store_write_is_still_audited(web, session, local_store, settings):
     settings.MEMORYADMIN_STORE_TIMEOUT = 0.3
     local_store.gateway.latency_ms = 1000
-    response = web.post(f"/sessions/{T}/clear/")
+    response = web.post(f"/sessions/{T}/clear/", SHOWN_ENV)
     local_store.gateway.latency_ms = 0
     assert response.status_code == 503
     event = only_event(action="session.clear")

@@ -5,7 +5,7 @@ import pytest
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.dashboard.converters import encode_key
 
-from .conftest import user_with_role
+from .conftest import SHOWN_ENV, user_with_role
 from .factories import write_langchain_session
 
 pytestmark = pytest.mark.django_db
@@ -18,10 +18,10 @@ ACTIONS = {
     "list": ("get", "/", None),
     "read": ("get", f"/sessions/{T}/", None),
     "raw": ("get", f"/sessions/{T}/messages/0/raw/", None),
-    "ttl": ("post", f"/sessions/{T}/ttl/", {"preset": "3600"}),
-    "persist": ("post", f"/sessions/{T}/persist/", {}),
+    "ttl": ("post", f"/sessions/{T}/ttl/", {"preset": "3600", **SHOWN_ENV}),
+    "persist": ("post", f"/sessions/{T}/persist/", SHOWN_ENV),
     "clear-page": ("get", f"/sessions/{T}/clear/", None),
-    "clear": ("post", f"/sessions/{T}/clear/", {}),
+    "clear": ("post", f"/sessions/{T}/clear/", SHOWN_ENV),
     "connections": ("get", "/connections/", None),
     "add-connection": ("post", "/connections/new/", {"name": "x"}),
     "audit": ("get", "/audit/", None),
@@ -84,5 +84,5 @@ def test_htmx_denial_is_an_alert_fragment(client, connection, store, viewer):
 
 def test_superuser_can_do_everything(admin_web, store):
     write_langchain_session(store, KEY, ["hello"])
-    assert admin_web.post(f"/sessions/{T}/clear/").status_code == 302
+    assert admin_web.post(f"/sessions/{T}/clear/", SHOWN_ENV).status_code == 302
     assert admin_web.get("/audit/").status_code == 200

@@ -4,6 +4,7 @@ import pytest
 
 from memoryadmin.dashboard.converters import encode_key
 
+from .conftest import SHOWN_ENV
 from .factories import write_langchain_session
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +32,7 @@ def test_confirmation_page_names_the_session_and_changes_nothing(web, store, ses
 
 
 def test_clear_without_htmx_redirects_to_the_list_with_a_message(web, store, session):
-    response = web.post(url(session), follow=True)
+    response = web.post(url(session), SHOWN_ENV, follow=True)
     assert response.redirect_chain[-1][0] == "/"
     assert "3 messages and its summary were deleted" in response.content.decode()
     assert store.call("EXISTS", session, f"memoryadmin:summary:{session}") == 0
@@ -39,20 +40,20 @@ def test_clear_without_htmx_redirects_to_the_list_with_a_message(web, store, ses
 
 
 def test_clear_with_htmx_asks_the_browser_to_go_to_the_list(web, store, session):
-    response = web.post(url(session), headers={"HX-Request": "true"})
+    response = web.post(url(session), SHOWN_ENV, headers={"HX-Request": "true"})
     assert response["HX-Redirect"] == "/"
     assert store.call("EXISTS", session) == 0
 
 
 def test_clearing_twice_says_it_is_gone(web, store, session):
-    web.post(url(session))
-    response = web.post(url(session))
+    web.post(url(session), SHOWN_ENV)
+    response = web.post(url(session), SHOWN_ENV)
     assert response.status_code == 404
     assert b"cleared or has expired" in response.content
 
 
 def test_a_non_list_key_is_left_alone(web, store):
     store.call("SET", "cache:x", "keep me")
-    response = web.post(url("cache:x"))
+    response = web.post(url("cache:x"), SHOWN_ENV)
     assert response.status_code == 404
     assert store.call("GET", "cache:x") == b"keep me"

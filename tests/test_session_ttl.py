@@ -4,6 +4,7 @@ import pytest
 
 from memoryadmin.dashboard.converters import encode_key
 
+from .conftest import SHOWN_ENV
 from .factories import write_langchain_session
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +22,7 @@ def session(store):
 
 
 def test_preset_ttl_with_htmx_returns_the_ttl_fragment(web, store, session):
-    response = web.post(url(session, "ttl"), {"preset": "86400"}, headers={"HX-Request": "true"})
+    response = web.post(url(session, "ttl"), {"preset": "86400", **SHOWN_ENV}, headers={"HX-Request": "true"})
     assert response.status_code == 200
     html = response.content.decode()
     assert "<html" not in html and 'id="ttl"' in html
@@ -32,7 +33,9 @@ def test_preset_ttl_with_htmx_returns_the_ttl_fragment(web, store, session):
 
 def test_custom_ttl_without_htmx_redirects_with_a_message(web, store, session):
     response = web.post(
-        url(session, "ttl"), {"preset": "custom", "custom_value": "90", "custom_unit": "minutes"}, follow=True
+        url(session, "ttl"),
+        {"preset": "custom", "custom_value": "90", "custom_unit": "minutes", **SHOWN_ENV},
+        follow=True,
     )
     assert response.redirect_chain[-1][0] == f"/sessions/{encode_key(session)}/"
     assert "expires in 1 h 30 min" in response.content.decode()
@@ -49,20 +52,20 @@ def test_custom_ttl_without_htmx_redirects_with_a_message(web, store, session):
     ],
 )
 def test_invalid_ttl_is_refused_and_nothing_changes(web, store, session, data):
-    response = web.post(url(session, "ttl"), data, headers={"HX-Request": "true"})
+    response = web.post(url(session, "ttl"), {**data, **SHOWN_ENV}, headers={"HX-Request": "true"})
     assert response.status_code == 422
     assert store.call("TTL", session) == -1
 
 
 def test_persist_removes_the_ttl(web, store, session):
     store.call("EXPIRE", session, 100)
-    response = web.post(url(session, "persist"), headers={"HX-Request": "true"})
+    response = web.post(url(session, "persist"), SHOWN_ENV, headers={"HX-Request": "true"})
     assert "never expires" in response.content.decode()
     assert store.call("TTL", session) == -1
 
 
 def test_ttl_on_a_vanished_session_is_404(web, store):
-    response = web.post(url("vanished", "ttl"), {"preset": "3600"}, headers={"HX-Request": "true"})
+    response = web.post(url("vanished", "ttl"), {"preset": "3600", **SHOWN_ENV}, headers={"HX-Request": "true"})
     assert response.status_code == 404
     assert store.call("EXISTS", "vanished") == 0
 

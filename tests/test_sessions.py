@@ -94,6 +94,29 @@ def test_pattern_without_wildcard_is_looked_up_directly(local_store, connection,
     assert [row.key for row in sessions.scan_sessions(connection, r"message_store:ab\c").rows] == ["message_store:abc"]
 
 
+@pytest.mark.parametrize(
+    ("key", "typed"),
+    [
+        ("C:\\bots\\support", "C:\\bots\\support"),  # a backslash is part of the key as typed
+        ("ends with\\", "ends with\\"),
+        ("two\\\\backslashes", "two\\\\backslashes"),
+        ("why*not?", "why\\*not\\?"),  # escaped glob characters are still literal
+        ("with\\*star", "with\\*star"),  # a backslash before a glob character, typed as stored
+    ],
+)
+def test_exact_lookup_finds_keys_with_backslashes_as_typed(connection, store, key, typed):
+    write_langchain_session(store, key, ["hello"])
+    page = sessions.scan_sessions(connection, typed)
+    assert page.exact and [row.key for row in page.rows] == [key]
+
+
+def test_an_escaped_backslash_before_a_wildcard_leaves_the_wildcard_working(connection, store):
+    write_langchain_session(store, "dir\\one", ["hello"])
+    write_langchain_session(store, "dir-two", ["hello"])
+    page = sessions.scan_sessions(connection, "dir\\\\*")  # glob: "dir\\" then anything
+    assert not page.exact and [row.key for row in page.rows] == ["dir\\one"]
+
+
 def test_awkward_keys_are_listed_verbatim(connection, store):
     key = "support bot/2026 #42 100% ünïcødé?\nsecond line"
     write_langchain_session(store, key, ["hello"])

@@ -18,7 +18,7 @@ from memoryadmin.services.messages import parse_element
 from memoryadmin.services.upstash import get_client
 from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, SummaryJob
 
-from .conftest import TEST_TOKEN
+from .conftest import SHOWN_ENV, TEST_TOKEN
 from .factories import langchain
 
 pytestmark = pytest.mark.django_db
@@ -149,7 +149,7 @@ def test_resummarize_button_returns_a_polling_panel_then_the_summary(web, store,
     settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
     write_conversation(store, "chat")
     token = encode_key("chat")
-    panel = web.post(f"/summaries/sessions/{token}/", headers={"HX-Request": "true"}).content.decode()
+    panel = web.post(f"/summaries/sessions/{token}/", SHOWN_ENV, headers={"HX-Request": "true"}).content.decode()
     job = SummaryJob.objects.get()
     assert 'hx-trigger="every 1s"' in panel and "Re-summarizing" in panel and "<html" not in panel
     summary_jobs.run_summary_job(job.pk)  # what the worker does
@@ -161,7 +161,7 @@ def test_two_clicks_make_one_job(web, store, settings):
     settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
     write_conversation(store, "chat")
     for _ in range(2):
-        web.post(f"/summaries/sessions/{encode_key('chat')}/")
+        web.post(f"/summaries/sessions/{encode_key('chat')}/", SHOWN_ENV)
     assert SummaryJob.objects.count() == 1
 
 

@@ -15,8 +15,12 @@ def roles_with(permission):
     return list(groups.order_by("name").values_list("name", flat=True))
 
 
-def requires(permission, action):
-    """Let the view run only for users with the permission; refuse others with a 403 that is audited."""
+def requires(permission, action, connection_of=current_connection):
+    """Let the view run only for users with the permission; refuse others with a 403 that is audited.
+
+    The refusal names the connection the request was for: `connection_of(request)`
+    (views that follow links pass viewed_connection).
+    """
 
     def decorator(view):
         @wraps(view)
@@ -24,7 +28,7 @@ def requires(permission, action):
             if request.user.has_perm(permission):
                 return view(request, *args, **kwargs)
             try:
-                connection = current_connection(request)
+                connection = connection_of(request)
             except (NoConnectionConfigured, SecretUnreadable):
                 connection = None
             audit.record(

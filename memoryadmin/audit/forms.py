@@ -1,5 +1,7 @@
 from django import forms
 
+from memoryadmin.dashboard.converters import decode_key
+
 from .models import AuditEvent
 
 
@@ -13,8 +15,21 @@ class AuditFilterForm(forms.Form):
     until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
     page = forms.IntegerField(required=False, min_value=1)
 
+    def __init__(self, data=None, **kwargs):
+        # A session page links here with `session`, its key's URL token: a key may be too long for a URL.
+        self.session_link_damaged = False
+        if data is not None and data.get("session") and not data.get("session_key"):
+            data = data.copy()
+            try:
+                data["session_key"] = decode_key(data["session"])
+            except ValueError:
+                self.session_link_damaged = True
+        super().__init__(data, **kwargs)
+
     def clean(self):
         data = super().clean()
+        if self.session_link_damaged:
+            raise forms.ValidationError("The session in this link is damaged: open the history from the session.")
         if data.get("since") and data.get("until") and data["since"] > data["until"]:
             raise forms.ValidationError("“From” is after “To”.")
         return data

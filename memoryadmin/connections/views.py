@@ -118,12 +118,12 @@ def connection_switch(request):
         messages.success(request, "Switched connection.")
     else:
         messages.error(request, "That connection no longer exists.")
-    back = request.POST.get("next") or request.META.get("HTTP_REFERER", "")
-    if (
-        back
-        and url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure())
-        and "/sessions/" not in back
-    ):
+    # A session page belongs to the store it came from: from the header's switcher, go to the list
+    # instead. A `next` is explicit (the banner of a page opened from a link): it may be a session page.
+    back = request.POST.get("next")
+    if not back:
+        referer = request.META.get("HTTP_REFERER", "")
+        back = referer if "/sessions/" not in referer else ""
+    if back and url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
         return redirect(back)
-    # A session page belongs to the store it came from: go to the list instead.
     return redirect("session_list")

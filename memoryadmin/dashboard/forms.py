@@ -14,10 +14,39 @@ TTL_PRESETS = [
 UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 
 
-class SessionSearchForm(forms.Form):
+# Numbers from links, bounded before they reach the store (which would refuse them with an error
+# that reads like an outage). SCAN cursors are unsigned 64-bit. A message position becomes a list
+# index counted from the end, -(position + 1), which must fit a signed 64-bit integer.
+MAX_SCAN_CURSOR = 2**64 - 1
+MAX_MESSAGE_POSITION = 2**63 - 2
+
+
+def _bounded(maximum, what, **options):
+    error = f"{what} is a whole number from 0 to {maximum}"
+    return forms.IntegerField(
+        min_value=0,
+        max_value=maximum,
+        error_messages={"invalid": error, "min_value": error, "max_value": error},
+        **options,
+    )
+
+
+class LinkForm(forms.Form):
+    """The parameters of a link: a damaged link is a 400 that says what is wrong."""
+
+    def problem(self):
+        return "; ".join(error for errors in self.errors.values() for error in errors)
+
+
+class SessionSearchForm(LinkForm):
     q = forms.CharField(required=False, max_length=1024, strip=False)
-    cursor = forms.RegexField(regex=r"^\d{1,40}$", required=False)
+    cursor = _bounded(MAX_SCAN_CURSOR, "a scan position (cursor)", required=False)
     after = forms.CharField(required=False, max_length=4096)
+
+    def clean_cursor(self):
+        # SCAN takes the cursor as text.
+        cursor = self.cleaned_data["cursor"]
+        return None if cursor is None else str(cursor)
 
     def clean_after(self):
         token = self.cleaned_data["after"]
@@ -26,12 +55,18 @@ class SessionSearchForm(forms.Form):
         try:
             return decode_key(token)
         except ValueError:
-            raise forms.ValidationError("damaged") from None
+            raise forms.ValidationError("the position in the scan (after) is damaged") from None
 
 
-class TranscriptWindowForm(forms.Form):
-    before = forms.IntegerField(min_value=0, required=False)
+class TranscriptWindowForm(LinkForm):
+    before = _bounded(MAX_MESSAGE_POSITION, "a message position (before)", required=False)
     order = forms.ChoiceField(choices=[(NEWEST_FIRST, NEWEST_FIRST), (OLDEST_FIRST, OLDEST_FIRST)], required=False)
+
+
+class RawMessageForm(TranscriptWindowForm):
+    """The raw-element link: its message position comes from the path."""
+
+    index = _bounded(MAX_MESSAGE_POSITION, "a message number")
 
 
 class TtlForm(forms.Form):

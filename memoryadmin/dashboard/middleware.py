@@ -2,7 +2,7 @@ import logging
 
 from django.shortcuts import render
 
-from memoryadmin.services.connections import NoConnectionConfigured
+from memoryadmin.services.connections import ConnectionChanged, NoConnectionConfigured
 from memoryadmin.services.secrets import SecretUnreadable
 from memoryadmin.services.upstash import StoreError
 
@@ -10,7 +10,10 @@ log = logging.getLogger(__name__)
 
 
 class StoreErrorMiddleware:
-    """A store that is down, slow or refusing us gives the operator a clear page, not a traceback."""
+    """A store that is down, slow or refusing us gives the operator a clear page, not a traceback.
+
+    So does a write refused because its page showed another connection (409).
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -25,9 +28,15 @@ class StoreErrorMiddleware:
             title, status = "No store configured", 503
         elif isinstance(exception, SecretUnreadable):
             title, status = "The connection's token cannot be decrypted", 503
+        elif isinstance(exception, ConnectionChanged):
+            return _problem(request, "Nothing was changed", exception, status=409, retry=False)
         else:
             return None
         log.warning("store error on %s: %s", request.path, exception)
-        context = {"title": title, "message": str(exception), "retry": True}
-        template = "dashboard/problem.html#alert" if getattr(request, "htmx", False) else "dashboard/problem.html"
-        return render(request, template, context, status=status)
+        return _problem(request, title, exception, status=status, retry=True)
+
+
+def _problem(request, title, exception, status, retry):
+    context = {"title": title, "message": str(exception), "retry": retry}
+    template = "dashboard/problem.html#alert" if getattr(request, "htmx", False) else "dashboard/problem.html"
+    return render(request, template, context, status=status)

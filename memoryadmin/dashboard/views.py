@@ -10,6 +10,7 @@ from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.http import content_disposition_header, urlencode
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -17,12 +18,12 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from memoryadmin.accounts.decorators import requires
 from memoryadmin.services import audit, sessions
-from memoryadmin.services.connections import choose_connection, current_connection
+from memoryadmin.services.connections import connection_for_write, current_connection, viewed_connection
 from memoryadmin.services.sessions import SessionNotFound
 from memoryadmin.services.summary_jobs import WHOLE_SESSION
 from memoryadmin.summaries.views import summary_panel_context
 
-from .forms import TTL_PRESETS, UNIT_SECONDS, SessionSearchForm, TranscriptWindowForm, ttl_form_for
+from .forms import TTL_PRESETS, UNIT_SECONDS, RawMessageForm, SessionSearchForm, TranscriptWindowForm, ttl_form_for
 from .templatetags.memoryadmin_tags import duration
 
 
@@ -62,7 +63,7 @@ def not_found(request, exception):
 def session_list(request):
     form = SessionSearchForm(request.GET)
     if not form.is_valid():
-        return HttpResponseBadRequest("That search link is damaged (cursor or position). Start a new search.")
+        return HttpResponseBadRequest(f"That search link is damaged: {form.problem()}. Start a new search.")
     connection = current_connection(request)
     pattern = form.cleaned_data["q"] or connection.key_pattern
     page = sessions.scan_sessions(
@@ -82,18 +83,22 @@ def session_list(request):
 
 
 @require_GET
-@requires("accounts.view_session", "session.read")
+@requires("accounts.view_session", "session.read", connection_of=viewed_connection)
 def session_detail(request, key):
+    """A window of the transcript, on the operator's connection or, from a permalink, on the one it names.
+
+    A link never switches the operator's connection: its page is read from the
+    linked one, says so, and is read-only until they switch (a POST).
+    """
     form = TranscriptWindowForm(request.GET)
     if not form.is_valid():
-        return HttpResponseBadRequest("That transcript link is damaged. Open the session from the list.")
-    linked = request.GET.get("connection")
-    if linked and linked != current_connection(request).slug:
-        # A permalink names its connection: follow it there, and say so.
-        if not choose_connection(request, linked):
-            return render_not_found(request, "This link names a connection that no longer exists.")
-        messages.info(request, f"Switched to the connection “{current_connection(request).name}” to open this link.")
-    connection = current_connection(request)
+        return HttpResponseBadRequest(
+            f"That transcript link is damaged: {form.problem()}. Open the session from the list."
+        )
+    connection = viewed_connection(request)
+    if connection is None:
+        return render_not_found(request, "This link names a connection that no longer exists.")
+    linked = connection.slug != current_connection(request).slug
     before, order = form.cleaned_data["before"], form.cleaned_data["order"] or None
     try:
         with audit.audited(
@@ -105,15 +110,14 @@ def session_detail(request, key):
             result["messages_shown"] = len(transcript.messages)
     except SessionNotFound as error:
         return render_not_found(request, str(error))
+    # Links from this page read the same connection as the page.
+    context = {"connection": connection, "linked": linked, "transcript": transcript, "key": key}
     # "Earlier messages" asks for the window before the first one shown.
     if request.htmx and before is not None:
-        return render(request, "dashboard/session_detail.html#earlier", {"transcript": transcript, "key": key})
-    context = {
-        "connection": connection,
-        "transcript": transcript,
+        return render(request, "dashboard/session_detail.html#earlier", context)
+    context |= {
         "ttl": transcript.ttl,
         "ttl_form": ttl_form_for(connection),
-        "key": key,
         "permalink": permalink(request, connection, key),
         "audit_events": audit.recent_for_session(connection, key),
         **summary_panel_context(connection, key, transcript.summary, transcript.message_count),
@@ -124,7 +128,13 @@ def session_detail(request, key):
 def _ttl_changed(request, key, change, connection):
     """After a TTL write: the TTL fragment for htmx, else back to the session."""
     if request.htmx:
-        context = {"ttl": change.after, "key": key, "ttl_form": ttl_form_for(connection), "saved": True}
+        context = {
+            "connection": connection,
+            "ttl": change.after,
+            "key": key,
+            "ttl_form": ttl_form_for(connection),
+            "saved": True,
+        }
         return render(request, "dashboard/session_detail.html#ttl", context)
     return redirect("session_detail", key)
 
@@ -132,11 +142,11 @@ def _ttl_changed(request, key, change, connection):
 @require_POST
 @requires("accounts.expire_session", "session.ttl")
 def session_set_ttl(request, key):
-    connection = current_connection(request)
+    connection = connection_for_write(request)
     form = ttl_form_for(connection, request.POST)
     if not form.is_valid():
         if request.htmx:
-            context = {"ttl": None, "key": key, "ttl_form": form}
+            context = {"connection": connection, "ttl": None, "key": key, "ttl_form": form}
             return render(request, "dashboard/session_detail.html#ttl", context, status=422)
         messages.error(request, " ".join(form.non_field_errors()) or "Choose a TTL from the list.")
         return redirect("session_detail", key)
@@ -157,7 +167,7 @@ def session_set_ttl(request, key):
 @require_POST
 @requires("accounts.expire_session", "session.persist")
 def session_persist(request, key):
-    connection = current_connection(request)
+    connection = connection_for_write(request)
     try:
         with audit.audited(request, "session.persist", connection=connection, session_key=key) as result:
             change = sessions.persist_session(connection, key)
@@ -173,9 +183,9 @@ def session_persist(request, key):
 @requires("accounts.clear_session", "session.clear")
 def session_clear(request, key):
     """GET: the confirmation page (for browsers without JS); POST: clear."""
-    connection = current_connection(request)
     if request.method == "GET":
-        return render(request, "dashboard/session_clear.html", {"connection": connection, "key": key})
+        return render(request, "dashboard/session_clear.html", {"connection": current_connection(request), "key": key})
+    connection = connection_for_write(request)
     try:
         with audit.audited(request, "session.clear", connection=connection, session_key=key) as result:
             removed = sessions.clear_session(connection, key)
@@ -183,20 +193,27 @@ def session_clear(request, key):
     except SessionNotFound as error:
         return render_not_found(request, str(error))
     name = sessions.display_name(connection, key)
-    messages.success(request, f"Cleared session “{name}”: {removed} messages and its summary were deleted.")
+    messages.success(
+        request,
+        format_html(
+            'Cleared session “<span class="key">{}</span>”: {} messages and its summary were deleted.', name, removed
+        ),
+    )
     if request.htmx:
         return HttpResponseClientRedirect(reverse("session_list"))
     return redirect("session_list")
 
 
 @require_GET
-@requires("accounts.view_session", "session.read")
+@requires("accounts.view_session", "session.read", connection_of=viewed_connection)
 def message_raw(request, key, index):
     """The whole stored element, as text, for messages too long to show inline."""
-    form = TranscriptWindowForm(request.GET)
+    form = RawMessageForm({**request.GET.dict(), "index": index})
     if not form.is_valid():
-        return HttpResponseBadRequest("That link is damaged. Open the message from its session.")
-    connection = current_connection(request)
+        return HttpResponseBadRequest(f"That link is damaged: {form.problem()}. Open the message from its session.")
+    connection = viewed_connection(request)
+    if connection is None:
+        return render_not_found(request, "This link names a connection that no longer exists.")
     order = form.cleaned_data["order"] or sessions.NEWEST_FIRST
     try:
         with audit.audited(request, "session.read", connection=connection, session_key=key, details={"message": index}):

@@ -2,6 +2,10 @@
 
 The operator's choice is remembered in their session; without one, the saved
 connection marked default is used, else the environment's, else the first.
+Only a POST to the switcher changes it. A link may name another connection
+(`?connection=`): that page is read from it, and nothing is remembered. A
+write names the connection its page showed, and is refused unless that is
+still the operator's: a write never lands on a store they did not see.
 """
 
 from dataclasses import dataclass
@@ -17,10 +21,16 @@ from .upstash import StoreClient, StoreConnection, StoreError
 ENVIRONMENT_SLUG = "env"
 ENVIRONMENT_NAME = "default (environment)"
 SESSION_KEY = "memoryadmin_connection"
+# The query parameter of a link, and the form field of a write, that name a connection.
+CONNECTION_FIELD = "connection"
 
 
 class NoConnectionConfigured(Exception):
     pass
+
+
+class ConnectionChanged(Exception):
+    """A write from a page of another connection than the operator's current one: refused, nothing changed."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,43 @@ def current_connection(request):
     raise NoConnectionConfigured(
         "No store is configured: an admin can add a connection, or set UPSTASH_REDIS_REST_URL and "
         "UPSTASH_REDIS_REST_TOKEN (`make run` starts a local store)."
+    )
+
+
+def viewed_connection(request):
+    """The connection a GET reads: the one its link names, else the operator's own.
+
+    Following a link remembers nothing (see choose_connection). None when the
+    link names a connection that does not exist (any more).
+    """
+    current = current_connection(request)
+    linked = request.GET.get(CONNECTION_FIELD) if request.method == "GET" else None
+    if not linked or linked == current.slug:
+        return current
+    return find_connection(linked)
+
+
+def connection_for_write(request):
+    """The operator's connection, if it is the one the page of this write showed (its form's field).
+
+    Raises ConnectionChanged otherwise: the operator switched since (in another
+    tab, say), or the form came from elsewhere.
+    """
+    current = current_connection(request)
+    shown = request.POST.get(CONNECTION_FIELD, "")
+    if shown == current.slug:
+        return current
+    if not shown:
+        raise ConnectionChanged(
+            "This form does not say which connection it was for (a page from an older version?). "
+            "Reload the page and try again."
+        )
+    shown_connection = find_connection(shown)
+    if shown_connection is None:
+        raise ConnectionChanged("This page was for a connection that no longer exists.")
+    raise ConnectionChanged(
+        f"This page showed the connection “{shown_connection.name}”, but you are now working on "
+        f"“{current.name}” (switched in another tab?). Open the session again on the connection you mean."
     )
 
 

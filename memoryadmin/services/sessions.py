@@ -118,15 +118,18 @@ def writer_label(key, message):
     return "Flowise / LangChain JS"
 
 
-_WILDCARD = re.compile(r"(?<!\\)[*?\[]")
+# A glob pattern, token by token: an escaped character (group 1), a wildcard (group 2), or anything else.
+_GLOB_TOKEN = re.compile(r"\\(.)|([*?\[])|.", re.S)
 
 
 def has_wildcards(pattern):
-    return bool(_WILDCARD.search(pattern))
+    """Whether the pattern has a wildcard that is not escaped (`\\*` is a star; `\\\\*` is a backslash, then any)."""
+    return any(match.group(2) for match in _GLOB_TOKEN.finditer(pattern))
 
 
 def _unescape(pattern):
-    return re.sub(r"\\(.)", r"\1", pattern)
+    """The key a glob pattern without wildcards matches: each escaped character as itself."""
+    return re.sub(r"\\(.)", r"\1", pattern, flags=re.S)
 
 
 def decode_keys(raw_keys):
@@ -193,10 +196,15 @@ def scan_all(connection, pattern):
 
 
 def _exact_lookup(connection, client, pattern):
-    key = _unescape(pattern)
-    candidates = [key]
-    if connection.display_prefix and not key.startswith(connection.display_prefix):
-        candidates.append(connection.display_prefix + key)
+    """The sessions whose key (or display name) is what was typed.
+
+    Read as typed first: a backslash is often part of a key (paths, escaped
+    ids). Read as a glob pattern too, so that `why\\*not` finds `why*not`.
+    """
+    keys = [pattern, _unescape(pattern)]
+    prefix = connection.display_prefix
+    keys += [prefix + key for key in keys if prefix and not key.startswith(prefix)]
+    candidates = list(dict.fromkeys(keys))
     kinds = client.pipeline([["TYPE", candidate] for candidate in candidates])
     lists = [candidate for candidate, kind in zip(candidates, kinds) if kind == b"list"]
     return SessionPage(pattern=pattern, rows=_session_rows(connection, client, lists), exact=True)

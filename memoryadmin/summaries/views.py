@@ -5,7 +5,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from memoryadmin.accounts.decorators import requires
 from memoryadmin.services import audit, summary_jobs
-from memoryadmin.services.connections import current_connection, find_connection
+from memoryadmin.services.connections import connection_for_write, current_connection, find_connection
 from memoryadmin.services.summaries import read_summary
 
 from .forms import SummarizerSettingsForm
@@ -16,6 +16,7 @@ def summary_panel_context(connection, key, summary, session_length):
     """What the summary panel shows: the stored summary and the latest job for the session."""
     job = SummaryJob.objects.filter(connection_slug=connection.slug, session_key=key).first()
     return {
+        "connection": connection,
         "key": key,
         "summary": summary,
         "session_length": session_length,
@@ -27,7 +28,7 @@ def summary_panel_context(connection, key, summary, session_length):
 @require_POST
 @requires("accounts.summarize_session", "session.summarize")
 def session_summarize(request, key):
-    connection = current_connection(request)
+    connection = connection_for_write(request)
     job, created = summary_jobs.request_summary(connection, key, request.user)
     audit.record(
         request,

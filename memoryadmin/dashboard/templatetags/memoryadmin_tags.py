@@ -10,6 +10,7 @@ from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
 from memoryadmin.dashboard.converters import encode_key
+from memoryadmin.services.connections import CONNECTION_FIELD
 from memoryadmin.services.content_search import SNIPPET_CONTEXT
 
 register = template.Library()
@@ -75,6 +76,15 @@ def session_url(key):
 
 
 @register.filter
+def isolate(text):
+    """Text in a plain-text place (a title, a dialog), between FIRST STRONG and POP DIRECTIONAL ISOLATE.
+
+    In HTML, a key goes in a `.key` element instead (isolated by the stylesheet).
+    """
+    return f"\u2068{text}\u2069"
+
+
+@register.filter
 def shorten(text, length):
     """At most `length` characters, … where cut (truncatechars's word-aware machinery costs more per row)."""
     text = str(text)
@@ -85,6 +95,12 @@ def shorten(text, length):
 def key_token(key):
     """The URL-safe token of a session key (for element ids and links)."""
     return encode_key(key)
+
+
+@register.simple_tag
+def connection_field(connection):
+    """The hidden field of a write form: the connection its page showed (the write is refused on any other)."""
+    return format_html('<input type="hidden" name="{}" value="{}">', CONNECTION_FIELD, connection.slug)
 
 
 # ``` on a line of its own opens a block (an optional language word after it), and the next ``` closes it.
