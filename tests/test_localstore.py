@@ -146,6 +146,49 @@ def test_commands_that_would_break_a_shared_connection_are_refused(redis):
     assert redis.ping() == "PONG"  # the pooled connection is still in database 0
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["BLPOP", "queue", "1"],
+        ["BZPOPMIN", "queue", "1"],
+        ["WAIT", "0", "0"],
+        ["XREAD", "BLOCK", "1", "STREAMS", "stream", "$"],
+        ["ACL", "SETUSER", "intruder", "on", ">secret", "+@all"],
+        ["CONFIG", "GET", "dir"],
+        ["REPLICAOF", "NO", "ONE"],
+        ["SAVE"],
+        ["DEBUG", "SLEEP", "0"],
+        ["MODULE", "LIST"],
+        ["SWAPDB", "0", "0"],
+        ["MIGRATE", "127.0.0.1", "1", "", "0", "10", "KEYS", "nothing"],
+    ],
+)
+def test_commands_upstash_refuses_over_rest_are_refused(redis, command):
+    with pytest.raises(UpstashError, match=f"ERR command is not available over REST: {command[0]} "):
+        redis.execute(command)
+
+
+def test_refused_commands_are_refused_inside_a_transaction_too(local_store):
+    reply = httpx.post(
+        f"{local_store.url}/multi-exec",
+        headers={"Authorization": f"Bearer {TEST_TOKEN}"},
+        json=[["SET", "k", "v"], ["CONFIG", "SET", "maxmemory", "1"]],
+    )
+    assert reply.status_code == 400
+    assert "not available over REST: CONFIG" in reply.json()["error"]
+
+
+def test_commands_the_app_and_chat_apps_use_still_pass(redis):
+    redis.execute(["XADD", "stream", "*", "field", "value"])
+    assert redis.execute(["XREAD", "COUNT", "1", "STREAMS", "stream", "0"])[0][0] == "stream"
+    assert not redis.execute(["XREAD", "STREAMS", "block", "0"])  # a stream named "block" is not the option
+    assert redis.eval("return redis.call('ECHO', ARGV[1])", args=["hi"]) == "hi"
+    sha = redis.execute(["SCRIPT", "LOAD", "return 1"])
+    assert redis.execute(["EVALSHA", sha, "0"]) == 1
+    assert redis.execute(["DBSIZE"]) == 1
+    assert redis.execute(["FLUSHDB"]) is True
+
+
 def send_raw(store, headers, body=b""):
     """A hand-written POST /: (status, JSON answer), read until the gateway closes (it does after a refusal)."""
     lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())

@@ -15,9 +15,10 @@ implements is what that client relies on (see DESIGN.md):
 It guards itself, since tests and benchmarks share it: the token and the
 declared size are checked from the headers before a byte of the body is read;
 a request over `max_request_bytes` gets Upstash's `ERR max request size
-exceeded`; a client that stalls is dropped after `read_timeout`; and connections
+exceeded`; a client that stalls is dropped after `read_timeout`; connections
 beyond `max_connections` get Upstash's `ERR max concurrent connections
-exceeded`.
+exceeded`; and commands Upstash refuses over REST (blocking ones, connection
+state, server administration) are refused here too.
 
 Speed matters because benchmarks run through it: replies go out in one write
 with TCP_NODELAY (no Nagle/delayed-ACK stall), a pipeline is handed to Valkey
@@ -46,27 +47,28 @@ MAX_REQUEST_BYTES = 10_000_000  # Upstash's max request size on Free and Pay-as-
 READ_TIMEOUT = 10.0  # seconds a client may stay silent, mid-request or idle between requests
 MAX_CONNECTIONS = 256  # connections served at once, each by a thread of its own
 
-# Commands that would change the state of a pooled connection shared by
-# other requests, or block it forever. Upstash refuses them over REST too.
+# What Upstash refuses over REST (its REST API page, "REST - Redis API
+# Compatibility": no blocking commands; of Connection only PING and ECHO; of
+# Pub/Sub only PUBLISH and PUBSUB; no WATCH/UNWATCH/DISCARD; no Cluster), and
+# server administration, which through the gateway would reconfigure, stop or
+# replicate the Valkey that every test and benchmark shares. Connection state
+# and blocking would also spoil a pooled connection for the requests after.
 REFUSED_COMMANDS = {
-    "MULTI",
-    "EXEC",
-    "DISCARD",
-    "WATCH",
-    "UNWATCH",
-    "SELECT",
-    "QUIT",
-    "RESET",
-    "SUBSCRIBE",
-    "PSUBSCRIBE",
-    "SSUBSCRIBE",
-    "MONITOR",
-    "SYNC",
-    "PSYNC",
-    "CLIENT",
-    "HELLO",
-    "AUTH",
+    **dict.fromkeys(
+        "BLPOP BRPOP BRPOPLPUSH BLMOVE BLMPOP BZPOPMIN BZPOPMAX BZMPOP WAIT WAITAOF".split(), "blocking command"
+    ),
+    **dict.fromkeys("MULTI EXEC DISCARD WATCH UNWATCH".split(), "transaction command: use /multi-exec"),
+    **dict.fromkeys("AUTH HELLO SELECT QUIT RESET CLIENT".split(), "connection command: only PING and ECHO are"),
+    **dict.fromkeys("SUBSCRIBE PSUBSCRIBE SSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE SUNSUBSCRIBE".split(), "subscription"),
+    **dict.fromkeys("CLUSTER READONLY READWRITE ASKING".split(), "cluster command"),
+    **dict.fromkeys(
+        "ACL CONFIG DEBUG MODULE SHUTDOWN SAVE BGSAVE BGREWRITEAOF REPLICAOF SLAVEOF FAILOVER SYNC PSYNC REPLCONF "
+        "MIGRATE MONITOR SWAPDB".split(),
+        "server administration",
+    ),
 }
+# XREAD and XREADGROUP block only when asked to.
+BLOCKING_WITH_OPTION = {"XREAD", "XREADGROUP"}
 
 
 class CommandError(Exception):
@@ -125,9 +127,24 @@ def command_args(command):
             args.append(item.encode("utf-8", errors="surrogatepass"))
         else:
             args.append(str(item).encode("ascii"))
-    if args[0].decode("utf-8", errors="replace").upper() in REFUSED_COMMANDS:
-        raise CommandError(f"ERR command is not available: {args[0].decode('utf-8', 'replace')}")
+    name = args[0].decode("utf-8", errors="replace").upper()
+    reason = REFUSED_COMMANDS.get(name)
+    if name in BLOCKING_WITH_OPTION and blocks(args):
+        reason = "blocking command"
+    if reason:
+        raise CommandError(f"ERR command is not available over REST: {name} ({reason})")
     return args
+
+
+def blocks(args):
+    """Whether an XREAD/XREADGROUP asks to BLOCK (options come before STREAMS; keys and ids after)."""
+    for arg in args[1:]:
+        option = arg.upper()
+        if option == b"STREAMS":
+            return False
+        if option == b"BLOCK":
+            return True
+    return False
 
 
 class ValkeyPipe:
