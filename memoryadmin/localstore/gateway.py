@@ -150,8 +150,9 @@ def blocks(args):
 class ValkeyPipe:
     """Sends batches of commands to Valkey over pooled connections, pipelined."""
 
-    def __init__(self, host, port):
-        self.pool = valkey.ConnectionPool(host=host, port=port, socket_keepalive=True)
+    def __init__(self, **connection):
+        # connection: host, port and the credentials of Valkey's gateway user.
+        self.pool = valkey.ConnectionPool(socket_keepalive=True, **connection)
 
     def run(self, commands):
         """Write all commands, then read all replies. Errors come back in place."""
