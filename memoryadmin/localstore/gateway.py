@@ -12,6 +12,14 @@ implements is what that client relies on (see DESIGN.md):
   arrays included, except the status reply `OK`.
 - A single command's error is HTTP 400 `{"error": "..."}`.
 
+It guards itself, since tests and benchmarks share it: the token and the
+declared size are checked from the headers before a byte of the body is read;
+a request over `max_request_bytes` gets Upstash's `ERR max request size
+exceeded`; a client that stalls is dropped after `read_timeout`; connections
+beyond `max_connections` get Upstash's `ERR max concurrent connections
+exceeded`; and commands Upstash refuses over REST (blocking ones, connection
+state, server administration) are refused here too.
+
 Speed matters because benchmarks run through it: replies go out in one write
 with TCP_NODELAY (no Nagle/delayed-ACK stall), a pipeline is handed to Valkey
 as a pipeline (all commands written, then all replies read), and the listen
@@ -25,7 +33,7 @@ import logging
 import socket
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import valkey
@@ -35,31 +43,45 @@ from valkey.exceptions import TimeoutError as ValkeyTimeoutError
 
 log = logging.getLogger(__name__)
 
-# Commands that would change the state of a pooled connection shared by
-# other requests, or block it forever. Upstash refuses them over REST too.
+MAX_REQUEST_BYTES = 10_000_000  # Upstash's max request size on Free and Pay-as-you-go ("10MB")
+READ_TIMEOUT = 10.0  # seconds a client may stay silent, mid-request or idle between requests
+MAX_CONNECTIONS = 256  # connections served at once, each by a thread of its own
+
+# What Upstash refuses over REST (its REST API page, "REST - Redis API
+# Compatibility": no blocking commands; of Connection only PING and ECHO; of
+# Pub/Sub only PUBLISH and PUBSUB; no WATCH/UNWATCH/DISCARD; no Cluster), and
+# server administration, which through the gateway would reconfigure, stop or
+# replicate the Valkey that every test and benchmark shares. Connection state
+# and blocking would also spoil a pooled connection for the requests after.
 REFUSED_COMMANDS = {
-    "MULTI",
-    "EXEC",
-    "DISCARD",
-    "WATCH",
-    "UNWATCH",
-    "SELECT",
-    "QUIT",
-    "RESET",
-    "SUBSCRIBE",
-    "PSUBSCRIBE",
-    "SSUBSCRIBE",
-    "MONITOR",
-    "SYNC",
-    "PSYNC",
-    "CLIENT",
-    "HELLO",
-    "AUTH",
+    **dict.fromkeys(
+        "BLPOP BRPOP BRPOPLPUSH BLMOVE BLMPOP BZPOPMIN BZPOPMAX BZMPOP WAIT WAITAOF".split(), "blocking command"
+    ),
+    **dict.fromkeys("MULTI EXEC DISCARD WATCH UNWATCH".split(), "transaction command: use /multi-exec"),
+    **dict.fromkeys("AUTH HELLO SELECT QUIT RESET CLIENT".split(), "connection command: only PING and ECHO are"),
+    **dict.fromkeys("SUBSCRIBE PSUBSCRIBE SSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE SUNSUBSCRIBE".split(), "subscription"),
+    **dict.fromkeys("CLUSTER READONLY READWRITE ASKING".split(), "cluster command"),
+    **dict.fromkeys(
+        "ACL CONFIG DEBUG MODULE SHUTDOWN SAVE BGSAVE BGREWRITEAOF REPLICAOF SLAVEOF FAILOVER SYNC PSYNC REPLCONF "
+        "MIGRATE MONITOR SWAPDB".split(),
+        "server administration",
+    ),
 }
+# XREAD and XREADGROUP block only when asked to.
+BLOCKING_WITH_OPTION = {"XREAD", "XREADGROUP"}
 
 
 class CommandError(Exception):
     """A request the gateway refuses before it reaches Valkey."""
+
+
+class Refusal(Exception):
+    """A request answered from its headers alone; its body stays unread, so the connection closes."""
+
+    def __init__(self, status, error):
+        super().__init__(error)
+        self.status = status
+        self.error = error
 
 
 def error_text(error):
@@ -105,16 +127,32 @@ def command_args(command):
             args.append(item.encode("utf-8", errors="surrogatepass"))
         else:
             args.append(str(item).encode("ascii"))
-    if args[0].decode("utf-8", errors="replace").upper() in REFUSED_COMMANDS:
-        raise CommandError(f"ERR command is not available: {args[0].decode('utf-8', 'replace')}")
+    name = args[0].decode("utf-8", errors="replace").upper()
+    reason = REFUSED_COMMANDS.get(name)
+    if name in BLOCKING_WITH_OPTION and blocks(args):
+        reason = "blocking command"
+    if reason:
+        raise CommandError(f"ERR command is not available over REST: {name} ({reason})")
     return args
+
+
+def blocks(args):
+    """Whether an XREAD/XREADGROUP asks to BLOCK (options come before STREAMS; keys and ids after)."""
+    for arg in args[1:]:
+        option = arg.upper()
+        if option == b"STREAMS":
+            return False
+        if option == b"BLOCK":
+            return True
+    return False
 
 
 class ValkeyPipe:
     """Sends batches of commands to Valkey over pooled connections, pipelined."""
 
-    def __init__(self, host, port):
-        self.pool = valkey.ConnectionPool(host=host, port=port, socket_keepalive=True)
+    def __init__(self, **connection):
+        # connection: host, port and the credentials of Valkey's gateway user.
+        self.pool = valkey.ConnectionPool(socket_keepalive=True, **connection)
 
     def run(self, commands):
         """Write all commands, then read all replies. Errors come back in place."""
@@ -143,6 +181,9 @@ class GatewayHandler(BaseHTTPRequestHandler):
     server_version = "memoryadmin-localstore"
 
     def setup(self):
+        # StreamRequestHandler puts this timeout on the socket: a client that
+        # stops sending, mid-request or between requests, is dropped.
+        self.timeout = self.server.read_timeout
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -158,21 +199,20 @@ class GatewayHandler(BaseHTTPRequestHandler):
             self.answer_post()
 
     def answer_post(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        try:
+            body = self.read_body()
+        except Refusal as refusal:
+            self.close_connection = True
+            self.reply(refusal.status, {"error": refusal.error}, close=True)
+            return
         gateway = self.server
         if gateway.latency_ms:
             time.sleep(gateway.latency_ms / 1000)
-        expected = f"Bearer {gateway.token}".encode()
-        given = (self.headers.get("Authorization") or "").encode()
-        if not hmac.compare_digest(given, expected):
-            self.reply(401, {"error": "Unauthorized"})
-            return
         base64_encoding = (self.headers.get("Upstash-Encoding") or "").lower() == "base64"
         path = self.path.split("?", 1)[0].rstrip("/")
         try:
-            payload = json.loads(body or b"null")
-        except ValueError:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deep to parse
             self.reply(400, {"error": "ERR failed to parse the request body as JSON"})
             return
         try:
@@ -184,9 +224,26 @@ class GatewayHandler(BaseHTTPRequestHandler):
                 status, answer = 404, {"error": f"ERR unknown endpoint {path}"}
         except CommandError as error:
             status, answer = 400, {"error": str(error)}
+        except RecursionError:  # a script's reply nested deeper than Python parses
+            status, answer = 400, {"error": "ERR the reply is nested too deeply for the local store"}
         except (ValkeyConnectionError, ValkeyTimeoutError, OSError) as error:
             status, answer = 500, {"error": f"ERR the local Valkey is not answering: {error}"}
         self.reply(status, answer)
+
+    def read_body(self):
+        """The body, once the headers show that it is worth reading: the token and the size come first."""
+        expected = f"Bearer {self.server.token}".encode()
+        given = (self.headers.get("Authorization") or "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise Refusal(401, "Unauthorized")
+        length = self.headers.get("Content-Length")
+        if length is None or "Transfer-Encoding" in self.headers:
+            raise Refusal(411, "ERR a request needs a Content-Length header")
+        if not (length.isascii() and length.isdigit()):
+            raise Refusal(400, f"ERR invalid Content-Length header: {length[:40]!r}")
+        if int(length) > self.server.max_request_bytes:
+            raise Refusal(400, "ERR max request size exceeded")
+        return self.rfile.read(int(length))
 
     def single(self, payload, base64_encoding):
         (reply,) = self.server.valkey.run([command_args(payload)])
@@ -215,29 +272,61 @@ class GatewayHandler(BaseHTTPRequestHandler):
                 answers.append({"result": encode_result(reply, base64_encoding)})
         return 200, answers
 
-    def reply(self, status, answer):
-        body = json.dumps(answer, separators=(",", ":")).encode()
-        reason = self.responses.get(status, ("",))[0]
-        head = (
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        # One write: headers and body in the same segment.
-        self.wfile.write(head + body)
-        self.log_request(status, len(body))
+    def reply(self, status, answer, close=False):
+        data = response(status, answer, close)
+        self.wfile.write(data)
+        self.log_request(status, len(data))
+
+
+def response(status, answer, close=False):
+    """A whole HTTP response in one piece: it goes out in one write, headers and body in the same segment."""
+    body = json.dumps(answer, separators=(",", ":")).encode()
+    reason = BaseHTTPRequestHandler.responses.get(status, ("",))[0]
+    head = f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    if close:
+        head += "Connection: close\r\n"
+    return f"{head}\r\n".encode() + body
 
 
 class GatewayServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # http.server's default of 5 refuses connections under load
 
-    def __init__(self, address, token, valkey_pipe, latency_ms=0):
+    def __init__(
+        self,
+        address,
+        token,
+        valkey_pipe,
+        latency_ms=0,
+        max_request_bytes=MAX_REQUEST_BYTES,
+        read_timeout=READ_TIMEOUT,
+        max_connections=MAX_CONNECTIONS,
+    ):
         self.token = token
         self.valkey = valkey_pipe
         self.latency_ms = latency_ms
+        self.max_request_bytes = max_request_bytes
+        self.read_timeout = read_timeout
+        self._connection_slots = threading.BoundedSemaphore(max_connections)
         self.requests_served = 0  # round trips, for tests and benchmarks
         self.in_flight = 0  # requests being answered (a slow one may outlive its client's timeout)
         self._count_lock = threading.Lock()
         super().__init__(address, GatewayHandler)
+
+    def process_request(self, request, client_address):
+        if not self._connection_slots.acquire(blocking=False):
+            # Refused at once, with Upstash's error text: waiting for a slot would stall the accept loop.
+            with suppress(OSError):
+                request.sendall(response(503, {"error": "ERR max concurrent connections exceeded"}, close=True))
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connection_slots.release()
 
     @contextmanager
     def serving(self):

@@ -3,6 +3,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
+from memoryadmin.localstore.gateway import MAX_REQUEST_BYTES
 from memoryadmin.localstore.store import DEV_TOKEN, LocalStore, default_token
 
 
@@ -17,6 +18,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--data-dir", default=None, help="keep the data here across restarts (default: in memory)")
         parser.add_argument("--latency-ms", type=float, default=0, help="added to every request, for benchmarks")
+        parser.add_argument(
+            "--max-request-bytes",
+            type=int,
+            default=MAX_REQUEST_BYTES,
+            help="larger requests get 'ERR max request size exceeded' (default: 10 MB, Upstash's limit on Free and "
+            "Pay-as-you-go)",
+        )
 
     def handle(self, *args, **options):
         store = LocalStore(
@@ -25,6 +33,7 @@ class Command(BaseCommand):
             token=options["token"] or default_token(),
             data_dir=options["data_dir"],
             latency_ms=options["latency_ms"],
+            max_request_bytes=options["max_request_bytes"],
         )
         store.start()
         stopped = threading.Event()
