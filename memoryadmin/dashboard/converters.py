@@ -15,7 +15,7 @@ Short keys keep their URLs, and a long token made before handles still opens.
 import base64
 import hashlib
 
-from .models import KeyHandle
+from django.apps import apps
 
 # Keeps every session URL well under 2 KB (keys up to 768 bytes keep a plain token).
 MAX_TOKEN_LENGTH = 1024
@@ -26,20 +26,27 @@ def _b64(data):
     return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
 
 
+def _handles():
+    # Looked up when used: this module is imported by the URLconf and by scripts (the bench)
+    # before the app registry is ready.
+    return apps.get_model("dashboard", "KeyHandle")
+
+
 def encode_key(key):
     """The key's token; for a long key, its handle (remembered, so that decode_key finds it)."""
     token = _b64(key.encode("utf-8"))
     if len(token) <= MAX_TOKEN_LENGTH:
         return token
     digest = _b64(hashlib.sha256(key.encode("utf-8")).digest())
-    KeyHandle.objects.bulk_create([KeyHandle(digest=digest, key=key)], ignore_conflicts=True)
+    handles = _handles()
+    handles.objects.bulk_create([handles(digest=digest, key=key)], ignore_conflicts=True)
     return HANDLE_PREFIX + digest
 
 
 def decode_key(token):
     """Raises ValueError for anything that is not a token or handle we made."""
     if token.startswith(HANDLE_PREFIX):
-        key = KeyHandle.objects.filter(digest=token[len(HANDLE_PREFIX) :]).values_list("key", flat=True).first()
+        key = _handles().objects.filter(digest=token[len(HANDLE_PREFIX) :]).values_list("key", flat=True).first()
         if key is None:
             raise ValueError("unknown handle")
         return key
