@@ -15,7 +15,19 @@ class WorkerJob(models.Model):
         abstract = True
 
 
-class SearchJob(WorkerJob):
+class StoreJob(models.Model):
+    """Which store, exactly, a job works on: it goes on only while its connection still points there."""
+
+    store_url = models.TextField(blank=True, help_text="The connection's REST URL when the job began.")
+    token_fingerprint = models.CharField(
+        max_length=64, blank=True, help_text="HMAC of the connection's token then (never the token)."
+    )
+
+    class Meta:
+        abstract = True
+
+
+class SearchJob(WorkerJob, StoreJob):
     """A content search over the sessions of a connection (for erasure requests)."""
 
     QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancelled", "failed"
@@ -60,7 +72,7 @@ class SearchHit(models.Model):
         ordering = ["id"]
 
 
-class BulkJob(WorkerJob):
+class BulkJob(WorkerJob, StoreJob):
     """One bulk action on a frozen set of sessions: dry run, typed confirmation, batches."""
 
     CLEAR, EXPIRE, PERSIST, SUMMARIZE = "clear", "expire", "persist", "summarize"

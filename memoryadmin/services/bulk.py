@@ -4,7 +4,10 @@ What is confirmed is what runs: every job works on a frozen list of keys
 (BulkJobKey rows) made before confirmation: the explicit selection, the
 results of a content search, or, for a pattern, every key a complete SCAN
 found during the dry run. Keys written later are never touched. Each key is
-checked (still a list) in the same atomic script that acts on it.
+checked (still a list) in the same atomic script that acts on it. And it
+runs on the store it was counted on: the job records the connection's URL
+and a fingerprint of its token, and refuses to be confirmed, and pauses at
+a run or resume, when the connection points elsewhere now.
 
 A run goes through the frozen keys in batches of at most BATCH_SIZE, one
 store call each, and saves its progress after every batch, so a killed
@@ -23,7 +26,7 @@ from django.utils import timezone
 from memoryadmin.bulk.models import BulkJob, BulkJobKey
 
 from . import audit
-from .connections import find_connection
+from .connections import ConnectionChoice, StoreChanged, binding_change, find_connection, store_binding
 from .jobs import this_worker
 from .sessions import SCAN_COUNT, scan_all
 from .summaries import summary_key
@@ -35,6 +38,7 @@ BATCH_SIZE = 1000
 # Pauses between the attempts of a batch the store did not take; then the job pauses.
 RETRY_PAUSES = (0.5, 2.0, 5.0)
 GONE, NOT_A_LIST = -2, -3
+ONLY_ON_ITS_STORE = "The job goes on only once the connection points at that store again (or cancel it)."
 
 # KEYS: session, summary, session, summary, ...; ARGV: mode (count|clear|expire|persist), seconds.
 # One reply per session: -2 gone, -3 not a list (left alone), else its length before the action.
@@ -72,14 +76,36 @@ def apply_to_batch(connection, keys, mode, seconds=0):
     return get_client(connection).call("EVAL", BATCH_SCRIPT, len(names), *names, mode, seconds)
 
 
+def _filed_under(job):
+    """The connection a job's audit events name: the job's own, even if deleted or renamed since."""
+    return ConnectionChoice(job.connection_slug, job.connection_name, job.connection_is_production)
+
+
 # --- creating and confirming -------------------------------------------------
 
 
 def create_job(connection, user, action, *, ttl_seconds=None, keys=None, pattern="", search=None):
-    """A job in its dry run; explicit keys (or a search's hits) are frozen right away."""
+    """A job in its dry run, bound to the connection's store; explicit keys (or a search's hits) are frozen.
+
+    A search's hits are sessions of the store it ran on: StoreChanged (audited) when the
+    connection points elsewhere now.
+    """
+    if search and (change := binding_change(connection, search, "since the search ran")):
+        problem = f"{change} Run the search again to purge on the store it points at now."
+        audit.record(
+            None,
+            "bulk.dry_run",
+            user=user,
+            connection=connection,
+            outcome="failed",
+            error=problem,
+            details={"action": action, "search": search.pk},
+        )
+        raise StoreChanged(problem)
     selection = BulkJob.SEARCH if search else BulkJob.PATTERN if pattern else BulkJob.KEYS
     with transaction.atomic():
         job = BulkJob.objects.create(
+            **store_binding(connection),
             connection_slug=connection.slug,
             connection_name=connection.name,
             connection_is_production=connection.is_production,
@@ -119,6 +145,8 @@ def confirm_job(job, request, typed=""):
         problem = (
             f"Type {job.total} (the number of sessions) or the connection name “{job.connection_name}” to confirm."
         )
+    elif change := binding_change(find_connection(job.connection_slug), job, "since the dry run"):
+        problem = f"{change} Not confirmed: start a new dry run to act on the store it points at now."
     elif not BulkJob.objects.filter(pk=job.pk, status=BulkJob.AWAITING).update(
         status=BulkJob.QUEUED, confirmed_by=request.user, confirmed_at=timezone.now()
     ):
@@ -126,7 +154,7 @@ def confirm_job(job, request, typed=""):
     audit.record(
         request,
         "bulk.confirm",
-        connection=find_connection(job.connection_slug),
+        connection=_filed_under(job),
         job=job.audit_job,
         outcome="failed" if problem else "ok",
         error=problem or "",
@@ -155,27 +183,43 @@ def request_cancel(job):
     BulkJob.objects.filter(pk=job.pk, status__in=[BulkJob.RUNNING, BulkJob.COUNTING]).update(cancel_requested=True)
 
 
-def resume_job(job):
-    """Queue a job paused by store errors again; it goes on from its last saved batch."""
-    if BulkJob.objects.filter(pk=job.pk, status=BulkJob.PAUSED).update(status=BulkJob.QUEUED, error="", failed=0):
+def resume_job(job, request):
+    """Queue a paused job again, from its last saved batch, if its connection still points at its store.
+
+    Audited as bulk.resume; returns an error message, or None when queued.
+    """
+    problem = None
+    if job.status != BulkJob.PAUSED:
+        problem = "This job is not paused."
+    elif change := binding_change(find_connection(job.connection_slug), job, "since the dry run"):
+        problem = f"{change} {ONLY_ON_ITS_STORE}"
+        BulkJob.objects.filter(pk=job.pk, status=BulkJob.PAUSED).update(error=problem)
+    elif not BulkJob.objects.filter(pk=job.pk, status=BulkJob.PAUSED).update(status=BulkJob.QUEUED, error="", failed=0):
+        problem = "This job is not paused."
+    audit.record(
+        request,
+        "bulk.resume",
+        connection=_filed_under(job),
+        job=job.audit_job,
+        outcome="failed" if problem else "ok",
+        error=problem or "",
+        details={"action": job.action, "resumed_at": job.next_position, "sessions": job.total},
+    )
+    if problem is None:
         from memoryadmin.tasks import run_bulk_job
 
         run_bulk_job.enqueue(job.pk)
-        return True
-    return False
+    return problem
 
 
 # --- the worker side ---------------------------------------------------------
 
 
 def _claim(job_id, from_status, to_status):
-    now = timezone.now()
     # worker="": a job another worker is running is not taken twice.
     claimed = BulkJob.objects.filter(pk=job_id, status=from_status, worker="").update(
-        status=to_status, worker=this_worker(), heartbeat_at=now
+        status=to_status, worker=this_worker(), heartbeat_at=timezone.now()
     )
-    if claimed:
-        BulkJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
     return BulkJob.objects.select_related("requested_by", "confirmed_by").get(pk=job_id) if claimed else None
 
 
@@ -190,19 +234,19 @@ def count_job(job_id):
         return
     connection = find_connection(job.connection_slug)
     try:
-        if connection is None:
-            raise StoreError("The connection of this job was deleted.")
+        if change := binding_change(connection, job, "since the dry run began"):
+            raise StoreChanged(change)
         if job.selection == BulkJob.PATTERN:
             _freeze_pattern(job, connection)
         else:
             _count_frozen(job, connection)
-    except StoreError as error:
+    except (StoreError, StoreChanged) as error:
         BulkJob.objects.filter(pk=job_id).update(status=BulkJob.DISCARDED, error=f"The dry run failed: {error}")
         audit.record(
             None,
             "bulk.dry_run",
             user=job.requested_by,
-            connection=connection,
+            connection=_filed_under(job),
             outcome="failed",
             error=str(error),
             job=job.audit_job,
@@ -217,7 +261,7 @@ def count_job(job_id):
         None,
         "bulk.dry_run",
         user=job.requested_by,
-        connection=connection,
+        connection=_filed_under(job),
         job=job.audit_job,
         details={"sessions": job.total, "messages": job.total_messages, "action": job.action},
     )
@@ -277,17 +321,18 @@ def run_job(job_id):
     if job is None:
         return
     connection = find_connection(job.connection_slug)
-    if job.next_position == 0 and not job.done:
+    if change := binding_change(connection, job, "since the dry run"):
+        return _pause(job, f"{change} {ONLY_ON_ITS_STORE}")
+    # Started once: a resumed job (audited as bulk.resume) does not start again.
+    if BulkJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=timezone.now()):
         audit.record(
             None,
             "bulk.start",
             user=job.confirmed_by,
-            connection=connection,
+            connection=_filed_under(job),
             job=job.audit_job,
             details={"action": job.action, "sessions": job.total},
         )
-    if connection is None:
-        return _pause(job, connection, "The connection of this job was deleted.")
     if job.action == BulkJob.SUMMARIZE:
         return _run_summaries(job, connection)
     mode = {BulkJob.CLEAR: "clear", BulkJob.EXPIRE: "expire", BulkJob.PERSIST: "persist"}[job.action]
@@ -296,18 +341,18 @@ def run_job(job_id):
     applied_before = job.in_flight
     for rows in _batches(job, job.next_position):
         if _cancelled(job_id):
-            return _finish(job, connection, BulkJob.CANCELLED, "bulk.cancel")
+            return _finish(job, BulkJob.CANCELLED, "bulk.cancel")
         BulkJob.objects.filter(pk=job_id).update(in_flight=rows[0].position)
         try:
             keys = [row.key for row in rows]
             replies = _with_retries(lambda keys=keys: apply_to_batch(connection, keys, mode, job.ttl_seconds or 0))
         except StoreError as error:
             BulkJob.objects.filter(pk=job_id).update(failed=len(rows))
-            return _pause(job, connection, str(error))
+            return _pause(job, str(error))
         if rows[0].position == applied_before and mode == "clear":
             replies = [0 if reply == GONE else reply for reply in replies]
         _save_batch(job, rows, replies)
-    _finish(job, connection, BulkJob.DONE, "bulk.finish")
+    _finish(job, BulkJob.DONE, "bulk.finish")
 
 
 def _with_retries(call):
@@ -352,16 +397,16 @@ def _run_summaries(job, connection):
     batch = request_batch(connection, keys, job.confirmed_by, f"Bulk job {job.pk}: {job.total} session(s)")
     BulkJobKey.objects.filter(job=job).update(outcome=BulkJobKey.DONE)
     BulkJob.objects.filter(pk=job.pk).update(summary_batch=batch, done=job.total, next_position=job.total)
-    _finish(job, connection, BulkJob.DONE, "bulk.finish")
+    _finish(job, BulkJob.DONE, "bulk.finish")
 
 
-def _pause(job, connection, error):
+def _pause(job, error):
     BulkJob.objects.filter(pk=job.pk).update(status=BulkJob.PAUSED, error=error, worker="")
     audit.record(
         None,
         "bulk.fail",
         user=job.confirmed_by,
-        connection=connection,
+        connection=_filed_under(job),
         outcome="failed",
         error=error,
         job=job.audit_job,
@@ -369,9 +414,11 @@ def _pause(job, connection, error):
     )
 
 
-def _finish(job, connection, status, action):
+def _finish(job, status, action):
     BulkJob.objects.filter(pk=job.pk).update(status=status, finished_at=timezone.now(), worker="")
-    audit.record(None, action, user=job.confirmed_by, connection=connection, job=job.audit_job, details=_counts(job))
+    audit.record(
+        None, action, user=job.confirmed_by, connection=_filed_under(job), job=job.audit_job, details=_counts(job)
+    )
 
 
 def _counts(job):
