@@ -5,6 +5,7 @@ import html
 import io
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -193,7 +194,8 @@ def test_store_failure_pauses_the_job_which_resumes_later(web, store, local_stor
     web.post("/connections/switch/", {"connection": str(elsewhere.pk)})  # working on another store now
     web.post(f"/bulk/{job.pk}/resume/")
     job.refresh_from_db()
-    assert job.status == "done" and job.done == 2 and job.failed == 0
+    assert job.status == "done" and job.done == 2 and job.skipped == 0 and job.failed == 0
+    assert job.messages_removed == 6  # the cleared sessions' messages, known from the applied batch
     events = AuditEvent.objects.filter(job=f"bulk:{job.pk}").order_by("id")
     assert [event.action for event in events] == [
         "bulk.dry_run",
@@ -205,6 +207,7 @@ def test_store_failure_pauses_the_job_which_resumes_later(web, store, local_stor
     ]
     resume = events.get(action="bulk.resume")
     assert resume.connection_slug == "env" and resume.outcome == "ok" and resume.username == "olga"
+    assert events.get(action="bulk.finish").details["messages_removed"] == 6
 
 
 def test_report_lists_every_key_and_outcome(web, store):
@@ -247,16 +250,41 @@ def test_viewer_cannot_start_or_see_bulk_actions(client, viewer, connection, sto
     assert not BulkJob.objects.exists()
 
 
+def test_a_worker_whose_job_was_taken_over_stops_without_counting(connection, store, operator, settings, monkeypatch):
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+    monkeypatch.setattr(bulk, "BATCH_SIZE", 2)
+    write_sessions(store, [f"s{i}" for i in range(6)], messages=1)
+    job = bulk.create_job(connection, operator, "clear", keys=[f"s{i}" for i in range(6)])
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    assert bulk.confirm_job(job, request_by(operator), "6") is None
+    apply_to_batch = bulk.apply_to_batch
+
+    def taken_over_during_the_second_batch(*args, receipt, **kwargs):
+        replies = apply_to_batch(*args, receipt=receipt, **kwargs)
+        if receipt[1] == 2:  # this worker was silent too long: another one took the job meanwhile
+            BulkJob.objects.filter(pk=job.pk).update(worker="elsewhere:1")
+        return replies
+
+    monkeypatch.setattr(bulk, "apply_to_batch", taken_over_during_the_second_batch)
+    bulk.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.worker == "elsewhere:1" and job.status == "running"
+    assert job.next_position == 2 and job.done == 2 and job.messages_removed == 2  # the new worker counts the rest
+    assert store.call("EXISTS", "s4", "s5") == 2  # and does the rest
+
+
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_killed_worker_resumes_from_the_last_saved_batch(connection, store, operator, settings, local_store):
     settings.TASKS = {"default": {"BACKEND": "django_tasks_db.backend.DatabaseBackend"}}
     keys = [f"purge:{i:05}" for i in range(4000)]
-    write_sessions(store, keys, messages=1)
+    write_sessions(store, keys, messages=3)
     write_sessions(store, ["survivor"])
     job = bulk.create_job(connection, operator, "clear", keys=keys)
+    database = Path(db.settings_dict["NAME"]).resolve()
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{Path(db.settings_dict['NAME']).resolve()}",
+        "DATABASE_URL": f"sqlite:///{database}",
         "MEMORYADMIN_TASK_BACKEND": "django_tasks_db.backend.DatabaseBackend",
         "UPSTASH_REDIS_REST_URL": local_store.url,
         "UPSTASH_REDIS_REST_TOKEN": TEST_TOKEN,
@@ -269,20 +297,34 @@ def test_killed_worker_resumes_from_the_last_saved_batch(connection, store, oper
     local_store.gateway.latency_ms = 300  # slow batches, to stop the worker in the middle
     worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while BulkJob.objects.get(pk=job.pk).next_position < 1000 and time.monotonic() < deadline:
             time.sleep(0.05)
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=10)
+        # Hold the database's write lock: the worker's batch reaches the store, which applies it, and
+        # the worker waits to save the result. Killed there, a batch is applied but not saved.
+        lock = sqlite3.connect(database, isolation_level=None)
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+            in_flight = BulkJob.objects.get(pk=job.pk).next_position
+            deadline = time.monotonic() + 15  # the worker waits 20 s for the lock, then fails
+            while store.call("EXISTS", keys[in_flight]) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+        finally:
+            lock.close()
     finally:
         worker.kill()
         local_store.gateway.latency_ms = 0
     job.refresh_from_db()
-    assert job.status == "running" and 1000 <= job.next_position < 4000  # stopped mid-job
+    assert job.status == "running" and job.next_position == in_flight < 4000  # stopped mid-job, batch unsaved
+    assert not store.call("EXISTS", *keys[in_flight : in_flight + 1000])  # yet that batch was applied
     restarted = subprocess.run([*command, "--batch"], env=env, capture_output=True, text=True, timeout=60)
     assert "Resumed 1 interrupted job" in restarted.stdout, restarted.stderr[-2000:]
     job.refresh_from_db()
     assert job.status == "done" and job.done == 4000 and job.skipped == 0 and job.next_position == 4000
+    assert job.messages_removed == 12000  # every cleared message counted once, the applied batch's too
+    assert AuditEvent.objects.get(job=job.audit_job, action="bulk.finish").details["messages_removed"] == 12000
     assert not store.call("SCAN", "0", "MATCH", "purge:*", "COUNT", 10000)[1]
     assert store.call("EXISTS", "survivor") == 1
 

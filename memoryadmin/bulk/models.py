@@ -1,3 +1,5 @@
+import uuid
+
 from django.conf import settings
 from django.db import models
 
@@ -106,6 +108,7 @@ class BulkJob(WorkerJob, StoreJob):
     ]
     ACTIVE = (COUNTING, QUEUED, RUNNING)
 
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False, help_text="Names its keys in the store.")
     connection_slug = models.CharField(max_length=20)
     connection_name = models.CharField(max_length=100)
     connection_is_production = models.BooleanField(default=False)
@@ -121,7 +124,6 @@ class BulkJob(WorkerJob, StoreJob):
     total_messages = models.PositiveBigIntegerField(default=0)
     # Run: progress through the frozen keys, in position order.
     next_position = models.PositiveIntegerField(default=0)
-    in_flight = models.PositiveIntegerField(null=True, blank=True, help_text="First position of the batch being sent.")
     done = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0, help_text="Gone, or no longer a list.")
     failed = models.PositiveIntegerField(default=0)

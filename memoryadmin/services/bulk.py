@@ -11,8 +11,12 @@ a run or resume, when the connection points elsewhere now.
 
 A run goes through the frozen keys in batches of at most BATCH_SIZE, one
 store call each, and saves its progress after every batch, so a killed
-worker's job resumes at the last saved batch (re-running a batch is
-harmless: UNLINK, EXPIRE and PERSIST are idempotent). The job row holds
+worker's job resumes at the last saved batch. The script that acts on a
+batch also keeps its replies in the store (one key per job, overwritten by
+each batch), atomically with the action: a batch sent again, after a kill or
+a timed-out reply, is not applied twice but answered with the replies of its
+first run, so every count stays exact; and a batch's counts are added only
+where the job stands (its next position), so never twice. The job row holds
 the counters; memory stays flat however many keys there are.
 """
 
@@ -38,14 +42,30 @@ BATCH_SIZE = 1000
 # Pauses between the attempts of a batch the store did not take; then the job pauses.
 RETRY_PAUSES = (0.5, 2.0, 5.0)
 GONE, NOT_A_LIST = -2, -3
+# Where a job's last batch keeps its replies, and for how long (a paused job may be resumed days later).
+RECEIPT_PREFIX = "memoryadmin:bulk-result:"
+RECEIPT_TTL = 7 * 86400
 ONLY_ON_ITS_STORE = "The job goes on only once the connection points at that store again (or cancel it)."
 
-# KEYS: session, summary, session, summary, ...; ARGV: mode (count|clear|expire|persist), seconds.
+# KEYS: session, summary, session, summary, ..., and last, for a run (not a count), the job's receipt.
+# ARGV: mode (count|clear|expire|persist), seconds, and for a run the batch's first position, receipt TTL.
 # One reply per session: -2 gone, -3 not a list (left alone), else its length before the action.
+# A run's replies are kept in the receipt as "<first position>:<reply>,<reply>,...": the same batch
+# sent again gets them back and changes nothing.
 BATCH_SCRIPT = """
-local mode, seconds = ARGV[1], ARGV[2]
+local mode, seconds, batch, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local receipt = (#KEYS % 2 == 1) and KEYS[#KEYS] or nil
 local replies = {}
-for i = 1, #KEYS, 2 do
+if receipt then
+  local saved, tag = redis.call('GET', receipt), batch .. ':'
+  if saved and string.sub(saved, 1, #tag) == tag then
+    for reply in string.gmatch(string.sub(saved, #tag + 1), '-?%d+') do
+      replies[#replies + 1] = tonumber(reply)
+    end
+    return replies
+  end
+end
+for i = 1, #KEYS - 1, 2 do
   local kind = redis.call('TYPE', KEYS[i]).ok
   if kind == 'none' then
     replies[#replies + 1] = -2
@@ -64,16 +84,30 @@ for i = 1, #KEYS, 2 do
     end
   end
 end
+if receipt then
+  redis.call('SET', receipt, batch .. ':' .. table.concat(replies, ','), 'EX', ttl)
+end
 return replies
 """
 
 
-def apply_to_batch(connection, keys, mode, seconds=0):
-    """Check and act on up to BATCH_SIZE sessions in one atomic call; one reply per key."""
+def apply_to_batch(connection, keys, mode, seconds=0, receipt=None):
+    """Check and act on up to BATCH_SIZE sessions in one atomic call; one reply per key.
+
+    receipt: (key, batch's first position) for a run, whose replies are kept there.
+    """
     if not keys:
         return []
     names = [name for key in keys for name in (key, summary_key(connection, key))]
-    return get_client(connection).call("EVAL", BATCH_SCRIPT, len(names), *names, mode, seconds)
+    extra = []
+    if receipt:
+        names.append(receipt[0])
+        extra = [receipt[1], RECEIPT_TTL]
+    return get_client(connection).call("EVAL", BATCH_SCRIPT, len(names), *names, mode, seconds, *extra)
+
+
+def receipt_key(job):
+    return f"{RECEIPT_PREFIX}{job.uuid}"
 
 
 def _filed_under(job):
@@ -336,29 +370,36 @@ def run_job(job_id):
     if job.action == BulkJob.SUMMARIZE:
         return _run_summaries(job, connection)
     mode = {BulkJob.CLEAR: "clear", BulkJob.EXPIRE: "expire", BulkJob.PERSIST: "persist"}[job.action]
-    # A batch sent by a worker that died before saving the result may have been applied:
-    # when it is sent again, the sessions it cleared are gone because of this job.
-    applied_before = job.in_flight
+    status, action = BulkJob.DONE, "bulk.finish"
     for rows in _batches(job, job.next_position):
         if _cancelled(job_id):
-            return _finish(job, BulkJob.CANCELLED, "bulk.cancel")
-        BulkJob.objects.filter(pk=job_id).update(in_flight=rows[0].position)
+            status, action = BulkJob.CANCELLED, "bulk.cancel"
+            break
+        keys, receipt = [row.key for row in rows], (receipt_key(job), rows[0].position)
         try:
-            keys = [row.key for row in rows]
-            replies = _with_retries(lambda keys=keys: apply_to_batch(connection, keys, mode, job.ttl_seconds or 0))
+            replies = _with_retries(apply_to_batch, connection, keys, mode, job.ttl_seconds or 0, receipt=receipt)
         except StoreError as error:
             BulkJob.objects.filter(pk=job_id).update(failed=len(rows))
             return _pause(job, str(error))
-        if rows[0].position == applied_before and mode == "clear":
-            replies = [0 if reply == GONE else reply for reply in replies]
-        _save_batch(job, rows, replies)
-    _finish(job, BulkJob.DONE, "bulk.finish")
+        if not _save_batch(job, rows, replies):
+            log.warning("bulk job %s: another worker has taken it over; this one stops", job.pk)
+            return
+    _drop_receipt(job, connection)
+    _finish(job, status, action)
 
 
-def _with_retries(call):
+def _drop_receipt(job, connection):
+    """Every batch's replies are saved: the receipt in the store can go (else it expires)."""
+    try:
+        get_client(connection).call("DEL", receipt_key(job))
+    except StoreError as error:
+        log.info("bulk job %s: its receipt stays until it expires (%s)", job.pk, error)
+
+
+def _with_retries(call, *args, **kwargs):
     for pause in (*RETRY_PAUSES, None):
         try:
-            return call()
+            return call(*args, **kwargs)
         except StoreError as error:
             if pause is None:
                 raise
@@ -370,23 +411,26 @@ OUTCOMES = {GONE: BulkJobKey.GONE, NOT_A_LIST: BulkJobKey.NOT_A_LIST}
 
 
 def _save_batch(job, rows, replies):
+    """Save a batch's outcomes and counts; False when this worker no longer holds the job."""
     by_outcome = {}
     for row, reply in zip(rows, replies):
         by_outcome.setdefault(OUTCOMES.get(reply, BulkJobKey.DONE), []).append(row.position)
     with transaction.atomic():
+        # Counted only where this worker's job stands, so a batch is never counted twice
+        # (not even by a worker that was given up for dead and taken over).
+        if not BulkJob.objects.filter(pk=job.pk, worker=this_worker(), next_position=rows[0].position).update(
+            next_position=rows[-1].position + 1,
+            done=F("done") + len(by_outcome.get(BulkJobKey.DONE, [])),
+            skipped=F("skipped") + sum(len(by_outcome.get(outcome, [])) for outcome in BulkJobKey.SKIPPED),
+            # The sessions' lengths before the clear; a set TTL removes nothing.
+            messages_removed=F("messages_removed")
+            + (sum(reply for reply in replies if reply > 0) if job.action == BulkJob.CLEAR else 0),
+            heartbeat_at=timezone.now(),
+        ):
+            return False
         for outcome, positions in by_outcome.items():
             BulkJobKey.objects.filter(job=job, position__in=positions).update(outcome=outcome)
-        # Recount from the rows, so a batch run twice (after a kill) is not counted twice.
-        BulkJob.objects.filter(pk=job.pk).update(
-            next_position=rows[-1].position + 1,
-            in_flight=None,
-            done=BulkJobKey.objects.filter(job=job, outcome=BulkJobKey.DONE).count(),
-            skipped=BulkJobKey.objects.filter(job=job, outcome__in=BulkJobKey.SKIPPED).count(),
-            # A batch's lengths before the clear; a set TTL removes nothing.
-            messages_removed=F("messages_removed")
-            + (sum(r for r in replies if r > 0) if job.action == BulkJob.CLEAR else 0),
-            heartbeat_at=timezone.now(),
-        )
+    return True
 
 
 def _run_summaries(job, connection):
