@@ -1,9 +1,11 @@
 """Bulk purge, TTL and re-summarize: selection, dry run, typed confirmation, batches, report, audit."""
 
 import csv
+import html
 import io
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,9 +16,10 @@ from django.db import connection as db
 from django.test import Client, RequestFactory
 
 from memoryadmin.audit.models import AuditEvent
-from memoryadmin.bulk.models import BulkJob, BulkJobKey
+from memoryadmin.bulk.models import BulkJob, BulkJobKey, SearchJob
+from memoryadmin.connections.models import Connection
 from memoryadmin.dashboard.converters import encode_key
-from memoryadmin.services import bulk
+from memoryadmin.services import bulk, content_search
 from memoryadmin.services.upstash import StoreClient
 
 from .conftest import TEST_TOKEN
@@ -172,7 +175,8 @@ def test_cancel_stops_before_the_next_batch(connection, store, operator, setting
     assert len(store.call("SCAN", "0", "COUNT", 10000)[1]) == 2500
 
 
-def test_store_failure_pauses_the_job_which_resumes_later(web, store, local_store, settings, monkeypatch):
+def test_store_failure_pauses_the_job_which_resumes_later(web, store, local_store, settings, monkeypatch, other_store):
+    elsewhere = saved_connection("elsewhere", other_store.url, other_store.token)
     monkeypatch.setattr(bulk, "RETRY_PAUSES", (0.01, 0.01))
     monkeypatch.setattr(StoreClient, "QUIET_AFTER_TIMEOUT", 0.05)
     write_sessions(store, ["a", "b"])
@@ -184,10 +188,26 @@ def test_store_failure_pauses_the_job_which_resumes_later(web, store, local_stor
     job.refresh_from_db()
     assert job.status == "paused" and "did not answer" in job.error and job.failed == 2
     assert AuditEvent.objects.get(action="bulk.fail").outcome == "failed"
+    local_store.gateway.wait_idle()
+    assert store.call("EXISTS", "a", "b") == 0  # the store did clear them: only the replies were lost
     time.sleep(0.1)  # an operator resumes later; the client has stopped failing fast by then
+    web.post("/connections/switch/", {"connection": str(elsewhere.pk)})  # working on another store now
     web.post(f"/bulk/{job.pk}/resume/")
     job.refresh_from_db()
-    assert job.status == "done" and job.done == 2 and job.failed == 0
+    assert job.status == "done" and job.done == 2 and job.skipped == 0 and job.failed == 0
+    assert job.messages_removed == 6  # the cleared sessions' messages, known from the applied batch
+    events = AuditEvent.objects.filter(job=f"bulk:{job.pk}").order_by("id")
+    assert [event.action for event in events] == [
+        "bulk.dry_run",
+        "bulk.confirm",
+        "bulk.start",
+        "bulk.fail",
+        "bulk.resume",
+        "bulk.finish",
+    ]
+    resume = events.get(action="bulk.resume")
+    assert resume.connection_slug == "env" and resume.outcome == "ok" and resume.username == "olga"
+    assert events.get(action="bulk.finish").details["messages_removed"] == 6
 
 
 def test_report_lists_every_key_and_outcome(web, store):
@@ -230,16 +250,41 @@ def test_viewer_cannot_start_or_see_bulk_actions(client, viewer, connection, sto
     assert not BulkJob.objects.exists()
 
 
+def test_a_worker_whose_job_was_taken_over_stops_without_counting(connection, store, operator, settings, monkeypatch):
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+    monkeypatch.setattr(bulk, "BATCH_SIZE", 2)
+    write_sessions(store, [f"s{i}" for i in range(6)], messages=1)
+    job = bulk.create_job(connection, operator, "clear", keys=[f"s{i}" for i in range(6)])
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    assert bulk.confirm_job(job, request_by(operator), "6") is None
+    apply_to_batch = bulk.apply_to_batch
+
+    def taken_over_during_the_second_batch(*args, receipt, **kwargs):
+        replies = apply_to_batch(*args, receipt=receipt, **kwargs)
+        if receipt[1] == 2:  # this worker was silent too long: another one took the job meanwhile
+            BulkJob.objects.filter(pk=job.pk).update(worker="elsewhere:1")
+        return replies
+
+    monkeypatch.setattr(bulk, "apply_to_batch", taken_over_during_the_second_batch)
+    bulk.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.worker == "elsewhere:1" and job.status == "running"
+    assert job.next_position == 2 and job.done == 2 and job.messages_removed == 2  # the new worker counts the rest
+    assert store.call("EXISTS", "s4", "s5") == 2  # and does the rest
+
+
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_killed_worker_resumes_from_the_last_saved_batch(connection, store, operator, settings, local_store):
     settings.TASKS = {"default": {"BACKEND": "django_tasks_db.backend.DatabaseBackend"}}
     keys = [f"purge:{i:05}" for i in range(4000)]
-    write_sessions(store, keys, messages=1)
+    write_sessions(store, keys, messages=3)
     write_sessions(store, ["survivor"])
     job = bulk.create_job(connection, operator, "clear", keys=keys)
+    database = Path(db.settings_dict["NAME"]).resolve()
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{Path(db.settings_dict['NAME']).resolve()}",
+        "DATABASE_URL": f"sqlite:///{database}",
         "MEMORYADMIN_TASK_BACKEND": "django_tasks_db.backend.DatabaseBackend",
         "UPSTASH_REDIS_REST_URL": local_store.url,
         "UPSTASH_REDIS_REST_TOKEN": TEST_TOKEN,
@@ -252,19 +297,180 @@ def test_killed_worker_resumes_from_the_last_saved_batch(connection, store, oper
     local_store.gateway.latency_ms = 300  # slow batches, to stop the worker in the middle
     worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while BulkJob.objects.get(pk=job.pk).next_position < 1000 and time.monotonic() < deadline:
             time.sleep(0.05)
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=10)
+        # Hold the database's write lock: the worker's batch reaches the store, which applies it, and
+        # the worker waits to save the result. Killed there, a batch is applied but not saved.
+        lock = sqlite3.connect(database, isolation_level=None)
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+            in_flight = BulkJob.objects.get(pk=job.pk).next_position
+            deadline = time.monotonic() + 15  # the worker waits 20 s for the lock, then fails
+            while store.call("EXISTS", keys[in_flight]) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+        finally:
+            lock.close()
     finally:
         worker.kill()
         local_store.gateway.latency_ms = 0
     job.refresh_from_db()
-    assert job.status == "running" and 1000 <= job.next_position < 4000  # stopped mid-job
+    assert job.status == "running" and job.next_position == in_flight < 4000  # stopped mid-job, batch unsaved
+    assert not store.call("EXISTS", *keys[in_flight : in_flight + 1000])  # yet that batch was applied
     restarted = subprocess.run([*command, "--batch"], env=env, capture_output=True, text=True, timeout=60)
     assert "Resumed 1 interrupted job" in restarted.stdout, restarted.stderr[-2000:]
     job.refresh_from_db()
     assert job.status == "done" and job.done == 4000 and job.skipped == 0 and job.next_position == 4000
+    assert job.messages_removed == 12000  # every cleared message counted once, the applied batch's too
+    assert AuditEvent.objects.get(job=job.audit_job, action="bulk.finish").details["messages_removed"] == 12000
     assert not store.call("SCAN", "0", "MATCH", "purge:*", "COUNT", 10000)[1]
     assert store.call("EXISTS", "survivor") == 1
+
+
+# --- a job is bound to the store it was counted on ---------------------------------------------
+
+
+def saved_connection(name, url, token):
+    saved = Connection(name=name, url=url)
+    saved.token = token
+    saved.save()
+    return saved
+
+
+def point_at(saved, url, token):
+    """What an Admin does on the connection's page: give it another URL and token."""
+    saved.url = url
+    saved.token = token
+    saved.save()
+
+
+@pytest.fixture
+def bot(connection, local_store):
+    """A saved connection to the local store, the one the operator works on."""
+    return saved_connection("bot", local_store.url, TEST_TOKEN)
+
+
+@pytest.fixture
+def on_bot(web, bot):
+    web.post("/connections/switch/", {"connection": str(bot.pk)})
+    return web
+
+
+@pytest.fixture
+def other(other_store):
+    """The other database an Admin may point the connection at; it holds sessions of the same names."""
+    client = StoreClient(other_store.url, other_store.token)
+    client.call("FLUSHDB")
+    yield client
+    client.close()
+
+
+@pytest.mark.parametrize("changed", ["url and token", "token"])
+def test_confirmation_is_refused_when_the_connection_now_points_elsewhere(
+    on_bot, bot, store, other, other_store, changed
+):
+    write_sessions(store, ["a", "b"])
+    write_sessions(other, ["a", "b"])
+    job = start(on_bot, action="clear", scope="selected", keys=["a", "b"])
+    job.refresh_from_db()
+    assert job.status == "awaiting" and job.store_url == bot.url and job.token_fingerprint
+    assert TEST_TOKEN not in job.token_fingerprint
+    if changed == "token":
+        point_at(bot, bot.url, "a-rotated-token")
+        expected = "The connection's token changed since the dry run"
+    else:
+        point_at(bot, other_store.url, other_store.token)
+        expected = f"The connection's URL changed from {store.url} to {other_store.url} and its token changed"
+    response = on_bot.post(f"/bulk/{job.pk}/confirm/", {"typed": "2"}, follow=True)
+    assert expected in html.unescape(response.content.decode())
+    job.refresh_from_db()
+    assert job.status == "awaiting"
+    assert store.call("EXISTS", "a", "b") == 2 and other.call("EXISTS", "a", "b") == 2
+    refusal = AuditEvent.objects.get(action="bulk.confirm")
+    assert refusal.outcome == "failed" and expected in refusal.error and refusal.connection_slug == bot.slug
+
+
+def test_other_edits_of_the_connection_do_not_unbind_the_job(on_bot, bot, store):
+    write_sessions(store, ["a"])
+    job = start(on_bot, action="clear", scope="selected", keys=["a"])
+    bot.timeout = 7
+    bot.url = bot.url + "/"
+    bot.save()
+    on_bot.post(f"/bulk/{job.pk}/confirm/", {"typed": "1"})
+    job.refresh_from_db()
+    assert job.status == "done" and store.call("EXISTS", "a") == 0
+
+
+def test_a_run_or_a_resume_on_a_changed_connection_pauses_and_says_what_changed(
+    bot, operator, store, other, other_store, settings
+):
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+    write_sessions(store, ["a", "b"])
+    write_sessions(other, ["a", "b"])
+    job = bulk.create_job(bot.to_store_connection(), operator, "clear", keys=["a", "b"])
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    assert bulk.confirm_job(job, request_by(operator), "2") is None
+    point_at(bot, other_store.url, other_store.token)  # after the confirmation, before the worker starts
+    bulk.run_job(job.pk)
+    job.refresh_from_db()
+    expected = f"The connection's URL changed from {store.url} to {other_store.url} and its token changed"
+    assert job.status == "paused" and expected in job.error and job.done == 0
+    assert other.call("EXISTS", "a", "b") == 2 and store.call("EXISTS", "a", "b") == 2
+    assert expected in AuditEvent.objects.get(action="bulk.fail").error
+    assert not AuditEvent.objects.filter(action="bulk.start").exists()  # no batch was sent
+
+    assert expected in bulk.resume_job(job, request_by(operator))
+    job.refresh_from_db()
+    assert job.status == "paused"
+    refused = AuditEvent.objects.get(action="bulk.resume")
+    assert refused.outcome == "failed" and expected in refused.error
+
+    point_at(bot, store.url, TEST_TOKEN)  # the Admin puts it back: the job may go on
+    assert bulk.resume_job(job, request_by(operator)) is None
+    bulk.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == "done" and job.done == 2 and job.messages_removed == 6
+    assert store.call("EXISTS", "a", "b") == 0 and other.call("EXISTS", "a", "b") == 2
+
+
+def test_a_dry_run_on_a_changed_connection_is_dropped(bot, operator, store, other_store, settings):
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+    write_sessions(store, ["a"])
+    job = bulk.create_job(bot.to_store_connection(), operator, "clear", pattern="*")
+    point_at(bot, other_store.url, other_store.token)
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == "discarded" and f"URL changed from {store.url} to {other_store.url}" in job.error
+    assert AuditEvent.objects.get(action="bulk.dry_run").outcome == "failed"
+
+
+def test_search_results_go_to_a_purge_only_on_the_store_the_search_ran_on(on_bot, bot, store, other, other_store):
+    write_sessions(store, ["jane", "bob"])
+    store.call("LPUSH", "jane", '{"type": "human", "data": {"content": "jane@example.com"}}')
+    response = on_bot.post("/bulk/search/", {"query": "jane@example.com", "key_pattern": "", "role": ""})
+    search = SearchJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
+    assert search.status == "done" and search.store_url == bot.url and search.token_fingerprint
+    point_at(bot, other_store.url, other_store.token)
+    response = on_bot.post(f"/bulk/search/{search.pk}/purge/", {"action": "clear"}, follow=True)
+    expected = f"The connection's URL changed from {store.url} to {other_store.url} and its token changed"
+    assert expected + " since the search" in html.unescape(response.content.decode())
+    assert not BulkJob.objects.exists()
+    refusal = AuditEvent.objects.get(action="bulk.dry_run")
+    assert refusal.outcome == "failed" and expected in refusal.error and refusal.details["search"] == search.pk
+    # A search taken up again (its worker died) goes on only on the store it started on.
+    SearchJob.objects.filter(pk=search.pk).update(status="queued", worker="", cursor="0")
+    content_search.run_search(search.pk)
+    search.refresh_from_db()
+    assert search.status == "failed" and expected + " since the search started" in search.error
+
+
+def test_a_secret_key_rotation_keeps_the_binding(web, store, settings):
+    write_sessions(store, ["a"])
+    job = start(web, action="clear", scope="selected", keys=["a"])
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "a-new-secret-key", [settings.SECRET_KEY]
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "1"})
+    job.refresh_from_db()
+    assert job.status == "done" and store.call("EXISTS", "a") == 0

@@ -26,6 +26,7 @@ class AuditEvent(models.Model):
         ("bulk.dry_run", "Bulk job: dry run"),
         ("bulk.confirm", "Bulk job: confirmed"),
         ("bulk.start", "Bulk job: started"),
+        ("bulk.resume", "Bulk job: resumed"),
         ("bulk.finish", "Bulk job: finished"),
         ("bulk.cancel", "Bulk job: cancelled"),
         ("bulk.fail", "Bulk job: failed"),

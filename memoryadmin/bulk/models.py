@@ -1,3 +1,5 @@
+import uuid
+
 from django.conf import settings
 from django.db import models
 
@@ -15,7 +17,19 @@ class WorkerJob(models.Model):
         abstract = True
 
 
-class SearchJob(WorkerJob):
+class StoreJob(models.Model):
+    """Which store, exactly, a job works on: it goes on only while its connection still points there."""
+
+    store_url = models.TextField(blank=True, help_text="The connection's REST URL when the job began.")
+    token_fingerprint = models.CharField(
+        max_length=64, blank=True, help_text="HMAC of the connection's token then (never the token)."
+    )
+
+    class Meta:
+        abstract = True
+
+
+class SearchJob(WorkerJob, StoreJob):
     """A content search over the sessions of a connection (for erasure requests)."""
 
     QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancelled", "failed"
@@ -60,7 +74,7 @@ class SearchHit(models.Model):
         ordering = ["id"]
 
 
-class BulkJob(WorkerJob):
+class BulkJob(WorkerJob, StoreJob):
     """One bulk action on a frozen set of sessions: dry run, typed confirmation, batches."""
 
     CLEAR, EXPIRE, PERSIST, SUMMARIZE = "clear", "expire", "persist", "summarize"
@@ -94,6 +108,7 @@ class BulkJob(WorkerJob):
     ]
     ACTIVE = (COUNTING, QUEUED, RUNNING)
 
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False, help_text="Names its keys in the store.")
     connection_slug = models.CharField(max_length=20)
     connection_name = models.CharField(max_length=100)
     connection_is_production = models.BooleanField(default=False)
@@ -109,7 +124,6 @@ class BulkJob(WorkerJob):
     total_messages = models.PositiveBigIntegerField(default=0)
     # Run: progress through the frozen keys, in position order.
     next_position = models.PositiveIntegerField(default=0)
-    in_flight = models.PositiveIntegerField(null=True, blank=True, help_text="First position of the batch being sent.")
     done = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0, help_text="Gone, or no longer a list.")
     failed = models.PositiveIntegerField(default=0)

@@ -7,8 +7,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from memoryadmin.accounts.decorators import requires
 from memoryadmin.dashboard.downloads import streaming_csv
 from memoryadmin.dashboard.forms import ttl_form_for
-from memoryadmin.services import audit, bulk
-from memoryadmin.services.connections import current_connection
+from memoryadmin.services import bulk
+from memoryadmin.services.connections import StoreChanged, current_connection
 from memoryadmin.services.content_search import Matcher, QueryError
 
 from .forms import BulkActionForm, ConfirmForm, SearchForm
@@ -99,17 +99,13 @@ def job_cancel(request, pk):
 
 
 @require_POST
-@requires(BULK, "bulk.start")
+@requires(BULK, "bulk.resume")
 def job_resume(request, pk):
     job = get_object_or_404(BulkJob, pk=pk)
-    if bulk.resume_job(job):
-        audit.record(
-            request,
-            "bulk.start",
-            connection=current_connection(request),
-            job=job.audit_job,
-            details={"resumed_at": job.next_position},
-        )
+    problem = bulk.resume_job(job, request)
+    if problem:
+        messages.error(request, problem)
+    else:
         messages.success(request, "Resumed from the last saved batch.")
     return redirect("bulk_job", job.pk)
 
@@ -187,5 +183,9 @@ def search_to_bulk(request, pk):
     if connection.slug != search.connection_slug:
         messages.error(request, f"Switch to the connection “{search.connection_name}” first: the search ran there.")
         return redirect("search_job", pk)
-    job = bulk.create_job(connection, request.user, action, search=search)
+    try:
+        job = bulk.create_job(connection, request.user, action, search=search)
+    except StoreChanged as change:
+        messages.error(request, str(change))
+        return redirect("search_job", pk)
     return redirect("bulk_job", job.pk)

@@ -4,12 +4,19 @@ What is confirmed is what runs: every job works on a frozen list of keys
 (BulkJobKey rows) made before confirmation: the explicit selection, the
 results of a content search, or, for a pattern, every key a complete SCAN
 found during the dry run. Keys written later are never touched. Each key is
-checked (still a list) in the same atomic script that acts on it.
+checked (still a list) in the same atomic script that acts on it. And it
+runs on the store it was counted on: the job records the connection's URL
+and a fingerprint of its token, and refuses to be confirmed, and pauses at
+a run or resume, when the connection points elsewhere now.
 
 A run goes through the frozen keys in batches of at most BATCH_SIZE, one
 store call each, and saves its progress after every batch, so a killed
-worker's job resumes at the last saved batch (re-running a batch is
-harmless: UNLINK, EXPIRE and PERSIST are idempotent). The job row holds
+worker's job resumes at the last saved batch. The script that acts on a
+batch also keeps its replies in the store (one key per job, overwritten by
+each batch), atomically with the action: a batch sent again, after a kill or
+a timed-out reply, is not applied twice but answered with the replies of its
+first run, so every count stays exact; and a batch's counts are added only
+where the job stands (its next position), so never twice. The job row holds
 the counters; memory stays flat however many keys there are.
 """
 
@@ -23,7 +30,7 @@ from django.utils import timezone
 from memoryadmin.bulk.models import BulkJob, BulkJobKey
 
 from . import audit
-from .connections import find_connection
+from .connections import ConnectionChoice, StoreChanged, binding_change, find_connection, store_binding
 from .jobs import this_worker
 from .sessions import SCAN_COUNT, scan_all
 from .summaries import summary_key
@@ -35,13 +42,30 @@ BATCH_SIZE = 1000
 # Pauses between the attempts of a batch the store did not take; then the job pauses.
 RETRY_PAUSES = (0.5, 2.0, 5.0)
 GONE, NOT_A_LIST = -2, -3
+# Where a job's last batch keeps its replies, and for how long (a paused job may be resumed days later).
+RECEIPT_PREFIX = "memoryadmin:bulk-result:"
+RECEIPT_TTL = 7 * 86400
+ONLY_ON_ITS_STORE = "The job goes on only once the connection points at that store again (or cancel it)."
 
-# KEYS: session, summary, session, summary, ...; ARGV: mode (count|clear|expire|persist), seconds.
+# KEYS: session, summary, session, summary, ..., and last, for a run (not a count), the job's receipt.
+# ARGV: mode (count|clear|expire|persist), seconds, and for a run the batch's first position, receipt TTL.
 # One reply per session: -2 gone, -3 not a list (left alone), else its length before the action.
+# A run's replies are kept in the receipt as "<first position>:<reply>,<reply>,...": the same batch
+# sent again gets them back and changes nothing.
 BATCH_SCRIPT = """
-local mode, seconds = ARGV[1], ARGV[2]
+local mode, seconds, batch, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local receipt = (#KEYS % 2 == 1) and KEYS[#KEYS] or nil
 local replies = {}
-for i = 1, #KEYS, 2 do
+if receipt then
+  local saved, tag = redis.call('GET', receipt), batch .. ':'
+  if saved and string.sub(saved, 1, #tag) == tag then
+    for reply in string.gmatch(string.sub(saved, #tag + 1), '-?%d+') do
+      replies[#replies + 1] = tonumber(reply)
+    end
+    return replies
+  end
+end
+for i = 1, #KEYS - 1, 2 do
   local kind = redis.call('TYPE', KEYS[i]).ok
   if kind == 'none' then
     replies[#replies + 1] = -2
@@ -60,26 +84,62 @@ for i = 1, #KEYS, 2 do
     end
   end
 end
+if receipt then
+  redis.call('SET', receipt, batch .. ':' .. table.concat(replies, ','), 'EX', ttl)
+end
 return replies
 """
 
 
-def apply_to_batch(connection, keys, mode, seconds=0):
-    """Check and act on up to BATCH_SIZE sessions in one atomic call; one reply per key."""
+def apply_to_batch(connection, keys, mode, seconds=0, receipt=None):
+    """Check and act on up to BATCH_SIZE sessions in one atomic call; one reply per key.
+
+    receipt: (key, batch's first position) for a run, whose replies are kept there.
+    """
     if not keys:
         return []
     names = [name for key in keys for name in (key, summary_key(connection, key))]
-    return get_client(connection).call("EVAL", BATCH_SCRIPT, len(names), *names, mode, seconds)
+    extra = []
+    if receipt:
+        names.append(receipt[0])
+        extra = [receipt[1], RECEIPT_TTL]
+    return get_client(connection).call("EVAL", BATCH_SCRIPT, len(names), *names, mode, seconds, *extra)
+
+
+def receipt_key(job):
+    return f"{RECEIPT_PREFIX}{job.uuid}"
+
+
+def _filed_under(job):
+    """The connection a job's audit events name: the job's own, even if deleted or renamed since."""
+    return ConnectionChoice(job.connection_slug, job.connection_name, job.connection_is_production)
 
 
 # --- creating and confirming -------------------------------------------------
 
 
 def create_job(connection, user, action, *, ttl_seconds=None, keys=None, pattern="", search=None):
-    """A job in its dry run; explicit keys (or a search's hits) are frozen right away."""
+    """A job in its dry run, bound to the connection's store; explicit keys (or a search's hits) are frozen.
+
+    A search's hits are sessions of the store it ran on: StoreChanged (audited) when the
+    connection points elsewhere now.
+    """
+    if search and (change := binding_change(connection, search, "since the search ran")):
+        problem = f"{change} Run the search again to purge on the store it points at now."
+        audit.record(
+            None,
+            "bulk.dry_run",
+            user=user,
+            connection=connection,
+            outcome="failed",
+            error=problem,
+            details={"action": action, "search": search.pk},
+        )
+        raise StoreChanged(problem)
     selection = BulkJob.SEARCH if search else BulkJob.PATTERN if pattern else BulkJob.KEYS
     with transaction.atomic():
         job = BulkJob.objects.create(
+            **store_binding(connection),
             connection_slug=connection.slug,
             connection_name=connection.name,
             connection_is_production=connection.is_production,
@@ -119,6 +179,8 @@ def confirm_job(job, request, typed=""):
         problem = (
             f"Type {job.total} (the number of sessions) or the connection name “{job.connection_name}” to confirm."
         )
+    elif change := binding_change(find_connection(job.connection_slug), job, "since the dry run"):
+        problem = f"{change} Not confirmed: start a new dry run to act on the store it points at now."
     elif not BulkJob.objects.filter(pk=job.pk, status=BulkJob.AWAITING).update(
         status=BulkJob.QUEUED, confirmed_by=request.user, confirmed_at=timezone.now()
     ):
@@ -126,7 +188,7 @@ def confirm_job(job, request, typed=""):
     audit.record(
         request,
         "bulk.confirm",
-        connection=find_connection(job.connection_slug),
+        connection=_filed_under(job),
         job=job.audit_job,
         outcome="failed" if problem else "ok",
         error=problem or "",
@@ -155,27 +217,43 @@ def request_cancel(job):
     BulkJob.objects.filter(pk=job.pk, status__in=[BulkJob.RUNNING, BulkJob.COUNTING]).update(cancel_requested=True)
 
 
-def resume_job(job):
-    """Queue a job paused by store errors again; it goes on from its last saved batch."""
-    if BulkJob.objects.filter(pk=job.pk, status=BulkJob.PAUSED).update(status=BulkJob.QUEUED, error="", failed=0):
+def resume_job(job, request):
+    """Queue a paused job again, from its last saved batch, if its connection still points at its store.
+
+    Audited as bulk.resume; returns an error message, or None when queued.
+    """
+    problem = None
+    if job.status != BulkJob.PAUSED:
+        problem = "This job is not paused."
+    elif change := binding_change(find_connection(job.connection_slug), job, "since the dry run"):
+        problem = f"{change} {ONLY_ON_ITS_STORE}"
+        BulkJob.objects.filter(pk=job.pk, status=BulkJob.PAUSED).update(error=problem)
+    elif not BulkJob.objects.filter(pk=job.pk, status=BulkJob.PAUSED).update(status=BulkJob.QUEUED, error="", failed=0):
+        problem = "This job is not paused."
+    audit.record(
+        request,
+        "bulk.resume",
+        connection=_filed_under(job),
+        job=job.audit_job,
+        outcome="failed" if problem else "ok",
+        error=problem or "",
+        details={"action": job.action, "resumed_at": job.next_position, "sessions": job.total},
+    )
+    if problem is None:
         from memoryadmin.tasks import run_bulk_job
 
         run_bulk_job.enqueue(job.pk)
-        return True
-    return False
+    return problem
 
 
 # --- the worker side ---------------------------------------------------------
 
 
 def _claim(job_id, from_status, to_status):
-    now = timezone.now()
     # worker="": a job another worker is running is not taken twice.
     claimed = BulkJob.objects.filter(pk=job_id, status=from_status, worker="").update(
-        status=to_status, worker=this_worker(), heartbeat_at=now
+        status=to_status, worker=this_worker(), heartbeat_at=timezone.now()
     )
-    if claimed:
-        BulkJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
     return BulkJob.objects.select_related("requested_by", "confirmed_by").get(pk=job_id) if claimed else None
 
 
@@ -190,19 +268,19 @@ def count_job(job_id):
         return
     connection = find_connection(job.connection_slug)
     try:
-        if connection is None:
-            raise StoreError("The connection of this job was deleted.")
+        if change := binding_change(connection, job, "since the dry run began"):
+            raise StoreChanged(change)
         if job.selection == BulkJob.PATTERN:
             _freeze_pattern(job, connection)
         else:
             _count_frozen(job, connection)
-    except StoreError as error:
+    except (StoreError, StoreChanged) as error:
         BulkJob.objects.filter(pk=job_id).update(status=BulkJob.DISCARDED, error=f"The dry run failed: {error}")
         audit.record(
             None,
             "bulk.dry_run",
             user=job.requested_by,
-            connection=connection,
+            connection=_filed_under(job),
             outcome="failed",
             error=str(error),
             job=job.audit_job,
@@ -217,7 +295,7 @@ def count_job(job_id):
         None,
         "bulk.dry_run",
         user=job.requested_by,
-        connection=connection,
+        connection=_filed_under(job),
         job=job.audit_job,
         details={"sessions": job.total, "messages": job.total_messages, "action": job.action},
     )
@@ -277,43 +355,51 @@ def run_job(job_id):
     if job is None:
         return
     connection = find_connection(job.connection_slug)
-    if job.next_position == 0 and not job.done:
+    if change := binding_change(connection, job, "since the dry run"):
+        return _pause(job, f"{change} {ONLY_ON_ITS_STORE}")
+    # Started once: a resumed job (audited as bulk.resume) does not start again.
+    if BulkJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=timezone.now()):
         audit.record(
             None,
             "bulk.start",
             user=job.confirmed_by,
-            connection=connection,
+            connection=_filed_under(job),
             job=job.audit_job,
             details={"action": job.action, "sessions": job.total},
         )
-    if connection is None:
-        return _pause(job, connection, "The connection of this job was deleted.")
     if job.action == BulkJob.SUMMARIZE:
         return _run_summaries(job, connection)
     mode = {BulkJob.CLEAR: "clear", BulkJob.EXPIRE: "expire", BulkJob.PERSIST: "persist"}[job.action]
-    # A batch sent by a worker that died before saving the result may have been applied:
-    # when it is sent again, the sessions it cleared are gone because of this job.
-    applied_before = job.in_flight
+    status, action = BulkJob.DONE, "bulk.finish"
     for rows in _batches(job, job.next_position):
         if _cancelled(job_id):
-            return _finish(job, connection, BulkJob.CANCELLED, "bulk.cancel")
-        BulkJob.objects.filter(pk=job_id).update(in_flight=rows[0].position)
+            status, action = BulkJob.CANCELLED, "bulk.cancel"
+            break
+        keys, receipt = [row.key for row in rows], (receipt_key(job), rows[0].position)
         try:
-            keys = [row.key for row in rows]
-            replies = _with_retries(lambda keys=keys: apply_to_batch(connection, keys, mode, job.ttl_seconds or 0))
+            replies = _with_retries(apply_to_batch, connection, keys, mode, job.ttl_seconds or 0, receipt=receipt)
         except StoreError as error:
             BulkJob.objects.filter(pk=job_id).update(failed=len(rows))
-            return _pause(job, connection, str(error))
-        if rows[0].position == applied_before and mode == "clear":
-            replies = [0 if reply == GONE else reply for reply in replies]
-        _save_batch(job, rows, replies)
-    _finish(job, connection, BulkJob.DONE, "bulk.finish")
+            return _pause(job, str(error))
+        if not _save_batch(job, rows, replies):
+            log.warning("bulk job %s: another worker has taken it over; this one stops", job.pk)
+            return
+    _drop_receipt(job, connection)
+    _finish(job, status, action)
 
 
-def _with_retries(call):
+def _drop_receipt(job, connection):
+    """Every batch's replies are saved: the receipt in the store can go (else it expires)."""
+    try:
+        get_client(connection).call("DEL", receipt_key(job))
+    except StoreError as error:
+        log.info("bulk job %s: its receipt stays until it expires (%s)", job.pk, error)
+
+
+def _with_retries(call, *args, **kwargs):
     for pause in (*RETRY_PAUSES, None):
         try:
-            return call()
+            return call(*args, **kwargs)
         except StoreError as error:
             if pause is None:
                 raise
@@ -325,23 +411,26 @@ OUTCOMES = {GONE: BulkJobKey.GONE, NOT_A_LIST: BulkJobKey.NOT_A_LIST}
 
 
 def _save_batch(job, rows, replies):
+    """Save a batch's outcomes and counts; False when this worker no longer holds the job."""
     by_outcome = {}
     for row, reply in zip(rows, replies):
         by_outcome.setdefault(OUTCOMES.get(reply, BulkJobKey.DONE), []).append(row.position)
     with transaction.atomic():
+        # Counted only where this worker's job stands, so a batch is never counted twice
+        # (not even by a worker that was given up for dead and taken over).
+        if not BulkJob.objects.filter(pk=job.pk, worker=this_worker(), next_position=rows[0].position).update(
+            next_position=rows[-1].position + 1,
+            done=F("done") + len(by_outcome.get(BulkJobKey.DONE, [])),
+            skipped=F("skipped") + sum(len(by_outcome.get(outcome, [])) for outcome in BulkJobKey.SKIPPED),
+            # The sessions' lengths before the clear; a set TTL removes nothing.
+            messages_removed=F("messages_removed")
+            + (sum(reply for reply in replies if reply > 0) if job.action == BulkJob.CLEAR else 0),
+            heartbeat_at=timezone.now(),
+        ):
+            return False
         for outcome, positions in by_outcome.items():
             BulkJobKey.objects.filter(job=job, position__in=positions).update(outcome=outcome)
-        # Recount from the rows, so a batch run twice (after a kill) is not counted twice.
-        BulkJob.objects.filter(pk=job.pk).update(
-            next_position=rows[-1].position + 1,
-            in_flight=None,
-            done=BulkJobKey.objects.filter(job=job, outcome=BulkJobKey.DONE).count(),
-            skipped=BulkJobKey.objects.filter(job=job, outcome__in=BulkJobKey.SKIPPED).count(),
-            # A batch's lengths before the clear; a set TTL removes nothing.
-            messages_removed=F("messages_removed")
-            + (sum(r for r in replies if r > 0) if job.action == BulkJob.CLEAR else 0),
-            heartbeat_at=timezone.now(),
-        )
+    return True
 
 
 def _run_summaries(job, connection):
@@ -352,16 +441,16 @@ def _run_summaries(job, connection):
     batch = request_batch(connection, keys, job.confirmed_by, f"Bulk job {job.pk}: {job.total} session(s)")
     BulkJobKey.objects.filter(job=job).update(outcome=BulkJobKey.DONE)
     BulkJob.objects.filter(pk=job.pk).update(summary_batch=batch, done=job.total, next_position=job.total)
-    _finish(job, connection, BulkJob.DONE, "bulk.finish")
+    _finish(job, BulkJob.DONE, "bulk.finish")
 
 
-def _pause(job, connection, error):
+def _pause(job, error):
     BulkJob.objects.filter(pk=job.pk).update(status=BulkJob.PAUSED, error=error, worker="")
     audit.record(
         None,
         "bulk.fail",
         user=job.confirmed_by,
-        connection=connection,
+        connection=_filed_under(job),
         outcome="failed",
         error=error,
         job=job.audit_job,
@@ -369,9 +458,11 @@ def _pause(job, connection, error):
     )
 
 
-def _finish(job, connection, status, action):
+def _finish(job, status, action):
     BulkJob.objects.filter(pk=job.pk).update(status=status, finished_at=timezone.now(), worker="")
-    audit.record(None, action, user=job.confirmed_by, connection=connection, job=job.audit_job, details=_counts(job))
+    audit.record(
+        None, action, user=job.confirmed_by, connection=_filed_under(job), job=job.audit_job, details=_counts(job)
+    )
 
 
 def _counts(job):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from memoryadmin.connections.models import Connection
 
@@ -159,6 +160,45 @@ def choose_connection(request, slug):
     request.session[SESSION_KEY] = slug
     request._memoryadmin_connection = None
     return True
+
+
+# --- binding a job to a store --------------------------------------------------
+# A job records which store it works on, and goes on only while its connection
+# still points there: an Admin may give a connection another URL or token at any time.
+
+
+class StoreChanged(Exception):
+    """The connection no longer points at the store a job is bound to; the message says what changed."""
+
+
+def token_fingerprint(token, secret=None):
+    """Tells tokens apart without keeping one: an HMAC-SHA256 of the token keyed with SECRET_KEY, truncated."""
+    return salted_hmac("memoryadmin.store-token", token, secret=secret, algorithm="sha256").hexdigest()[:24]
+
+
+def store_binding(connection):
+    """What a job records of the store it works on: the REST URL and the token's fingerprint."""
+    return {"store_url": connection.url.rstrip("/"), "token_fingerprint": token_fingerprint(connection.token)}
+
+
+def binding_change(connection, job, since):
+    """What changed in a job's connection since the job recorded its store, as a sentence; "" if nothing."""
+    if connection is None:
+        return "The connection of this job was deleted."
+    if not job.store_url:
+        return "It was started before jobs recorded their store: start it again."
+    url = connection.url.rstrip("/")
+    # A fingerprint made before a SECRET_KEY rotation is still recognised.
+    same_token = any(
+        constant_time_compare(token_fingerprint(connection.token, secret), job.token_fingerprint)
+        for secret in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    )
+    if url != job.store_url:
+        token = "" if same_token else " and its token changed"
+        return f"The connection's URL changed from {job.store_url} to {url}{token} {since}."
+    if not same_token:
+        return f"The connection's token changed {since}."
+    return ""
 
 
 @dataclass

@@ -33,7 +33,7 @@ from django.utils import timezone
 from memoryadmin.bulk.models import SearchHit, SearchJob
 
 from . import audit
-from .connections import find_connection
+from .connections import StoreChanged, binding_change, find_connection, store_binding
 from .jobs import this_worker
 from .messages import detect_order, parse_element
 from .sessions import NEWEST_FIRST, SCAN_COUNT, decode_keys
@@ -277,11 +277,15 @@ def run_search(job_id):
     try:
         if connection is None:
             raise StoreError("The connection of this search was deleted.")
+        # Bound to the store it starts on (its hits may become a purge there); resumed, only on that one.
+        bound = SearchJob.objects.filter(pk=job_id, store_url="").update(**store_binding(connection))
+        if not bound and (change := binding_change(connection, job, "since the search started")):
+            raise StoreChanged(change)
         matcher = Matcher(job.query, job.is_regex)
         _search(job, connection, matcher, deadline=time.monotonic() + budget)
         if SearchJob.objects.filter(pk=job_id, cancel_requested=True).exists():
             status = SearchJob.CANCELLED
-    except (StoreError, QueryError) as failure:
+    except (StoreError, StoreChanged, QueryError) as failure:
         status, error = SearchJob.FAILED, str(failure)
     except OutOfTime:
         status = SearchJob.FAILED
