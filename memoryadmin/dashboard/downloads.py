@@ -1,4 +1,5 @@
 import csv
+import json
 
 from django.http import StreamingHttpResponse
 
@@ -36,3 +37,22 @@ def streaming_csv(rows, filename):
     response = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def json_strings(windows):
+    """Stored elements, window by window, as one JSON array of strings, written as it is read.
+
+    Byte for byte what json.dumps(elements, ensure_ascii=False, indent=1) gives; bytes that are
+    not UTF-8 become U+FFFD, the one thing JSON cannot carry. Returns how many elements it holds.
+    """
+    written = 0
+    for window in windows:
+        items = []
+        for element in window:
+            items.append(
+                ("[\n " if written == 0 else ",\n ") + json.dumps(element.decode(errors="replace"), ensure_ascii=False)
+            )
+            written += 1
+        yield "".join(items)
+    yield "\n]" if written else "[]"
+    return written
