@@ -154,7 +154,8 @@ def test_the_event_is_pending_until_the_last_piece_is_sent(web, store):
     assert only_export_event().outcome == "ok" and only_export_event().details["messages"] == 3
 
 
-@pytest.mark.django_db(transaction=True)  # closing a response closes the database connection, as in production
+# Closing a response closes the database connection, as in production: a test outside a transaction.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_download_stopped_half_way_is_a_failed_event(web, store):
     write_langchain_session(store, "s", texts(EXPORT_WINDOW + 1))
     response = web.get(export_path("s", "json"))
