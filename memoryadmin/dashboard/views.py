@@ -1,12 +1,9 @@
-import json
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
-from django.http import Http404, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.template import loader
-from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
@@ -20,9 +17,10 @@ from memoryadmin.accounts.decorators import requires
 from memoryadmin.services import audit, sessions
 from memoryadmin.services.connections import connection_for_write, current_connection, viewed_connection
 from memoryadmin.services.sessions import SessionNotFound
-from memoryadmin.services.summary_jobs import WHOLE_SESSION
 from memoryadmin.summaries.views import summary_panel_context
 
+from . import markdown_export
+from .downloads import json_strings
 from .forms import TTL_PRESETS, UNIT_SECONDS, RawMessageForm, SessionSearchForm, TranscriptWindowForm, ttl_form_for
 from .templatetags.memoryadmin_tags import duration
 
@@ -230,34 +228,46 @@ EXPORT_TYPES = {"json": "application/json", "md": "text/markdown; charset=utf-8"
 @require_GET
 @requires("accounts.view_session", "session.export")
 def session_export(request, key, fmt):
-    """The whole session as a download, oldest message first.
+    """The whole session as a download, oldest message first, streamed as it is read.
 
     JSON is exactly what is stored: an array of the elements as strings (not
-    parsed, so malformed ones survive as they are; bytes that are not UTF-8
-    become U+FFFD, the one thing JSON cannot carry). Markdown is for reading.
+    parsed, so malformed ones survive as they are). Markdown is for reading,
+    and no stored text in it is markup (see markdown_export).
     """
     if fmt not in EXPORT_TYPES:
         raise Http404("No such export format.")
     connection = current_connection(request)
+    chunks = _export_chunks(request, connection, key, fmt)
     try:
-        with audit.audited(
-            request, "session.export", connection=connection, session_key=key, details={"format": fmt}
-        ) as result:
-            transcript = sessions.get_transcript(connection, key, window=WHOLE_SESSION)
-            result["messages"] = len(transcript.messages)
+        session = next(chunks)  # the first window: a session that is not there is a page, not a broken download
     except SessionNotFound as error:
         return render_not_found(request, str(error))
-    if fmt == "json":
-        body = json.dumps([message.raw for _, message in transcript.messages], ensure_ascii=False, indent=1)
-    else:
-        context = {
-            "connection": connection,
-            "transcript": transcript,
-            "permalink": permalink(request, connection, key),
-            "exported_at": timezone.now(),
-        }
-        body = render_to_string("dashboard/session_export.md", context, request=request)
-    filename = f"transcript-{slugify(transcript.display_name)[:60].strip('-') or 'session'}.{fmt}"
-    response = HttpResponse(body, content_type=EXPORT_TYPES[fmt])
+    filename = f"transcript-{slugify(session.display_name)[:60].strip('-') or 'session'}.{fmt}"
+    response = StreamingHttpResponse(chunks, content_type=EXPORT_TYPES[fmt])
     response["Content-Disposition"] = content_disposition_header(True, filename)
     return response
+
+
+def _export_chunks(request, connection, key, fmt):
+    """The session as it begins to be read, then the file in pieces, window by window.
+
+    The audit event is pending before the store is read and settled when the file ends: ok with
+    the number of messages, or failed (a store error, or a download stopped half way).
+    """
+    details = {"format": fmt}
+    with audit.audited(request, "session.export", connection=connection, session_key=key, details=details) as result:
+        session = sessions.read_whole_session(connection, key)
+        yield session
+        if fmt == "json":
+            written = yield from json_strings(session.windows)
+        else:
+            written = yield from markdown_export.transcript(
+                session,
+                connection=connection,
+                permalink=permalink(request, connection, key),
+                exported_at=timezone.now(),
+                username=request.user.get_username(),
+            )
+        result["messages"] = written
+        if written < session.message_count:
+            result["incomplete"] = f"{written} of {session.message_count}: the session was cleared or expired meanwhile"

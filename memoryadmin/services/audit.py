@@ -67,7 +67,8 @@ def audited(request, action, *, connection, session_key="", details=None):
     Used for writes (see the ordering above) and for reads alike, so that
     every transcript read is on record, failed ones included.
 
-    Any exception settles the event as failed (with its message) and is re-raised.
+    Any exception settles the event as failed (with its message) and is re-raised. So does the
+    closing of a streamed download's generator before its end (the client went away).
     """
     event = record(
         request, action, connection=connection, session_key=session_key, outcome=AuditEvent.PENDING, details=details
@@ -75,6 +76,9 @@ def audited(request, action, *, connection, session_key="", details=None):
     result = {}
     try:
         yield result
+    except GeneratorExit:
+        settle(event, AuditEvent.FAILED, result, error="Stopped before the end: the download was interrupted.")
+        raise
     except Exception as error:
         settle(event, AuditEvent.FAILED, result, error=str(error))
         raise

@@ -17,6 +17,7 @@ with `problem` set and `raw` kept: the page shows it with a warning.
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,34 @@ def _interpret(raw, problems):
         return _from_llamaindex(value, problems)
     problems.append(f"Unknown message shape (keys: {_key_list(value)})")
     return Message()
+
+
+# ``` on a line of its own opens a block (an optional language word after it), and the next ``` closes it.
+_CODE_BLOCK = re.compile(r"^```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:^```[ \t]*(?:\n|\Z)|\Z)", re.M | re.S)
+
+
+@dataclass
+class TextPiece:
+    text: str
+    code: bool = False  # inside a ``` block
+    language: str = ""  # the word after a block's opening ```, as written
+
+
+def text_pieces(text: str) -> list[TextPiece]:
+    """Message text split at its ``` blocks, the one markup a transcript shows (on the page and in exports).
+
+    A block not closed runs to the end of the text. The newline that ends the prose before a block and
+    the newlines that end a block's code belong to the block's own lines, not to the text shown.
+    """
+    pieces, position = [], 0
+    for match in _CODE_BLOCK.finditer(text):
+        if prose := text[position : match.start()].removesuffix("\n"):
+            pieces.append(TextPiece(prose))
+        pieces.append(TextPiece(match.group(2).rstrip("\n"), code=True, language=match.group(1)))
+        position = match.end()
+    if position < len(text):
+        pieces.append(TextPiece(text[position:]))
+    return pieces
 
 
 def _from_langchain(message_type, data, problems):

@@ -5,10 +5,13 @@ list is one SCAN call per cursor step plus one pipeline for all rows'
 metadata; a transcript page is one transaction (two for the first page of an
 oldest-first session longer than the window, whose order is only known once
 its elements are read); single-session writes are one atomic script each.
-Nothing reads a whole list to count it.
+An export reads the whole session, one script call per window, bounded in
+messages and in bytes. Nothing reads a whole list to count it.
 """
 
+import gc
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .messages import Message, detect_order, parse_element
@@ -54,6 +57,45 @@ return {before, redis.call('TTL', KEYS[1])}
 )
 
 
+# A window of an export, counted from the oldest end of the list so that messages the chat app adds
+# meanwhile do not shift it. KEYS: session, and the summary (on the first window only). ARGV: the
+# chronological index of the first message, how many at most, a byte budget (a window holds at least
+# one message), the list order. Reply: {length, TTL, the summary's HGETALL, elements oldest first...}.
+# It reads in steps of 100, so that a budget reached early reads no further.
+WINDOW_SCRIPT = (
+    _GUARD
+    + """
+local first, count, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local newest_first = ARGV[4] == 'newest-first'
+local summary = KEYS[2] and redis.call('HGETALL', KEYS[2]) or {}
+local reply = {redis.call('LLEN', KEYS[1]), redis.call('TTL', KEYS[1]), summary}
+local bytes, position, stop = 0, first, first + count
+while position < stop do
+  local last = math.min(position + 100, stop) - 1
+  local chunk
+  if newest_first then
+    chunk = redis.call('LRANGE', KEYS[1], -(last + 1), -(position + 1))
+  else
+    chunk = redis.call('LRANGE', KEYS[1], position, last)
+  end
+  for n = 1, #chunk do
+    local element = chunk[newest_first and #chunk + 1 - n or n]
+    if #reply > 3 and bytes + #element > budget then return reply end
+    bytes = bytes + #element
+    reply[#reply + 1] = element
+  end
+  if #chunk <= last - position then return reply end
+  position = last + 1
+end
+return reply
+"""
+)
+# An export holds one window in memory, not the session. Upstash refuses a request whose reply passes
+# its size limit (10 MB on most plans): the byte budget keeps windows of big messages far below it.
+EXPORT_WINDOW = 1000
+EXPORT_WINDOW_BYTES = 1_000_000
+
+
 class SessionNotFound(Exception):
     """The key is gone (cleared or expired) or is not a list."""
 
@@ -95,6 +137,20 @@ class Transcript:
     @property
     def has_earlier(self):
         return self.start > 0
+
+
+@dataclass
+class WholeSession:
+    """A session being read whole, oldest message first (for exports)."""
+
+    key: str
+    display_name: str
+    message_count: int  # when the reading began; the windows stop there
+    ttl: int
+    order: str
+    writer: str
+    summary: Summary | None
+    windows: Iterator[list[bytes]]  # the stored elements, window by window, each read as it is reached
 
 
 @dataclass
@@ -332,6 +388,76 @@ def get_transcript(connection, key, before=None, order=None, window=50):
         summary=summary,
         writer=writer_label(key, first),
     )
+
+
+def _read_from_oldest(client, key, order, first, count, budget, summary=None):
+    """Elements from chronological index `first` on (at most `count`, about `budget` bytes), in one round trip."""
+    keys = [key, summary] if summary else [key]
+    reply = client.call("EVAL", WINDOW_SCRIPT, len(keys), *keys, first, count, budget, order)
+    if reply == -2:
+        raise SessionNotFound(f"There is no session {key!r}: it was cleared or has expired.")
+    if reply == -3:
+        raise SessionNotFound(f"{key!r} is not a list, so it is not a chat session.")
+    length, ttl, summary_fields, *elements = reply
+    return length, ttl, parse_summary(summary_fields), elements
+
+
+def read_whole_session(connection, key, window=EXPORT_WINDOW, window_bytes=EXPORT_WINDOW_BYTES):
+    """The whole session, oldest message first, read window by window as `windows` is iterated.
+
+    The first window is read here, so a session that is not there raises SessionNotFound at once.
+    The order is found as for a transcript page: the connection's, else detected from the first
+    window, read as newest-first (an oldest-first list longer than that window costs one more read).
+    Reading stops at the length the session had when it began; a session cleared or expired
+    meanwhile ends the windows early, with what was read.
+    """
+    client = get_client(connection)
+    forced = connection.list_order in (NEWEST_FIRST, OLDEST_FIRST)
+    order = connection.list_order if forced else NEWEST_FIRST
+    summary = summary_key(connection, key)
+    length, ttl, summary_read, elements = _read_from_oldest(client, key, order, 0, window, window_bytes, summary)
+    messages = [parse_element(element) for element in elements]
+    detected = order if forced else detect_order(messages) or NEWEST_FIRST
+    if detected != order:
+        if len(elements) < length:
+            length, ttl, summary_read, elements = _read_from_oldest(
+                client, key, detected, 0, window, window_bytes, summary
+            )
+            messages = [parse_element(element) for element in elements]
+        else:  # the whole list, read from the wrong end
+            elements.reverse()
+            messages.reverse()
+    first_known = next((message for message in messages if message.format != "unknown"), None)
+    return WholeSession(
+        key=key,
+        display_name=display_name(connection, key),
+        message_count=length,
+        ttl=ttl,
+        order=detected,
+        writer=writer_label(key, first_known),
+        summary=summary_read,
+        windows=_windows(client, key, detected, elements, length, window, window_bytes),
+    )
+
+
+def _windows(client, key, order, first_window, length, window, window_bytes):
+    position = len(first_window)
+    yield first_window
+    del first_window  # one window in memory at a time
+    while position < length:
+        try:
+            _, _, _, elements = _read_from_oldest(
+                client, key, order, position, min(window, length - position), window_bytes
+            )
+        except SessionNotFound:
+            return  # cleared or expired meanwhile: the windows end with what was read
+        if not elements:
+            return
+        # httpx keeps each response in a reference cycle (response <-> its stream): the reply's body is freed
+        # only by the cycle collector, which big replies alone seldom wake. Free each one before the next.
+        gc.collect(1)
+        yield elements
+        position += len(elements)
 
 
 def read_message(connection, key, index, order):

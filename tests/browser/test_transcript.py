@@ -92,9 +92,10 @@ def test_export_json_and_markdown_are_downloads_and_audited(operator_page, suppo
         page.get_by_role("link", name="Markdown").click()
     assert download.value.suggested_filename == "transcript-shoporder-a1042.md"
     markdown = Path(download.value.path()).read_text()
-    assert markdown.startswith("# Transcript: shop:order-a1042\n")
-    assert "### 2. human\n\nHi! My order A-1042 has not arrived. Can you check?\n" in markdown
-    assert "Tool call `lookup_order` (call_1):\n\n```json\n{\n" in markdown
+    # Stored text is escaped, so that none of it is markup; its ``` blocks are code blocks.
+    assert markdown.startswith("# Transcript: shop\\:order\\-a1042\n")
+    assert "### 2. human\n\nHi\\! My order A\\-1042 has not arrived\\. Can you check\\?\n" in markdown
+    assert "Tool call `lookup_order` (call\\_1):\n\n```json\n{\n" in markdown
     assert "```bash\ncurl https://track.example.com/A-1042" in markdown
 
     events = AuditEvent.objects.filter(action="session.export", session_key=CHAT_KEY).order_by("id")

@@ -1,4 +1,3 @@
-import re
 from datetime import UTC, timedelta
 from functools import lru_cache
 
@@ -12,6 +11,7 @@ from django.utils.timesince import timesince
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.services.connections import CONNECTION_FIELD
 from memoryadmin.services.content_search import SNIPPET_CONTEXT
+from memoryadmin.services.messages import text_pieces
 
 register = template.Library()
 
@@ -103,10 +103,6 @@ def connection_field(connection):
     return format_html('<input type="hidden" name="{}" value="{}">', CONNECTION_FIELD, connection.slug)
 
 
-# ``` on a line of its own opens a block (an optional language word after it), and the next ``` closes it.
-_FENCE = re.compile(r"^```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:^```[ \t]*(?:\n|\Z)|\Z)", re.M | re.S)
-
-
 @register.filter(needs_autoescape=True)
 def message_text(text, autoescape=True):
     """Message text with ``` fenced blocks as <pre><code>; everything is escaped, nothing else is markup.
@@ -114,57 +110,14 @@ def message_text(text, autoescape=True):
     Text without fences comes out exactly as `{{ text }}` would (escaped).
     """
     escape = conditional_escape if autoescape else str
-    text = str(text)
-    pieces, position = [], 0
-    for match in _FENCE.finditer(text):
-        # The block starts on a line of its own anyway: the newline before it would be a blank line.
-        pieces.append(escape(text[position : match.start()].removesuffix("\n")))
-        language = match.group(1)
-        language_class = f' class="language-{escape(language)}"' if language else ""
-        pieces.append(f'<pre class="code"><code{language_class}>{escape(match.group(2).rstrip(chr(10)))}</code></pre>')
-        position = match.end()
-    pieces.append(escape(text[position:]))
+    pieces = []
+    for piece in text_pieces(str(text)):
+        if piece.code:
+            language_class = f' class="language-{escape(piece.language)}"' if piece.language else ""
+            pieces.append(f'<pre class="code"><code{language_class}>{escape(piece.text)}</code></pre>')
+        else:
+            pieces.append(escape(piece.text))
     return mark_safe("".join(pieces))
-
-
-def _backticks_around(text, at_least):
-    """A run of backticks longer than any inside `text`, so that the text cannot close it."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    return "`" * max(at_least, longest + 1)
-
-
-@register.filter
-def md_fence(text, language=""):
-    """`text` as a Markdown fenced block."""
-    fence = _backticks_around(str(text), 3)
-    return f"{fence}{language}\n{text}\n{fence}"
-
-
-@register.filter
-def md_text(text):
-    """Stored text as Markdown, as written, except that `<` outside ``` blocks is escaped (`\\<`).
-
-    Transcripts hold anything users typed: in a viewer that renders HTML inside
-    Markdown, a `<script>` or `<img onerror>` from the store must stay text.
-    """
-    text = str(text)
-    pieces, position = [], 0
-    for match in _FENCE.finditer(text):
-        pieces += [text[position : match.start()].replace("<", "\\<"), match.group(0)]
-        position = match.end()
-    pieces.append(text[position:].replace("<", "\\<"))
-    return "".join(pieces)
-
-
-@register.filter
-def md_code(text):
-    """`text` as Markdown inline code (newlines read as spaces there)."""
-    text = str(text)
-    if not text.strip():
-        return '""'
-    ticks = _backticks_around(text, 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""  # so the text's own ticks stay inside
-    return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
 @register.simple_tag(takes_context=True)
