@@ -9,6 +9,7 @@ from memoryadmin.bulk.models import SearchJob
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.summaries.models import SummaryBatch, SummaryJob
 
+from .conftest import SHOWN_ENV
 from .factories import write_langchain_session
 from .test_bulk import start
 
@@ -62,7 +63,7 @@ def test_every_response_to_a_signed_in_user_is_no_store_and_varies_on_htmx(admin
 
 
 def test_a_form_post_answer_is_no_store_too(admin_web, every_url):
-    response = admin_web.post(f"/sessions/{encode_key(KEY)}/ttl/", {"preset": "3600"})
+    response = admin_web.post(f"/sessions/{encode_key(KEY)}/ttl/", {"preset": "3600", **SHOWN_ENV})
     assert response.status_code == 302 and "no-store" in response["Cache-Control"]
 
 
