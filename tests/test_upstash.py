@@ -53,6 +53,11 @@ def test_dead_store_fails_fast_after_bounded_retries():
     assert time.monotonic() - started < 2  # two short pauses, no hang
 
 
+def test_a_url_httpx_cannot_use_is_a_store_error():
+    with pytest.raises(StoreUnavailable, match="not a valid URL"):
+        StoreClient("http://exämple..com", "t", timeout=1, retries=0).call("PING")
+
+
 def test_slow_store_times_out_once_without_retry(local_store, connection):
     client = get_client(dataclasses.replace(connection, name="slow", timeout=0.3))
     local_store.gateway.latency_ms = 1000

@@ -20,14 +20,22 @@ class StoreErrorMiddleware:
 
     def process_exception(self, request, exception):
         if isinstance(exception, StoreError):
+            # Each kind says whether trying again can help and whether the connection may be at fault.
             title, status = exception.title, exception.http_status
+            retry, check_connection = exception.retry, exception.check_connection
         elif isinstance(exception, NoConnectionConfigured):
-            title, status = "No store configured", 503
+            title, status, retry, check_connection = "No store configured", 503, True, True
         elif isinstance(exception, SecretUnreadable):
-            title, status = "The connection's token cannot be decrypted", 503
+            title, status, retry, check_connection = "The connection's token cannot be decrypted", 503, True, True
         else:
             return None
         log.warning("store error on %s: %s", request.path, exception)
-        context = {"title": title, "message": str(exception), "retry": True}
+        context = {
+            "title": title,
+            "message": str(exception),
+            "retry": retry,
+            "check_connection": check_connection,
+            "request_id": getattr(request, "request_id", ""),
+        }
         template = "dashboard/problem.html#alert" if getattr(request, "htmx", False) else "dashboard/problem.html"
         return render(request, template, context, status=status)

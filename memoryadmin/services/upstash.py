@@ -1,25 +1,30 @@
 """The Upstash client: one per connection, built once, with timeouts and error mapping.
 
-Everything the app sends to a store goes through `StoreClient`, which wraps
-the upstash-redis SDK's own HTTP transport (`upstash_redis.http`) with two
-changes the SDK does not offer:
+Everything the app sends to a store goes through `StoreClient`. It speaks the
+Upstash REST protocol itself over httpx, with the SDK's request headers
+(`upstash_redis.http.make_headers`), and does what the SDK's transport does
+not:
 
 - a timeout on every request (the SDK's httpx client has none, so a dead
   store would hang a worker forever) and a bounded retry of connection
-  failures only: a request that timed out is not sent again, so the operator
-  waits at most one timeout; and for a moment after a timeout, requests
-  fail at once rather than pile up behind a store that is not answering;
+  failures only: a request that timed out, or whose reply was cut off, is not
+  sent again, so the operator waits at most one timeout and a write never
+  runs twice; and for a moment after a timeout, requests fail at once rather
+  than pile up behind a store that is not answering;
+- reading every reply itself. upstash-redis 1.8 crashes (AttributeError) on a
+  pipeline refused as a whole, which Upstash answers with one top-level
+  `{"error"}` instead of a list, and on any body that is not the JSON it
+  expects (a proxy's HTML page, a cut-off body). Here every shape becomes one
+  of the StoreErrors below, with the store's own words and what to do;
 - our own decoding of the base64 replies. The SDK decodes every string as
   UTF-8, so one stored value that is not UTF-8 makes a whole pipeline raise.
   Here every string comes back as `bytes`; callers decode what they know is
   text and keep the bytes of what may not be (message elements).
-
-Failures become one of three exceptions that views turn into a clear page:
-`StoreUnavailable` (503), `StoreAuthError` and `StoreCommandError` (502).
 """
 
 import json
 import logging
+import re
 import threading
 import time
 from binascii import a2b_base64
@@ -27,31 +32,144 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
-from upstash_redis.errors import UpstashError
-from upstash_redis.http import SyncHttpClient, make_headers
+from upstash_redis.http import make_headers
 
 log = logging.getLogger(__name__)
 
 
 class StoreError(Exception):
-    """Something went wrong talking to the store; the message is for the operator."""
+    """Something went wrong talking to the store; the message is for the operator.
+
+    `retry`: whether trying again can help. `check_connection`: whether the
+    connection's URL or token may be at fault.
+    """
 
     http_status = 503
     title = "The store is unavailable"
+    retry = True
+    check_connection = True
 
 
 class StoreUnavailable(StoreError):
-    """The store could not be reached, or did not answer in time."""
+    """The store could not be reached, did not answer in time, or answered with a server error."""
 
 
 class StoreAuthError(StoreError):
+    """HTTP 401, WRONGPASS, NOAUTH: the token is wrong or missing."""
+
     http_status = 502
     title = "The store refused the credentials"
 
 
 class StoreCommandError(StoreError):
+    """The store refused a command (WRONGTYPE, a syntax error...): its own text, as it said it."""
+
     http_status = 502
     title = "The store refused a command"
+    check_connection = False
+
+
+class StoreLimitError(StoreError):
+    """The request, or its reply, was over the store's request-size limit: sending it again cannot help."""
+
+    http_status = 502
+    title = "The request was too big for the store"
+    retry = False
+    check_connection = False
+
+
+class StorePlanLimitError(StoreError):
+    """A limit of the store's plan: requests per day or month, concurrent connections, data size; or HTTP 429."""
+
+    http_status = 503
+    title = "The store's plan limit was reached"
+    check_connection = False
+
+
+class StoreReplyError(StoreError):
+    """A reply that could not be read: not JSON, cut off, or not the shape of an Upstash reply."""
+
+    http_status = 502
+    title = "The store's reply could not be read"
+
+
+# What each limit means for the operator; the store's own text follows. Matched in lower case.
+REQUEST_TOO_BIG = (
+    "This request was too big for the store's request limit (10 MB on Free and Pay-as-you-go): "
+    "it, or its reply, holds very large data, most likely a session with very large messages. "
+    "What still works: the session list, other sessions, and clearing a session or changing its TTL, "
+    "which do not read its messages. Pro plans and quota increases allow larger requests."
+)
+PLAN_LIMITS = (
+    (
+        "max requests limit exceeded",
+        "The store's plan allows no more requests for now (its request limit): "
+        "try again later or raise the plan in the Upstash console.",
+    ),
+    (
+        "max daily request limit exceeded",
+        "The store's plan allows no more requests today (its daily request limit): "
+        "try again later or raise the plan in the Upstash console.",
+    ),
+    (
+        "max concurrent connections exceeded",
+        "Too many connections to the store at once (its plan's limit): "
+        "try again in a moment; if it keeps happening, raise the plan.",
+    ),
+    (
+        "db capacity quota exceeded",
+        "The store is full (its plan's data size limit). Reading and clearing sessions still work; "
+        "other writes (TTL changes, summaries) are refused until data is removed or the plan is raised.",
+    ),
+)
+RATE_LIMITED = "The store, or a proxy in front of it, is limiting requests: try again later or raise the plan."
+
+
+def refusal(status, text, host, from_store=True):
+    """The StoreError a refusal means: by the store's text first, else by the HTTP status.
+
+    `from_store`: `text` is an Upstash `{"error": ...}`; otherwise it is what a
+    page said (a proxy's, or not a store's at all).
+    """
+    lowered = text.lower()
+    answered = f"The store at {host} answered HTTP {status}" + (f": “{text}”." if text else ".")
+    if "max request size exceeded" in lowered or status == 413:
+        return StoreLimitError(f"{REQUEST_TOO_BIG} {answered}")
+    for marker, advice in PLAN_LIMITS:
+        if marker in lowered:
+            return StorePlanLimitError(f"{advice} {answered}")
+    if status == 429:
+        return StorePlanLimitError(f"{RATE_LIMITED} {answered}")
+    if status == 401 or lowered.startswith(("wrongpass", "noauth")):
+        return StoreAuthError(f"The store rejected the REST token. Check the token of this connection. {answered}")
+    if status >= 500 or status in (404, 405):
+        return StoreUnavailable(
+            f"{answered} Try again in a moment; if it keeps happening, check the store's status in the Upstash console."
+        )
+    if from_store:
+        return StoreCommandError(f"The store refused a command: {text}")
+    what = f"HTTP {status} with “{text}”" if text else f"an empty HTTP {status} reply"
+    return unreadable(host, f"{what} instead of a store's reply")
+
+
+def unreadable(host, why):
+    return StoreReplyError(
+        f"The reply of the store at {host} could not be read: {why}. A proxy between the app and the store, "
+        "or a URL that is not an Upstash REST URL, may be at fault: try again, and if it keeps happening, "
+        "check this connection's URL."
+    )
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def page_text(content):
+    """What a reply that is not JSON says, in a few words: an HTML page's title, else its text."""
+    text = content[:4000].decode("utf-8", errors="replace")
+    title = _TITLE.search(text)
+    words = " ".join(_TAG.sub(" ", title.group(1) if title else text).split())
+    return words if len(words) <= 200 else words[:199] + "…"
 
 
 @dataclass(frozen=True)
@@ -87,21 +205,15 @@ def decode_reply(raw):
 
     binascii directly: a search decodes every message of every session, and
     base64.b64decode's argument checks cost four times the decoding itself.
+    Raises ValueError for what is no REST result (bad base64, a JSON object).
     """
     if type(raw) is str:
         return b"OK" if raw == "OK" else a2b_base64(raw)
     if type(raw) is list:
         return [a2b_base64(item) if type(item) is str and item != "OK" else decode_reply(item) for item in raw]
+    if type(raw) is dict:
+        raise ValueError("a JSON object in a result")
     return raw  # int or None
-
-
-def _raise_for_status(response):
-    """httpx response hook: turn HTTP failures into our exceptions before the SDK parses."""
-    if response.status_code == 401:
-        raise StoreAuthError("The store rejected the REST token (HTTP 401). Check the token of this connection.")
-    if response.status_code >= 500 or response.status_code in (404, 405):
-        response.read()
-        raise StoreUnavailable(f"The store answered HTTP {response.status_code}: {response.text[:200] or 'no details'}")
 
 
 class QuietAfterTimeout:
@@ -159,30 +271,48 @@ class StoreClient:
         self.retries = max(0, retries)
         self._headers = make_headers(token, "base64", allow_telemetry=False)
         self._breaker = QuietAfterTimeout(min(self.QUIET_AFTER_TIMEOUT, timeout))
-        # encoding=None: the SDK hands back the base64 strings and we decode them.
-        self._http = SyncHttpClient(encoding=None, retries=0, retry_interval=0)
-        self._http._client.close()
-        self._http._client = httpx.Client(
+        self._http = httpx.Client(
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-            event_hooks={"response": [_raise_for_status]},
         )
 
     def call(self, *command):
         """Run one command; strings in the reply are bytes."""
-        return decode_reply(self._send(self.url, list(command), from_pipeline=False))
+        body = self._request(self.url, list(command))
+        try:
+            return decode_reply(body["result"])
+        except (TypeError, KeyError):
+            raise unreadable(self.host, "a reply without a result") from None
+        except ValueError as error:
+            raise unreadable(self.host, f"a result that is not what the store sends ({error})") from None
 
     def pipeline(self, commands, transaction=False):
         """Run commands in one round trip (atomically with transaction=True)."""
         if not commands:
             return []
         endpoint = f"{self.url}/multi-exec" if transaction else f"{self.url}/pipeline"
-        return [decode_reply(reply) for reply in self._send(endpoint, [list(c) for c in commands], True)]
+        body = self._request(endpoint, [list(command) for command in commands])
+        if type(body) is not list or len(body) != len(commands):
+            count = f"{len(body)} replies" if type(body) is list else "no list of replies"
+            raise unreadable(self.host, f"{count} for {len(commands)} commands")
+        replies = []
+        for reply in body:
+            try:
+                replies.append(decode_reply(reply["result"]))
+            except (TypeError, KeyError):
+                error = reply.get("error") if type(reply) is dict else None
+                if error is None:
+                    raise unreadable(self.host, "a reply without a result among a pipeline's replies") from None
+                raise refusal(200, str(error), self.host) from None
+            except ValueError as error:
+                raise unreadable(self.host, f"a result that is not what the store sends ({error})") from None
+        return replies
 
     def close(self):
         self._http.close()
 
-    def _send(self, endpoint, command, from_pipeline):
+    def _request(self, endpoint, payload):
+        """POST `payload`; the JSON body of a 200 reply, or raise the StoreError any other reply means."""
         send, probe = self._breaker.admit()
         if not send:
             raise StoreUnavailable(
@@ -192,24 +322,36 @@ class StoreClient:
         sent_at = time.monotonic()
         answered = False
         try:
-            reply = self._send_with_retries(endpoint, command, from_pipeline)
+            status, content = self._post(endpoint, payload)
             answered = True
-            return reply
         except StoreError as error:
-            # Only silence counts against the store; a refusal or an error reply is an answer.
+            # Only silence counts against the store; a refusal or a garbled reply is an answer.
             answered = not isinstance(error.__cause__, httpx.TimeoutException)
             raise
         finally:
             self._breaker.settle(sent_at, answered, probe)
+        try:
+            body = json.loads(content)
+        except ValueError:
+            raise refusal(status, page_text(content), self.host, from_store=False) from None
+        error = body.get("error") if type(body) is dict else None
+        if error is not None:
+            # A single command's refusal, a pipeline refused as a whole, a 401, a limit.
+            raise refusal(status, str(error), self.host)
+        if status != 200:
+            raise refusal(status, page_text(content), self.host, from_store=False)
+        return body
 
-    def _send_with_retries(self, endpoint, command, from_pipeline):
+    def _post(self, endpoint, payload):
+        """(status, body) of the store's reply, retrying only what never reached the store."""
+        try:
+            request = self._http.build_request("POST", endpoint, json=payload, headers=self._headers)
+        except httpx.InvalidURL as error:
+            raise StoreUnavailable(f"This connection's URL is not a valid URL ({error}). Check it.") from error
         for attempt in range(self.retries + 1):
             try:
-                return self._http.execute(endpoint, self._headers, command, from_pipeline=from_pipeline)
-            except StoreError:
-                raise
-            except UpstashError as error:
-                raise StoreCommandError(f"The store refused a command: {error}") from error
+                response = self._http.send(request, stream=True)
+                break
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as error:
                 # Nothing reached the store (or a kept-alive connection had been
                 # closed under us): safe to send again.
@@ -220,12 +362,27 @@ class StoreClient:
                     ) from error
                 time.sleep(self.RETRY_PAUSES[min(attempt, len(self.RETRY_PAUSES) - 1)])
             except httpx.TimeoutException as error:
+                raise self._timed_out() from error
+            except httpx.HTTPError as error:
+                # A connection lost while sending (it may have arrived: not sent again), or a URL httpx refuses.
                 raise StoreUnavailable(
-                    f"The store at {self.host} did not answer within {self.timeout:g} s. "
-                    "It may be overloaded or unreachable; try again in a moment."
+                    f"The request to the store at {self.host} failed ({type(error).__name__}: {error}). "
+                    "Check this connection's URL, then try again."
                 ) from error
-            except (httpx.HTTPError, json.JSONDecodeError, ValueError) as error:
-                raise StoreUnavailable(f"Unexpected reply from the store at {self.host}: {error}") from error
+        try:
+            return response.status_code, response.read()
+        except httpx.TimeoutException as error:
+            raise self._timed_out() from error
+        except httpx.HTTPError as error:
+            raise unreadable(self.host, f"it was cut off ({error}); its commands may have run") from error
+        finally:
+            response.close()
+
+    def _timed_out(self):
+        return StoreUnavailable(
+            f"The store at {self.host} did not answer within {self.timeout:g} s. "
+            "It may be overloaded or unreachable; try again in a moment."
+        )
 
 
 _clients = {}
