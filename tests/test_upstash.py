@@ -16,6 +16,8 @@ from memoryadmin.services.upstash import (
     get_client,
 )
 
+from .fake_store import FakeStore, Reply, b64
+
 
 def free_port():
     with socket.socket() as sock:
@@ -116,3 +118,67 @@ def test_while_the_probe_waits_other_requests_fail_at_once(local_store, connecti
     assert time.monotonic() - started < 0.05
     probe.join()
     local_store.gateway.latency_ms = 0
+
+
+# --- read-your-writes: the sync token -----------------------------------------
+
+
+class TokenDesk:
+    """Answers like a global database: each reply hands out a new sync token (the error replies too)."""
+
+    def __init__(self):
+        self.handed_out = 0
+
+    def __call__(self, request):
+        self.handed_out += 1
+        headers = {"upstash-sync-token": f"sync-{self.handed_out}"}
+        if request.path == "/pipeline":
+            return Reply(200, [{"result": 1}] * len(request.body), headers=headers)
+        if request.body[0] == "LLEN":
+            return Reply(
+                400, {"error": "WRONGTYPE Operation against a key holding the wrong kind of value"}, headers=headers
+            )
+        return Reply(200, {"result": b64("PONG")}, headers=headers)
+
+
+def sent_tokens(fake):
+    return [seen.headers.get("Upstash-Sync-Token") for seen in fake.seen]
+
+
+def test_the_last_sync_token_received_goes_with_the_next_request():
+    with FakeStore() as fake:
+        fake.replies["*"] = TokenDesk()
+        client = StoreClient(fake.url, "t")
+        client.call("SET", "k", "v")
+        client.pipeline([["GET", "k"], ["TTL", "k"]])
+        with pytest.raises(StoreCommandError):
+            client.call("LLEN", "k")
+        fake.replies["*"] = Reply(200, {"result": b64("PONG")})  # a reply without a token keeps the last one
+        client.call("PING")
+        client.call("PING")
+        assert sent_tokens(fake) == [None, "sync-1", "sync-2", "sync-3", "sync-3"]
+
+
+def test_each_client_keeps_its_own_sync_token():
+    with FakeStore() as fake:
+        fake.replies["*"] = TokenDesk()
+        first, second = StoreClient(fake.url, "t"), StoreClient(fake.url, "t")
+        first.call("SET", "k", "v")
+        second.call("GET", "k")
+        first.call("GET", "k")
+        second.call("GET", "k")
+        assert sent_tokens(fake) == [None, None, "sync-1", "sync-2"]
+
+
+def test_threads_sharing_a_client_all_send_the_token_they_were_handed():
+    with FakeStore() as fake:
+        fake.replies["*"] = TokenDesk()
+        client = StoreClient(fake.url, "t")
+        client.call("PING")
+        threads = [threading.Thread(target=lambda: [client.call("PING") for _ in range(20)]) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        handed_out = {f"sync-{n}" for n in range(1, 122)}
+        assert len(fake.seen) == 121 and set(sent_tokens(fake)[1:]) <= handed_out

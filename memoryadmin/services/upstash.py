@@ -19,7 +19,10 @@ not:
 - our own decoding of the base64 replies. The SDK decodes every string as
   UTF-8, so one stored value that is not UTF-8 makes a whole pipeline raise.
   Here every string comes back as `bytes`; callers decode what they know is
-  text and keep the bytes of what may not be (message elements).
+  text and keep the bytes of what may not be (message elements);
+- read-your-writes on global databases: like the SDKs, each client sends the
+  last `Upstash-Sync-Token` a reply carried, so a replica serving a read
+  waits until it has this client's earlier writes.
 """
 
 import json
@@ -275,6 +278,10 @@ class StoreClient:
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
         )
+        # The last sync token a reply carried. Threads share it without a lock:
+        # reading or replacing one attribute is atomic, and each request builds
+        # its own headers (the SDK's shared, mutated headers dict is not thread-safe).
+        self._sync_token = ""
 
     def call(self, *command):
         """Run one command; strings in the reply are bytes."""
@@ -344,8 +351,10 @@ class StoreClient:
 
     def _post(self, endpoint, payload):
         """(status, body) of the store's reply, retrying only what never reached the store."""
+        token = self._sync_token
+        headers = {**self._headers, "Upstash-Sync-Token": token} if token else self._headers
         try:
-            request = self._http.build_request("POST", endpoint, json=payload, headers=self._headers)
+            request = self._http.build_request("POST", endpoint, json=payload, headers=headers)
         except httpx.InvalidURL as error:
             raise StoreUnavailable(f"This connection's URL is not a valid URL ({error}). Check it.") from error
         for attempt in range(self.retries + 1):
@@ -370,6 +379,9 @@ class StoreClient:
                     "Check this connection's URL, then try again."
                 ) from error
         try:
+            sync_token = response.headers.get("upstash-sync-token")
+            if sync_token:
+                self._sync_token = sync_token
             return response.status_code, response.read()
         except httpx.TimeoutException as error:
             raise self._timed_out() from error
