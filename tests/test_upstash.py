@@ -13,6 +13,7 @@ from memoryadmin.services.upstash import (
     StoreClient,
     StoreCommandError,
     StoreUnavailable,
+    count_commands,
     get_client,
 )
 
@@ -182,3 +183,59 @@ def test_threads_sharing_a_client_all_send_the_token_they_were_handed():
             thread.join()
         handed_out = {f"sync-{n}" for n in range(1, 122)}
         assert len(fake.seen) == 121 and set(sent_tokens(fake)[1:]) <= handed_out
+
+
+# --- billing: commands and round trips ----------------------------------------
+
+
+def test_a_pipeline_of_n_counts_n_commands_and_one_round_trip(store):
+    before = store.totals()
+    with count_commands() as counted:
+        store.pipeline([["RPUSH", "chat", str(n)] for n in range(7)])
+    assert (counted.commands, counted.round_trips) == (7, 1)
+    with count_commands() as counted:
+        store.pipeline([["INCR", "n"], ["INCR", "n"]], transaction=True)
+        store.call("LLEN", "chat")
+    assert (counted.commands, counted.round_trips) == (3, 2)
+    after = store.totals()
+    assert (after.commands - before.commands, after.round_trips - before.round_trips) == (10, 3)
+
+
+def test_counts_nest_and_a_refused_command_still_counts(store):
+    store.call("SET", "s", "x")
+    with count_commands() as job:
+        store.call("GET", "s")
+        with count_commands() as step:
+            with pytest.raises(StoreCommandError):
+                store.call("LLEN", "s")  # answered (and billed) even though refused
+        store.pipeline([["GET", "s"], ["GET", "s"]])
+    assert (step.commands, step.round_trips) == (1, 1)
+    assert (job.commands, job.round_trips) == (4, 3)
+
+
+def test_a_store_never_reached_counts_nothing():
+    client = StoreClient(f"http://127.0.0.1:{free_port()}", "t", timeout=1, retries=0)
+    with count_commands() as counted, pytest.raises(StoreUnavailable):
+        client.pipeline([["PING"], ["PING"]])
+    assert (counted.commands, counted.round_trips) == (0, 0)
+    assert client.totals().commands == 0
+
+
+def test_each_thread_counts_its_own_work_and_the_client_counts_all(connection):
+    client = StoreClient(connection.url, connection.token)
+    counts = {}
+
+    def work(name, size):
+        with count_commands() as counted:
+            for _ in range(25):
+                client.pipeline([["PING"]] * size)
+        counts[name] = (counted.commands, counted.round_trips)
+
+    threads = [threading.Thread(target=work, args=(n, n)) for n in range(1, 7)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counts == {n: (25 * n, 25) for n in range(1, 7)}
+    assert (client.totals().commands, client.totals().round_trips) == (25 * 21, 150)
+    client.close()

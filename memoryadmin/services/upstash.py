@@ -22,15 +22,19 @@ not:
   text and keep the bytes of what may not be (message elements);
 - read-your-writes on global databases: like the SDKs, each client sends the
   last `Upstash-Sync-Token` a reply carried, so a replica serving a read
-  waits until it has this client's earlier writes.
+  waits until it has this client's earlier writes;
+- counting commands (billing is per command: a pipeline of N is N) and round
+  trips, per client and per unit of work (`count_commands`).
 """
 
+import contextvars
 import json
 import logging
 import re
 import threading
 import time
 from binascii import a2b_base64
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -175,6 +179,32 @@ def page_text(content):
     return words if len(words) <= 200 else words[:199] + "…"
 
 
+@dataclass
+class CommandCount:
+    """Commands and round trips the store answered (Upstash bills per command: a pipeline of N is N)."""
+
+    commands: int = 0
+    round_trips: int = 0
+
+
+_open_counts = contextvars.ContextVar("open_command_counts", default=())
+
+
+@contextmanager
+def count_commands():
+    """Count the commands sent to any store while open, by this unit of work (a request, a job).
+
+    A context variable, so each thread (each asyncio task) counts its own
+    work only; counts nest (an outer one sees what an inner one counts).
+    """
+    count = CommandCount()
+    token = _open_counts.set((*_open_counts.get(), count))
+    try:
+        yield count
+    finally:
+        _open_counts.reset(token)
+
+
 @dataclass(frozen=True)
 class StoreConnection:
     """Where a store is and how the app reads it (one per configured connection)."""
@@ -282,10 +312,12 @@ class StoreClient:
         # reading or replacing one attribute is atomic, and each request builds
         # its own headers (the SDK's shared, mutated headers dict is not thread-safe).
         self._sync_token = ""
+        self._totals = CommandCount()
+        self._totals_lock = threading.Lock()
 
     def call(self, *command):
         """Run one command; strings in the reply are bytes."""
-        body = self._request(self.url, list(command))
+        body = self._request(self.url, list(command), 1)
         try:
             return decode_reply(body["result"])
         except (TypeError, KeyError):
@@ -298,7 +330,7 @@ class StoreClient:
         if not commands:
             return []
         endpoint = f"{self.url}/multi-exec" if transaction else f"{self.url}/pipeline"
-        body = self._request(endpoint, [list(command) for command in commands])
+        body = self._request(endpoint, [list(command) for command in commands], len(commands))
         if type(body) is not list or len(body) != len(commands):
             count = f"{len(body)} replies" if type(body) is list else "no list of replies"
             raise unreadable(self.host, f"{count} for {len(commands)} commands")
@@ -315,10 +347,15 @@ class StoreClient:
                 raise unreadable(self.host, f"a result that is not what the store sends ({error})") from None
         return replies
 
+    def totals(self):
+        """Commands and round trips this client has had answered so far."""
+        with self._totals_lock:
+            return CommandCount(self._totals.commands, self._totals.round_trips)
+
     def close(self):
         self._http.close()
 
-    def _request(self, endpoint, payload):
+    def _request(self, endpoint, payload, commands):
         """POST `payload`; the JSON body of a 200 reply, or raise the StoreError any other reply means."""
         send, probe = self._breaker.admit()
         if not send:
@@ -329,7 +366,7 @@ class StoreClient:
         sent_at = time.monotonic()
         answered = False
         try:
-            status, content = self._post(endpoint, payload)
+            status, content = self._post(endpoint, payload, commands)
             answered = True
         except StoreError as error:
             # Only silence counts against the store; a refusal or a garbled reply is an answer.
@@ -349,7 +386,7 @@ class StoreClient:
             raise refusal(status, page_text(content), self.host, from_store=False)
         return body
 
-    def _post(self, endpoint, payload):
+    def _post(self, endpoint, payload, commands):
         """(status, body) of the store's reply, retrying only what never reached the store."""
         token = self._sync_token
         headers = {**self._headers, "Upstash-Sync-Token": token} if token else self._headers
@@ -378,6 +415,8 @@ class StoreClient:
                     f"The request to the store at {self.host} failed ({type(error).__name__}: {error}). "
                     "Check this connection's URL, then try again."
                 ) from error
+        # The store has answered (even if the body does not arrive): the commands count, as they may have run.
+        self._count(commands)
         try:
             sync_token = response.headers.get("upstash-sync-token")
             if sync_token:
@@ -395,6 +434,14 @@ class StoreClient:
             f"The store at {self.host} did not answer within {self.timeout:g} s. "
             "It may be overloaded or unreachable; try again in a moment."
         )
+
+    def _count(self, commands):
+        with self._totals_lock:
+            self._totals.commands += commands
+            self._totals.round_trips += 1
+        for count in _open_counts.get():
+            count.commands += commands
+            count.round_trips += 1
 
 
 _clients = {}
