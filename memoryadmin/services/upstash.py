@@ -1,28 +1,35 @@
 """The Upstash client: one per connection, built once, with timeouts and error mapping.
 
-Everything the app sends to a store goes through `StoreClient`. It speaks the
-Upstash REST protocol itself over httpx, with the SDK's request headers
-(`upstash_redis.http.make_headers`), and does what the SDK's transport does
-not:
+Everything the app sends to a store goes through `StoreClient`, and every
+request goes through the upstash-redis SDK's own transport,
+`upstash_redis.http.SyncHttpClient.execute`: it formats the command, POSTs it
+with the SDK's headers (`make_headers`), parses the JSON reply and turns each
+`{"result"}` into its result and each `{"error"}` into an UpstashError. Around
+it, StoreClient adds what the SDK does not do:
 
-- a timeout on every request (the SDK's httpx client has none, so a dead
-  store would hang a worker forever) and a bounded retry of connection
-  failures only: a request that timed out, or whose reply was cut off, is not
-  sent again, so the operator waits at most one timeout and a write never
-  runs twice; and for a moment after a timeout, requests fail at once rather
-  than pile up behind a store that is not answering;
-- reading every reply itself. upstash-redis 1.8 crashes (AttributeError) on a
+- a timeout on every request: the SDK's httpx client has none (a dead store
+  would hang a worker forever), so it is given ours. The SDK retries any
+  failure, including a timeout or a reply cut off after the store ran the
+  command; it is given retries=0 and our loop retries connection failures
+  only, so the operator waits at most one timeout and a write never runs
+  twice. For a moment after a timeout, requests fail at once rather than pile
+  up behind a store that is not answering;
+- every reply shape as one of the StoreErrors below, with the store's own
+  words and what to do. An httpx response hook on our client reads each body
+  and refuses any status but 200 before the SDK parses it (upstash-redis 1.8
+  reads a reply whatever its status, and crashes with an AttributeError on a
   pipeline refused as a whole, which Upstash answers with one top-level
-  `{"error"}` instead of a list, and on any body that is not the JSON it
-  expects (a proxy's HTML page, a cut-off body). Here every shape becomes one
-  of the StoreErrors below, with the store's own words and what to do;
-- our own decoding of the base64 replies. The SDK decodes every string as
-  UTF-8, so one stored value that is not UTF-8 makes a whole pipeline raise.
-  Here every string comes back as `bytes`; callers decode what they know is
-  text and keep the bytes of what may not be (message elements);
-- read-your-writes on global databases: like the SDKs, each client sends the
-  last `Upstash-Sync-Token` a reply carried, so a replica serving a read
-  waits until it has this client's earlier writes;
+  `{"error"}` and HTTP 400); when the SDK cannot take a 200 reply (not JSON,
+  the wrong shape, a command refused), the body is looked at again to say why;
+- our own decoding of the base64 replies (encoding=None: the SDK hands back
+  the base64 strings). The SDK decodes every string as UTF-8, so one stored
+  value that is not UTF-8 would make a whole pipeline raise. Here every string
+  comes back as `bytes`; callers decode what they know is text and keep the
+  bytes of what may not be (message elements);
+- read-your-writes on global databases: each client sends the last
+  `Upstash-Sync-Token` a reply carried, in headers built per request (the
+  SDK's client keeps it in one shared, mutated headers dict), so a replica
+  serving a read waits until it has this client's earlier writes;
 - counting commands (billing is per command: a pipeline of N is N) and round
   trips, per client and per unit of work (`count_commands`).
 """
@@ -39,7 +46,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
-from upstash_redis.http import make_headers
+from upstash_redis.errors import UpstashError
+from upstash_redis.http import SyncHttpClient, make_headers
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +296,13 @@ class QuietAfterTimeout:
                 self._quiet_until = time.monotonic() + self.seconds
 
 
+# The reply to the request this thread (or task) has in flight, once its headers
+# have arrived. Set by StoreClient's response hook, read around the SDK's
+# execute(), which keeps the response to itself: that the store answered (its
+# commands count), and the body to quote when the SDK could not read it.
+_reply_in_hand = contextvars.ContextVar("store_reply_in_hand", default=None)
+
+
 class StoreClient:
     """A thread-safe client for one store (the httpx client keeps connections alive)."""
 
@@ -304,9 +319,14 @@ class StoreClient:
         self.retries = max(0, retries)
         self._headers = make_headers(token, "base64", allow_telemetry=False)
         self._breaker = QuietAfterTimeout(min(self.QUIET_AFTER_TIMEOUT, timeout))
-        self._http = httpx.Client(
+        # encoding=None: the SDK hands back the base64 strings and we decode them.
+        # retries=0: our loop retries, and only what never reached the store.
+        self._sdk = SyncHttpClient(encoding=None, retries=0, retry_interval=0)
+        self._sdk._client.close()
+        self._sdk._client = httpx.Client(
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            event_hooks={"response": [self._take_reply]},
         )
         # The last sync token a reply carried. Threads share it without a lock:
         # reading or replacing one attribute is atomic, and each request builds
@@ -317,11 +337,9 @@ class StoreClient:
 
     def call(self, *command):
         """Run one command; strings in the reply are bytes."""
-        body = self._request(self.url, list(command), 1)
+        result = self._request(self.url, list(command), 1, from_pipeline=False)
         try:
-            return decode_reply(body["result"])
-        except (TypeError, KeyError):
-            raise unreadable(self.host, "a reply without a result") from None
+            return decode_reply(result)
         except ValueError as error:
             raise unreadable(self.host, f"a result that is not what the store sends ({error})") from None
 
@@ -330,22 +348,13 @@ class StoreClient:
         if not commands:
             return []
         endpoint = f"{self.url}/multi-exec" if transaction else f"{self.url}/pipeline"
-        body = self._request(endpoint, [list(command) for command in commands], len(commands))
-        if type(body) is not list or len(body) != len(commands):
-            count = f"{len(body)} replies" if type(body) is list else "no list of replies"
-            raise unreadable(self.host, f"{count} for {len(commands)} commands")
-        replies = []
-        for reply in body:
-            try:
-                replies.append(decode_reply(reply["result"]))
-            except (TypeError, KeyError):
-                error = reply.get("error") if type(reply) is dict else None
-                if error is None:
-                    raise unreadable(self.host, "a reply without a result among a pipeline's replies") from None
-                raise refusal(200, str(error), self.host) from None
-            except ValueError as error:
-                raise unreadable(self.host, f"a result that is not what the store sends ({error})") from None
-        return replies
+        results = self._request(endpoint, [list(command) for command in commands], len(commands), from_pipeline=True)
+        if len(results) != len(commands):
+            raise unreadable(self.host, f"{len(results)} replies for {len(commands)} commands")
+        try:
+            return [decode_reply(result) for result in results]
+        except ValueError as error:
+            raise unreadable(self.host, f"a result that is not what the store sends ({error})") from None
 
     def totals(self):
         """Commands and round trips this client has had answered so far."""
@@ -353,10 +362,10 @@ class StoreClient:
             return CommandCount(self._totals.commands, self._totals.round_trips)
 
     def close(self):
-        self._http.close()
+        self._sdk.close()
 
-    def _request(self, endpoint, payload, commands):
-        """POST `payload`; the JSON body of a 200 reply, or raise the StoreError any other reply means."""
+    def _request(self, endpoint, payload, commands, from_pipeline):
+        """The SDK's result(s) for `payload`, or raise the StoreError the failure means."""
         send, probe = self._breaker.admit()
         if not send:
             raise StoreUnavailable(
@@ -365,42 +374,36 @@ class StoreClient:
             )
         sent_at = time.monotonic()
         answered = False
+        no_reply = _reply_in_hand.set(None)
         try:
-            status, content = self._post(endpoint, payload, commands)
+            result = self._execute(endpoint, payload, commands, from_pipeline)
             answered = True
+            return result
         except StoreError as error:
             # Only silence counts against the store; a refusal or a garbled reply is an answer.
             answered = not isinstance(error.__cause__, httpx.TimeoutException)
             raise
         finally:
+            if _reply_in_hand.get() is not None:
+                # The store has answered (even if the body did not arrive): the commands count, as they may have run.
+                self._count(commands)
+            _reply_in_hand.reset(no_reply)
             self._breaker.settle(sent_at, answered, probe)
-        try:
-            body = json.loads(content)
-        except ValueError:
-            raise refusal(status, page_text(content), self.host, from_store=False) from None
-        error = body.get("error") if type(body) is dict else None
-        if error is not None:
-            # A single command's refusal, a pipeline refused as a whole, a 401, a limit.
-            raise refusal(status, str(error), self.host)
-        if status != 200:
-            raise refusal(status, page_text(content), self.host, from_store=False)
-        return body
 
-    def _post(self, endpoint, payload, commands):
-        """(status, body) of the store's reply, retrying only what never reached the store."""
+    def _execute(self, endpoint, payload, commands, from_pipeline):
+        """SyncHttpClient.execute, retrying only what never reached the store; its failures mapped to ours."""
         token = self._sync_token
         headers = {**self._headers, "Upstash-Sync-Token": token} if token else self._headers
-        try:
-            request = self._http.build_request("POST", endpoint, json=payload, headers=headers)
-        except httpx.InvalidURL as error:
-            raise StoreUnavailable(f"This connection's URL is not a valid URL ({error}). Check it.") from error
         for attempt in range(self.retries + 1):
             try:
-                response = self._http.send(request, stream=True)
-                break
+                return self._sdk.execute(endpoint, headers, payload, from_pipeline=from_pipeline)
+            except StoreError:
+                # From our response hook: with retries=0, execute() re-raises what it caught, unchanged.
+                raise
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as error:
                 # Nothing reached the store (or a kept-alive connection had been
-                # closed under us): safe to send again.
+                # closed under us): safe to send again. (A reply cut off is raised
+                # by the response hook, as a StoreError.)
                 if attempt == self.retries:
                     raise StoreUnavailable(
                         f"Could not reach the store at {self.host} ({type(error).__name__}). "
@@ -409,25 +412,73 @@ class StoreClient:
                 time.sleep(self.RETRY_PAUSES[min(attempt, len(self.RETRY_PAUSES) - 1)])
             except httpx.TimeoutException as error:
                 raise self._timed_out() from error
+            except httpx.InvalidURL as error:
+                raise StoreUnavailable(f"This connection's URL is not a valid URL ({error}). Check it.") from error
             except httpx.HTTPError as error:
                 # A connection lost while sending (it may have arrived: not sent again), or a URL httpx refuses.
                 raise StoreUnavailable(
                     f"The request to the store at {self.host} failed ({type(error).__name__}: {error}). "
                     "Check this connection's URL, then try again."
                 ) from error
-        # The store has answered (even if the body does not arrive): the commands count, as they may have run.
-        self._count(commands)
+            except (UpstashError, ValueError, AttributeError, TypeError, KeyError, AssertionError):
+                # A 200 reply the SDK could not take: r.json() raised (not JSON), or format_response did
+                # (UpstashError for an {"error"}; AttributeError, TypeError, KeyError for a body of the
+                # wrong shape; AssertionError from execute() itself when the body is JSON null).
+                reply = _reply_in_hand.get()
+                if reply is None:
+                    raise  # the payload would not encode: our own bug, not the store's reply
+                raise self._what_is_wrong(200, reply.content, commands, from_pipeline) from None
+
+    def _what_is_wrong(self, status, content, commands=0, from_pipeline=False):
+        """The StoreError a reply means: one not HTTP 200, or a 200 the SDK could not take.
+
+        Parsed here, on these failure paths only: the SDK's exception does not
+        say whether a pipeline was refused as a whole, had the wrong number of
+        replies, or one of its commands was refused.
+        """
         try:
-            sync_token = response.headers.get("upstash-sync-token")
-            if sync_token:
-                self._sync_token = sync_token
-            return response.status_code, response.read()
+            body = json.loads(content)
+        except ValueError:
+            return refusal(status, page_text(content), self.host, from_store=False)
+        error = body.get("error") if type(body) is dict else None
+        if error is not None:
+            # A single command's refusal, a pipeline refused as a whole, a 401, a limit.
+            return refusal(status, str(error), self.host)
+        if status != 200:
+            return refusal(status, page_text(content), self.host, from_store=False)
+        if not from_pipeline:
+            return unreadable(self.host, "a reply without a result")
+        if type(body) is not list or len(body) != commands:
+            count = f"{len(body)} replies" if type(body) is list else "no list of replies"
+            return unreadable(self.host, f"{count} for {commands} commands")
+        for reply in body:
+            error = reply.get("error") if type(reply) is dict else None
+            if error is not None:
+                return refusal(200, str(error), self.host)
+            if type(reply) is not dict or "result" not in reply:
+                break
+        return unreadable(self.host, "a reply without a result among a pipeline's replies")
+
+    def _take_reply(self, response):
+        """httpx response hook: the store has answered. Read the body here; anything but a 200 is refused here.
+
+        The SDK reads a body whole inside its post(), where a reply cut off would
+        look like a connection that failed (and be sent again), and it parses any
+        status as a reply. What this raises comes out of execute() unchanged.
+        """
+        _reply_in_hand.set(response)
+        # Kept here rather than through the SDK's sync_token_cb, which only sees the replies it reads.
+        sync_token = response.headers.get("upstash-sync-token")
+        if sync_token:
+            self._sync_token = sync_token
+        try:
+            content = response.read()
         except httpx.TimeoutException as error:
             raise self._timed_out() from error
         except httpx.HTTPError as error:
             raise unreadable(self.host, f"it was cut off ({error}); its commands may have run") from error
-        finally:
-            response.close()
+        if response.status_code != 200:
+            raise self._what_is_wrong(response.status_code, content)
 
     def _timed_out(self):
         return StoreUnavailable(
