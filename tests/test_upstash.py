@@ -13,8 +13,11 @@ from memoryadmin.services.upstash import (
     StoreClient,
     StoreCommandError,
     StoreUnavailable,
+    count_commands,
     get_client,
 )
+
+from .fake_store import FakeStore, Reply, b64
 
 
 def free_port():
@@ -51,6 +54,11 @@ def test_dead_store_fails_fast_after_bounded_retries():
     with pytest.raises(StoreUnavailable, match="Could not reach the store"):
         client.call("PING")
     assert time.monotonic() - started < 2  # two short pauses, no hang
+
+
+def test_a_url_httpx_cannot_use_is_a_store_error():
+    with pytest.raises(StoreUnavailable, match="not a valid URL"):
+        StoreClient("http://exämple..com", "t", timeout=1, retries=0).call("PING")
 
 
 def test_slow_store_times_out_once_without_retry(local_store, connection):
@@ -111,3 +119,123 @@ def test_while_the_probe_waits_other_requests_fail_at_once(local_store, connecti
     assert time.monotonic() - started < 0.05
     probe.join()
     local_store.gateway.latency_ms = 0
+
+
+# --- read-your-writes: the sync token -----------------------------------------
+
+
+class TokenDesk:
+    """Answers like a global database: each reply hands out a new sync token (the error replies too)."""
+
+    def __init__(self):
+        self.handed_out = 0
+
+    def __call__(self, request):
+        self.handed_out += 1
+        headers = {"upstash-sync-token": f"sync-{self.handed_out}"}
+        if request.path == "/pipeline":
+            return Reply(200, [{"result": 1}] * len(request.body), headers=headers)
+        if request.body[0] == "LLEN":
+            return Reply(
+                400, {"error": "WRONGTYPE Operation against a key holding the wrong kind of value"}, headers=headers
+            )
+        return Reply(200, {"result": b64("PONG")}, headers=headers)
+
+
+def sent_tokens(fake):
+    return [seen.headers.get("Upstash-Sync-Token") for seen in fake.seen]
+
+
+def test_the_last_sync_token_received_goes_with_the_next_request():
+    with FakeStore() as fake:
+        fake.replies["*"] = TokenDesk()
+        client = StoreClient(fake.url, "t")
+        client.call("SET", "k", "v")
+        client.pipeline([["GET", "k"], ["TTL", "k"]])
+        with pytest.raises(StoreCommandError):
+            client.call("LLEN", "k")
+        fake.replies["*"] = Reply(200, {"result": b64("PONG")})  # a reply without a token keeps the last one
+        client.call("PING")
+        client.call("PING")
+        assert sent_tokens(fake) == [None, "sync-1", "sync-2", "sync-3", "sync-3"]
+
+
+def test_each_client_keeps_its_own_sync_token():
+    with FakeStore() as fake:
+        fake.replies["*"] = TokenDesk()
+        first, second = StoreClient(fake.url, "t"), StoreClient(fake.url, "t")
+        first.call("SET", "k", "v")
+        second.call("GET", "k")
+        first.call("GET", "k")
+        second.call("GET", "k")
+        assert sent_tokens(fake) == [None, None, "sync-1", "sync-2"]
+
+
+def test_threads_sharing_a_client_all_send_the_token_they_were_handed():
+    with FakeStore() as fake:
+        fake.replies["*"] = TokenDesk()
+        client = StoreClient(fake.url, "t")
+        client.call("PING")
+        threads = [threading.Thread(target=lambda: [client.call("PING") for _ in range(20)]) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        handed_out = {f"sync-{n}" for n in range(1, 122)}
+        assert len(fake.seen) == 121 and set(sent_tokens(fake)[1:]) <= handed_out
+
+
+# --- billing: commands and round trips ----------------------------------------
+
+
+def test_a_pipeline_of_n_counts_n_commands_and_one_round_trip(store):
+    before = store.totals()
+    with count_commands() as counted:
+        store.pipeline([["RPUSH", "chat", str(n)] for n in range(7)])
+    assert (counted.commands, counted.round_trips) == (7, 1)
+    with count_commands() as counted:
+        store.pipeline([["INCR", "n"], ["INCR", "n"]], transaction=True)
+        store.call("LLEN", "chat")
+    assert (counted.commands, counted.round_trips) == (3, 2)
+    after = store.totals()
+    assert (after.commands - before.commands, after.round_trips - before.round_trips) == (10, 3)
+
+
+def test_counts_nest_and_a_refused_command_still_counts(store):
+    store.call("SET", "s", "x")
+    with count_commands() as job:
+        store.call("GET", "s")
+        with count_commands() as step:
+            with pytest.raises(StoreCommandError):
+                store.call("LLEN", "s")  # answered (and billed) even though refused
+        store.pipeline([["GET", "s"], ["GET", "s"]])
+    assert (step.commands, step.round_trips) == (1, 1)
+    assert (job.commands, job.round_trips) == (4, 3)
+
+
+def test_a_store_never_reached_counts_nothing():
+    client = StoreClient(f"http://127.0.0.1:{free_port()}", "t", timeout=1, retries=0)
+    with count_commands() as counted, pytest.raises(StoreUnavailable):
+        client.pipeline([["PING"], ["PING"]])
+    assert (counted.commands, counted.round_trips) == (0, 0)
+    assert client.totals().commands == 0
+
+
+def test_each_thread_counts_its_own_work_and_the_client_counts_all(connection):
+    client = StoreClient(connection.url, connection.token)
+    counts = {}
+
+    def work(name, size):
+        with count_commands() as counted:
+            for _ in range(25):
+                client.pipeline([["PING"]] * size)
+        counts[name] = (counted.commands, counted.round_trips)
+
+    threads = [threading.Thread(target=work, args=(n, n)) for n in range(1, 7)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counts == {n: (25 * n, 25) for n in range(1, 7)}
+    assert (client.totals().commands, client.totals().round_trips) == (25 * 21, 150)
+    client.close()

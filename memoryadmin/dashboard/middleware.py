@@ -23,20 +23,28 @@ class StoreErrorMiddleware:
 
     def process_exception(self, request, exception):
         if isinstance(exception, StoreError):
+            # Each kind says whether trying again can help and whether the connection may be at fault.
             title, status = exception.title, exception.http_status
+            retry, check_connection = exception.retry, exception.check_connection
         elif isinstance(exception, NoConnectionConfigured):
-            title, status = "No store configured", 503
+            title, status, retry, check_connection = "No store configured", 503, True, True
         elif isinstance(exception, SecretUnreadable):
-            title, status = "The connection's token cannot be decrypted", 503
+            title, status, retry, check_connection = "The connection's token cannot be decrypted", 503, True, True
         elif isinstance(exception, ConnectionChanged):
-            return _problem(request, "Nothing was changed", exception, status=409, retry=False)
+            return _problem(request, "Nothing was changed", exception, status=409, retry=False, check_connection=False)
         else:
             return None
         log.warning("store error on %s: %s", request.path, exception)
-        return _problem(request, title, exception, status=status, retry=True)
+        return _problem(request, title, exception, status=status, retry=retry, check_connection=check_connection)
 
 
-def _problem(request, title, exception, status, retry):
-    context = {"title": title, "message": str(exception), "retry": retry}
+def _problem(request, title, exception, status, retry, check_connection):
+    context = {
+        "title": title,
+        "message": str(exception),
+        "retry": retry,
+        "check_connection": check_connection,
+        "request_id": getattr(request, "request_id", ""),
+    }
     template = "dashboard/problem.html#alert" if getattr(request, "htmx", False) else "dashboard/problem.html"
     return render(request, template, context, status=status)

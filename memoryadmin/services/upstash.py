@@ -1,28 +1,47 @@
 """The Upstash client: one per connection, built once, with timeouts and error mapping.
 
-Everything the app sends to a store goes through `StoreClient`, which wraps
-the upstash-redis SDK's own HTTP transport (`upstash_redis.http`) with two
-changes the SDK does not offer:
+Everything the app sends to a store goes through `StoreClient`, and every
+request goes through the upstash-redis SDK's own transport,
+`upstash_redis.http.SyncHttpClient.execute`: it formats the command, POSTs it
+with the SDK's headers (`make_headers`), parses the JSON reply and turns each
+`{"result"}` into its result and each `{"error"}` into an UpstashError. Around
+it, StoreClient adds what the SDK does not do:
 
-- a timeout on every request (the SDK's httpx client has none, so a dead
-  store would hang a worker forever) and a bounded retry of connection
-  failures only: a request that timed out is not sent again, so the operator
-  waits at most one timeout; and for a moment after a timeout, requests
-  fail at once rather than pile up behind a store that is not answering;
-- our own decoding of the base64 replies. The SDK decodes every string as
-  UTF-8, so one stored value that is not UTF-8 makes a whole pipeline raise.
-  Here every string comes back as `bytes`; callers decode what they know is
-  text and keep the bytes of what may not be (message elements).
-
-Failures become one of three exceptions that views turn into a clear page:
-`StoreUnavailable` (503), `StoreAuthError` and `StoreCommandError` (502).
+- a timeout on every request: the SDK's httpx client has none (a dead store
+  would hang a worker forever), so it is given ours. The SDK retries any
+  failure, including a timeout or a reply cut off after the store ran the
+  command; it is given retries=0 and our loop retries connection failures
+  only, so the operator waits at most one timeout and a write never runs
+  twice. For a moment after a timeout, requests fail at once rather than pile
+  up behind a store that is not answering;
+- every reply shape as one of the StoreErrors below, with the store's own
+  words and what to do. An httpx response hook on our client reads each body
+  and refuses any status but 200 before the SDK parses it (upstash-redis 1.8
+  reads a reply whatever its status, and crashes with an AttributeError on a
+  pipeline refused as a whole, which Upstash answers with one top-level
+  `{"error"}` and HTTP 400); when the SDK cannot take a 200 reply (not JSON,
+  the wrong shape, a command refused), the body is looked at again to say why;
+- our own decoding of the base64 replies (encoding=None: the SDK hands back
+  the base64 strings). The SDK decodes every string as UTF-8, so one stored
+  value that is not UTF-8 would make a whole pipeline raise. Here every string
+  comes back as `bytes`; callers decode what they know is text and keep the
+  bytes of what may not be (message elements);
+- read-your-writes on global databases: each client sends the last
+  `Upstash-Sync-Token` a reply carried, in headers built per request (the
+  SDK's client keeps it in one shared, mutated headers dict), so a replica
+  serving a read waits until it has this client's earlier writes;
+- counting commands (billing is per command: a pipeline of N is N) and round
+  trips, per client and per unit of work (`count_commands`).
 """
 
+import contextvars
 import json
 import logging
+import re
 import threading
 import time
 from binascii import a2b_base64
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -34,24 +53,164 @@ log = logging.getLogger(__name__)
 
 
 class StoreError(Exception):
-    """Something went wrong talking to the store; the message is for the operator."""
+    """Something went wrong talking to the store; the message is for the operator.
+
+    `retry`: whether trying again can help. `check_connection`: whether the
+    connection's URL or token may be at fault.
+    """
 
     http_status = 503
     title = "The store is unavailable"
+    retry = True
+    check_connection = True
 
 
 class StoreUnavailable(StoreError):
-    """The store could not be reached, or did not answer in time."""
+    """The store could not be reached, did not answer in time, or answered with a server error."""
 
 
 class StoreAuthError(StoreError):
+    """HTTP 401, WRONGPASS, NOAUTH: the token is wrong or missing."""
+
     http_status = 502
     title = "The store refused the credentials"
 
 
 class StoreCommandError(StoreError):
+    """The store refused a command (WRONGTYPE, a syntax error...): its own text, as it said it."""
+
     http_status = 502
     title = "The store refused a command"
+    check_connection = False
+
+
+class StoreLimitError(StoreError):
+    """The request, or its reply, was over the store's request-size limit: sending it again cannot help."""
+
+    http_status = 502
+    title = "The request was too big for the store"
+    retry = False
+    check_connection = False
+
+
+class StorePlanLimitError(StoreError):
+    """A limit of the store's plan: requests per day or month, concurrent connections, data size; or HTTP 429."""
+
+    http_status = 503
+    title = "The store's plan limit was reached"
+    check_connection = False
+
+
+class StoreReplyError(StoreError):
+    """A reply that could not be read: not JSON, cut off, or not the shape of an Upstash reply."""
+
+    http_status = 502
+    title = "The store's reply could not be read"
+
+
+# What each limit means for the operator; the store's own text follows. Matched in lower case.
+REQUEST_TOO_BIG = (
+    "This request was too big for the store's request limit (10 MB on Free and Pay-as-you-go): "
+    "it, or its reply, holds very large data, most likely a session with very large messages. "
+    "What still works: the session list, other sessions, and clearing a session or changing its TTL, "
+    "which do not read its messages. Pro plans and quota increases allow larger requests."
+)
+PLAN_LIMITS = (
+    (
+        "max requests limit exceeded",
+        "The store's plan allows no more requests for now (its request limit): "
+        "try again later or raise the plan in the Upstash console.",
+    ),
+    (
+        "max daily request limit exceeded",
+        "The store's plan allows no more requests today (its daily request limit): "
+        "try again later or raise the plan in the Upstash console.",
+    ),
+    (
+        "max concurrent connections exceeded",
+        "Too many connections to the store at once (its plan's limit): "
+        "try again in a moment; if it keeps happening, raise the plan.",
+    ),
+    (
+        "db capacity quota exceeded",
+        "The store is full (its plan's data size limit). Reading and clearing sessions still work; "
+        "other writes (TTL changes, summaries) are refused until data is removed or the plan is raised.",
+    ),
+)
+RATE_LIMITED = "The store, or a proxy in front of it, is limiting requests: try again later or raise the plan."
+
+
+def refusal(status, text, host, from_store=True):
+    """The StoreError a refusal means: by the store's text first, else by the HTTP status.
+
+    `from_store`: `text` is an Upstash `{"error": ...}`; otherwise it is what a
+    page said (a proxy's, or not a store's at all).
+    """
+    lowered = text.lower()
+    answered = f"The store at {host} answered HTTP {status}" + (f": “{text}”." if text else ".")
+    if "max request size exceeded" in lowered or status == 413:
+        return StoreLimitError(f"{REQUEST_TOO_BIG} {answered}")
+    for marker, advice in PLAN_LIMITS:
+        if marker in lowered:
+            return StorePlanLimitError(f"{advice} {answered}")
+    if status == 429:
+        return StorePlanLimitError(f"{RATE_LIMITED} {answered}")
+    if status == 401 or lowered.startswith(("wrongpass", "noauth")):
+        return StoreAuthError(f"The store rejected the REST token. Check the token of this connection. {answered}")
+    if status >= 500 or status in (404, 405):
+        return StoreUnavailable(
+            f"{answered} Try again in a moment; if it keeps happening, check the store's status in the Upstash console."
+        )
+    if from_store:
+        return StoreCommandError(f"The store refused a command: {text}")
+    what = f"HTTP {status} with “{text}”" if text else f"an empty HTTP {status} reply"
+    return unreadable(host, f"{what} instead of a store's reply")
+
+
+def unreadable(host, why):
+    return StoreReplyError(
+        f"The reply of the store at {host} could not be read: {why}. A proxy between the app and the store, "
+        "or a URL that is not an Upstash REST URL, may be at fault: try again, and if it keeps happening, "
+        "check this connection's URL."
+    )
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def page_text(content):
+    """What a reply that is not JSON says, in a few words: an HTML page's title, else its text."""
+    text = content[:4000].decode("utf-8", errors="replace")
+    title = _TITLE.search(text)
+    words = " ".join(_TAG.sub(" ", title.group(1) if title else text).split())
+    return words if len(words) <= 200 else words[:199] + "…"
+
+
+@dataclass
+class CommandCount:
+    """Commands and round trips the store answered (Upstash bills per command: a pipeline of N is N)."""
+
+    commands: int = 0
+    round_trips: int = 0
+
+
+_open_counts = contextvars.ContextVar("open_command_counts", default=())
+
+
+@contextmanager
+def count_commands():
+    """Count the commands sent to any store while open, by this unit of work (a request, a job).
+
+    A context variable, so each thread (each asyncio task) counts its own
+    work only; counts nest (an outer one sees what an inner one counts).
+    """
+    count = CommandCount()
+    token = _open_counts.set((*_open_counts.get(), count))
+    try:
+        yield count
+    finally:
+        _open_counts.reset(token)
 
 
 @dataclass(frozen=True)
@@ -87,21 +246,15 @@ def decode_reply(raw):
 
     binascii directly: a search decodes every message of every session, and
     base64.b64decode's argument checks cost four times the decoding itself.
+    Raises ValueError for what is no REST result (bad base64, a JSON object).
     """
     if type(raw) is str:
         return b"OK" if raw == "OK" else a2b_base64(raw)
     if type(raw) is list:
         return [a2b_base64(item) if type(item) is str and item != "OK" else decode_reply(item) for item in raw]
+    if type(raw) is dict:
+        raise ValueError("a JSON object in a result")
     return raw  # int or None
-
-
-def _raise_for_status(response):
-    """httpx response hook: turn HTTP failures into our exceptions before the SDK parses."""
-    if response.status_code == 401:
-        raise StoreAuthError("The store rejected the REST token (HTTP 401). Check the token of this connection.")
-    if response.status_code >= 500 or response.status_code in (404, 405):
-        response.read()
-        raise StoreUnavailable(f"The store answered HTTP {response.status_code}: {response.text[:200] or 'no details'}")
 
 
 class QuietAfterTimeout:
@@ -143,6 +296,13 @@ class QuietAfterTimeout:
                 self._quiet_until = time.monotonic() + self.seconds
 
 
+# The reply to the request this thread (or task) has in flight, once its headers
+# have arrived. Set by StoreClient's response hook, read around the SDK's
+# execute(), which keeps the response to itself: that the store answered (its
+# commands count), and the body to quote when the SDK could not read it.
+_reply_in_hand = contextvars.ContextVar("store_reply_in_hand", default=None)
+
+
 class StoreClient:
     """A thread-safe client for one store (the httpx client keeps connections alive)."""
 
@@ -160,29 +320,52 @@ class StoreClient:
         self._headers = make_headers(token, "base64", allow_telemetry=False)
         self._breaker = QuietAfterTimeout(min(self.QUIET_AFTER_TIMEOUT, timeout))
         # encoding=None: the SDK hands back the base64 strings and we decode them.
-        self._http = SyncHttpClient(encoding=None, retries=0, retry_interval=0)
-        self._http._client.close()
-        self._http._client = httpx.Client(
+        # retries=0: our loop retries, and only what never reached the store.
+        self._sdk = SyncHttpClient(encoding=None, retries=0, retry_interval=0)
+        self._sdk._client.close()
+        self._sdk._client = httpx.Client(
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-            event_hooks={"response": [_raise_for_status]},
+            event_hooks={"response": [self._take_reply]},
         )
+        # The last sync token a reply carried. Threads share it without a lock:
+        # reading or replacing one attribute is atomic, and each request builds
+        # its own headers (the SDK's shared, mutated headers dict is not thread-safe).
+        self._sync_token = ""
+        self._totals = CommandCount()
+        self._totals_lock = threading.Lock()
 
     def call(self, *command):
         """Run one command; strings in the reply are bytes."""
-        return decode_reply(self._send(self.url, list(command), from_pipeline=False))
+        result = self._request(self.url, list(command), 1, from_pipeline=False)
+        try:
+            return decode_reply(result)
+        except ValueError as error:
+            raise unreadable(self.host, f"a result that is not what the store sends ({error})") from None
 
     def pipeline(self, commands, transaction=False):
         """Run commands in one round trip (atomically with transaction=True)."""
         if not commands:
             return []
         endpoint = f"{self.url}/multi-exec" if transaction else f"{self.url}/pipeline"
-        return [decode_reply(reply) for reply in self._send(endpoint, [list(c) for c in commands], True)]
+        results = self._request(endpoint, [list(command) for command in commands], len(commands), from_pipeline=True)
+        if len(results) != len(commands):
+            raise unreadable(self.host, f"{len(results)} replies for {len(commands)} commands")
+        try:
+            return [decode_reply(result) for result in results]
+        except ValueError as error:
+            raise unreadable(self.host, f"a result that is not what the store sends ({error})") from None
+
+    def totals(self):
+        """Commands and round trips this client has had answered so far."""
+        with self._totals_lock:
+            return CommandCount(self._totals.commands, self._totals.round_trips)
 
     def close(self):
-        self._http.close()
+        self._sdk.close()
 
-    def _send(self, endpoint, command, from_pipeline):
+    def _request(self, endpoint, payload, commands, from_pipeline):
+        """The SDK's result(s) for `payload`, or raise the StoreError the failure means."""
         send, probe = self._breaker.admit()
         if not send:
             raise StoreUnavailable(
@@ -191,28 +374,36 @@ class StoreClient:
             )
         sent_at = time.monotonic()
         answered = False
+        no_reply = _reply_in_hand.set(None)
         try:
-            reply = self._send_with_retries(endpoint, command, from_pipeline)
+            result = self._execute(endpoint, payload, commands, from_pipeline)
             answered = True
-            return reply
+            return result
         except StoreError as error:
-            # Only silence counts against the store; a refusal or an error reply is an answer.
+            # Only silence counts against the store; a refusal or a garbled reply is an answer.
             answered = not isinstance(error.__cause__, httpx.TimeoutException)
             raise
         finally:
+            if _reply_in_hand.get() is not None:
+                # The store has answered (even if the body did not arrive): the commands count, as they may have run.
+                self._count(commands)
+            _reply_in_hand.reset(no_reply)
             self._breaker.settle(sent_at, answered, probe)
 
-    def _send_with_retries(self, endpoint, command, from_pipeline):
+    def _execute(self, endpoint, payload, commands, from_pipeline):
+        """SyncHttpClient.execute, retrying only what never reached the store; its failures mapped to ours."""
+        token = self._sync_token
+        headers = {**self._headers, "Upstash-Sync-Token": token} if token else self._headers
         for attempt in range(self.retries + 1):
             try:
-                return self._http.execute(endpoint, self._headers, command, from_pipeline=from_pipeline)
+                return self._sdk.execute(endpoint, headers, payload, from_pipeline=from_pipeline)
             except StoreError:
+                # From our response hook: with retries=0, execute() re-raises what it caught, unchanged.
                 raise
-            except UpstashError as error:
-                raise StoreCommandError(f"The store refused a command: {error}") from error
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as error:
                 # Nothing reached the store (or a kept-alive connection had been
-                # closed under us): safe to send again.
+                # closed under us): safe to send again. (A reply cut off is raised
+                # by the response hook, as a StoreError.)
                 if attempt == self.retries:
                     raise StoreUnavailable(
                         f"Could not reach the store at {self.host} ({type(error).__name__}). "
@@ -220,12 +411,88 @@ class StoreClient:
                     ) from error
                 time.sleep(self.RETRY_PAUSES[min(attempt, len(self.RETRY_PAUSES) - 1)])
             except httpx.TimeoutException as error:
+                raise self._timed_out() from error
+            except httpx.InvalidURL as error:
+                raise StoreUnavailable(f"This connection's URL is not a valid URL ({error}). Check it.") from error
+            except httpx.HTTPError as error:
+                # A connection lost while sending (it may have arrived: not sent again), or a URL httpx refuses.
                 raise StoreUnavailable(
-                    f"The store at {self.host} did not answer within {self.timeout:g} s. "
-                    "It may be overloaded or unreachable; try again in a moment."
+                    f"The request to the store at {self.host} failed ({type(error).__name__}: {error}). "
+                    "Check this connection's URL, then try again."
                 ) from error
-            except (httpx.HTTPError, json.JSONDecodeError, ValueError) as error:
-                raise StoreUnavailable(f"Unexpected reply from the store at {self.host}: {error}") from error
+            except (UpstashError, ValueError, AttributeError, TypeError, KeyError, AssertionError):
+                # A 200 reply the SDK could not take: r.json() raised (not JSON), or format_response did
+                # (UpstashError for an {"error"}; AttributeError, TypeError, KeyError for a body of the
+                # wrong shape; AssertionError from execute() itself when the body is JSON null).
+                reply = _reply_in_hand.get()
+                if reply is None:
+                    raise  # the payload would not encode: our own bug, not the store's reply
+                raise self._what_is_wrong(200, reply.content, commands, from_pipeline) from None
+
+    def _what_is_wrong(self, status, content, commands=0, from_pipeline=False):
+        """The StoreError a reply means: one not HTTP 200, or a 200 the SDK could not take.
+
+        Parsed here, on these failure paths only: the SDK's exception does not
+        say whether a pipeline was refused as a whole, had the wrong number of
+        replies, or one of its commands was refused.
+        """
+        try:
+            body = json.loads(content)
+        except ValueError:
+            return refusal(status, page_text(content), self.host, from_store=False)
+        error = body.get("error") if type(body) is dict else None
+        if error is not None:
+            # A single command's refusal, a pipeline refused as a whole, a 401, a limit.
+            return refusal(status, str(error), self.host)
+        if status != 200:
+            return refusal(status, page_text(content), self.host, from_store=False)
+        if not from_pipeline:
+            return unreadable(self.host, "a reply without a result")
+        if type(body) is not list or len(body) != commands:
+            count = f"{len(body)} replies" if type(body) is list else "no list of replies"
+            return unreadable(self.host, f"{count} for {commands} commands")
+        for reply in body:
+            error = reply.get("error") if type(reply) is dict else None
+            if error is not None:
+                return refusal(200, str(error), self.host)
+            if type(reply) is not dict or "result" not in reply:
+                break
+        return unreadable(self.host, "a reply without a result among a pipeline's replies")
+
+    def _take_reply(self, response):
+        """httpx response hook: the store has answered. Read the body here; anything but a 200 is refused here.
+
+        The SDK reads a body whole inside its post(), where a reply cut off would
+        look like a connection that failed (and be sent again), and it parses any
+        status as a reply. What this raises comes out of execute() unchanged.
+        """
+        _reply_in_hand.set(response)
+        # Kept here rather than through the SDK's sync_token_cb, which only sees the replies it reads.
+        sync_token = response.headers.get("upstash-sync-token")
+        if sync_token:
+            self._sync_token = sync_token
+        try:
+            content = response.read()
+        except httpx.TimeoutException as error:
+            raise self._timed_out() from error
+        except httpx.HTTPError as error:
+            raise unreadable(self.host, f"it was cut off ({error}); its commands may have run") from error
+        if response.status_code != 200:
+            raise self._what_is_wrong(response.status_code, content)
+
+    def _timed_out(self):
+        return StoreUnavailable(
+            f"The store at {self.host} did not answer within {self.timeout:g} s. "
+            "It may be overloaded or unreachable; try again in a moment."
+        )
+
+    def _count(self, commands):
+        with self._totals_lock:
+            self._totals.commands += commands
+            self._totals.round_trips += 1
+        for count in _open_counts.get():
+            count.commands += commands
+            count.round_trips += 1
 
 
 _clients = {}
