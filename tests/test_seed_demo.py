@@ -7,7 +7,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from memoryadmin.services.demo_data import (
+from memoryadmin.dashboard.management.demo_data import (
     AWKWARD_SESSION_KEY,
     LONG_SESSION_KEY,
     MALFORMED_SESSION_KEY,

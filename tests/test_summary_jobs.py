@@ -12,8 +12,8 @@ from django.db import connection as db
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.connections.models import Connection
 from memoryadmin.dashboard.converters import encode_key
+from memoryadmin.dashboard.management.demo_data import seed_demo
 from memoryadmin.services import summary_jobs
-from memoryadmin.services.demo_data import seed_demo
 from memoryadmin.services.messages import parse_element
 from memoryadmin.services.upstash import get_client
 from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, SummaryJob

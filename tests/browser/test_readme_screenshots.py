@@ -9,7 +9,7 @@ import os
 import pytest
 from playwright.sync_api import expect
 
-from memoryadmin.services.demo_data import LONG_SESSION_KEY, seed_demo
+from memoryadmin.dashboard.management.demo_data import LONG_SESSION_KEY, seed_demo
 
 from .support import BASE_DIR, detail_path
 

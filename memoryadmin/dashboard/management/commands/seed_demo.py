@@ -4,8 +4,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from memoryadmin.dashboard.management.demo_data import seed_demo, store_is_empty
 from memoryadmin.services.connections import NoConnectionConfigured, environment_connection
-from memoryadmin.services.demo_data import seed_demo, store_is_empty
 from memoryadmin.services.upstash import StoreError, get_client
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from .messages import parse_element
+from memoryadmin.services.messages import parse_element
 
 # Keep each pipeline well inside what one request to Upstash may carry (10 MB).
 PIPELINE_COMMANDS = 1000
