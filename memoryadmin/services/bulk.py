@@ -34,7 +34,7 @@ from .connections import ConnectionChoice, StoreChanged, binding_change, find_co
 from .jobs import this_worker
 from .sessions import SCAN_COUNT, scan_all
 from .summaries import summary_key
-from .upstash import StoreError, get_client
+from .upstash import StoreError, get_writer, read_script
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,9 @@ def apply_to_batch(connection, keys, mode, seconds=0, receipt=None):
     if receipt:
         names.append(receipt[0])
         extra = [receipt[1], RECEIPT_TTL]
-    return get_client(connection).call("EVAL", BATCH_SCRIPT, len(names), *names, mode, seconds, *extra)
+    if mode == "count":  # the dry run: it only reads
+        return read_script(connection, BATCH_SCRIPT, names, mode, seconds)
+    return get_writer(connection).call("EVAL", BATCH_SCRIPT, len(names), *names, mode, seconds, *extra)
 
 
 def receipt_key(job):
@@ -391,7 +393,7 @@ def run_job(job_id):
 def _drop_receipt(job, connection):
     """Every batch's replies are saved: the receipt in the store can go (else it expires)."""
     try:
-        get_client(connection).call("DEL", receipt_key(job))
+        get_writer(connection).call("DEL", receipt_key(job))
     except StoreError as error:
         log.info("bulk job %s: its receipt stays until it expires (%s)", job.pk, error)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .messages import Message, detect_order, parse_element
 from .summaries import Summary, parse_summary, summary_key, summary_state
-from .upstash import StoreCommandError, get_client
+from .upstash import StoreCommandError, get_client, get_writer, read_atomically, read_script
 
 # Upstash caps SCAN's COUNT near 1,000; asking for more buys nothing.
 SCAN_COUNT = 1000
@@ -322,7 +322,7 @@ def _window_range(order, start, end):
     return start, end - 1
 
 
-def _read_window(client, connection, key, order, before, window):
+def _read_window(connection, key, order, before, window):
     """One transaction: length, TTL, summary and the window's elements."""
     if before is None:
         # The latest messages: their indexes from the newest end need no length.
@@ -331,14 +331,14 @@ def _read_window(client, connection, key, order, before, window):
         start = max(0, before - window)
         lrange = list(_window_range(order, start, before)) if before > 0 else [1, 0]
     try:
-        length, ttl, summary, elements = client.pipeline(
+        length, ttl, summary, elements = read_atomically(
+            connection,
             [
                 ["LLEN", key],
                 ["TTL", key],
                 ["HGETALL", summary_key(connection, key)],
                 ["LRANGE", key, *lrange],
             ],
-            transaction=True,
         )
     except StoreCommandError as error:
         if "WRONGTYPE" in str(error):
@@ -361,18 +361,17 @@ def get_transcript(connection, key, before=None, order=None, window=50):
     without it (and when the connection does not force one) it is detected
     from the elements read.
     """
-    client = get_client(connection)
     if connection.list_order in (NEWEST_FIRST, OLDEST_FIRST):
         order = connection.list_order
     guessed = order or NEWEST_FIRST
-    length, ttl, summary, messages = _read_window(client, connection, key, guessed, before, window)
+    length, ttl, summary, messages = _read_window(connection, key, guessed, before, window)
     if order is None:
         detected = detect_order([message for _, message in messages]) or NEWEST_FIRST
         if detected != guessed:
             # Read as newest-first, but it is an oldest-first list: the window
             # holds the wrong end (unless the whole list fit in it).
             if before is not None or length > window:
-                length, ttl, summary, messages = _read_window(client, connection, key, detected, before, window)
+                length, ttl, summary, messages = _read_window(connection, key, detected, before, window)
             else:
                 messages = [(index, message) for index, (_, message) in enumerate(reversed(messages))]
         order = detected
@@ -390,10 +389,10 @@ def get_transcript(connection, key, before=None, order=None, window=50):
     )
 
 
-def _read_from_oldest(client, key, order, first, count, budget, summary=None):
+def _read_from_oldest(connection, key, order, first, count, budget, summary=None):
     """Elements from chronological index `first` on (at most `count`, about `budget` bytes), in one round trip."""
     keys = [key, summary] if summary else [key]
-    reply = client.call("EVAL", WINDOW_SCRIPT, len(keys), *keys, first, count, budget, order)
+    reply = read_script(connection, WINDOW_SCRIPT, keys, first, count, budget, order)
     if reply == -2:
         raise SessionNotFound(f"There is no session {key!r}: it was cleared or has expired.")
     if reply == -3:
@@ -411,17 +410,16 @@ def read_whole_session(connection, key, window=EXPORT_WINDOW, window_bytes=EXPOR
     Reading stops at the length the session had when it began; a session cleared or expired
     meanwhile ends the windows early, with what was read.
     """
-    client = get_client(connection)
     forced = connection.list_order in (NEWEST_FIRST, OLDEST_FIRST)
     order = connection.list_order if forced else NEWEST_FIRST
     summary = summary_key(connection, key)
-    length, ttl, summary_read, elements = _read_from_oldest(client, key, order, 0, window, window_bytes, summary)
+    length, ttl, summary_read, elements = _read_from_oldest(connection, key, order, 0, window, window_bytes, summary)
     messages = [parse_element(element) for element in elements]
     detected = order if forced else detect_order(messages) or NEWEST_FIRST
     if detected != order:
         if len(elements) < length:
             length, ttl, summary_read, elements = _read_from_oldest(
-                client, key, detected, 0, window, window_bytes, summary
+                connection, key, detected, 0, window, window_bytes, summary
             )
             messages = [parse_element(element) for element in elements]
         else:  # the whole list, read from the wrong end
@@ -436,18 +434,18 @@ def read_whole_session(connection, key, window=EXPORT_WINDOW, window_bytes=EXPOR
         order=detected,
         writer=writer_label(key, first_known),
         summary=summary_read,
-        windows=_windows(client, key, detected, elements, length, window, window_bytes),
+        windows=_windows(connection, key, detected, elements, length, window, window_bytes),
     )
 
 
-def _windows(client, key, order, first_window, length, window, window_bytes):
+def _windows(connection, key, order, first_window, length, window, window_bytes):
     position = len(first_window)
     yield first_window
     del first_window  # one window in memory at a time
     while position < length:
         try:
             _, _, _, elements = _read_from_oldest(
-                client, key, order, position, min(window, length - position), window_bytes
+                connection, key, order, position, min(window, length - position), window_bytes
             )
         except SessionNotFound:
             return  # cleared or expired meanwhile: the windows end with what was read
@@ -473,7 +471,7 @@ def read_message(connection, key, index, order):
 
 
 def _guarded(connection, script, key, *args):
-    result = get_client(connection).call("EVAL", script, 2, key, summary_key(connection, key), *args)
+    result = get_writer(connection).call("EVAL", script, 2, key, summary_key(connection, key), *args)
     if result == -2:
         raise SessionNotFound(f"There is no session {key!r}: it was cleared or has expired.")
     if result == -3:

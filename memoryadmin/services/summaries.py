@@ -8,7 +8,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from .upstash import get_client
+from .upstash import get_client, get_writer
 
 
 @dataclass
@@ -85,7 +85,7 @@ return 1
 
 def write_summary(connection, session_key, result, generated_at):
     """Store a SummaryResult; False when the session is gone (nothing written)."""
-    written = get_client(connection).call(
+    written = get_writer(connection).call(
         "EVAL",
         WRITE_SCRIPT,
         2,
