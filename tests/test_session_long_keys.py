@@ -3,7 +3,6 @@
 import base64
 import html as html_module
 import http.client
-import os
 import re
 import socket
 import subprocess
@@ -12,14 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-from django.db import connection as db
 from django.urls import reverse
 
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.dashboard.converters import decode_key, encode_key
 
-from .conftest import SHOWN_ENV, TEST_TOKEN
+from .conftest import SHOWN_ENV
 from .factories import write_langchain_session
+from .processes import app_env
 
 pytestmark = pytest.mark.django_db
 
@@ -130,14 +129,7 @@ def free_port():
 def gunicorn(tmp_path, local_store):
     """gunicorn as configured in gunicorn.conf.py (its request-line limit), on this test's database."""
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{Path(db.settings_dict['NAME']).resolve()}",
-        "UPSTASH_REDIS_REST_URL": local_store.url,
-        "UPSTASH_REDIS_REST_TOKEN": TEST_TOKEN,
-        "WEB_CONCURRENCY": "1",
-        "GUNICORN_LOG_LEVEL": "warning",
-    }
+    env = app_env(local_store, WEB_CONCURRENCY="1", GUNICORN_LOG_LEVEL="warning")
     log = open(tmp_path / "gunicorn.log", "w+")
     command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
     process = subprocess.Popen([*command, "memoryadmin.wsgi"], cwd=BASE_DIR, env=env, stdout=log, stderr=log)
