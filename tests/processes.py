@@ -1,12 +1,20 @@
-"""The environment of a process a test starts (a `worker`, gunicorn): the test run's own database and store."""
+"""Processes a test starts (a `worker`, gunicorn) on the test run's own database and store."""
 
+import http.client
 import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
 from django.db import connection
 
 from .conftest import TEST_TOKEN
+
+BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def database_url():
@@ -39,3 +47,57 @@ def app_env(local_store, **extra):
         UPSTASH_REDIS_REST_TOKEN=TEST_TOKEN,
         **extra,
     )
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop(process, timeout=5):
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def serve_app(env, log_path):
+    """The app served by gunicorn as gunicorn.conf.py configures it, on 127.0.0.1; yields its port."""
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([*command, "memoryadmin.wsgi"], cwd=BASE_DIR, env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            assert process.poll() is None, Path(log_path).read_text()
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.1)
+        yield port
+    finally:
+        stop(process)
+
+
+def request(port, method, path, cookies, body=None):
+    """One request on its own connection; cookies the response sets are added to `cookies`."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Cookie": "; ".join(f"{name}={value}" for name, value in cookies.items())}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        for cookie in response.msg.get_all("Set-Cookie") or []:
+            name, value = cookie.split(";", 1)[0].split("=", 1)
+            cookies[name] = value
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        conn.close()
