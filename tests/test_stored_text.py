@@ -1,8 +1,10 @@
-"""Keys and messages holding NUL: PostgreSQL's text and jsonb refuse it, SQLite keeps it; both must work.
+"""Text from the store, saved alike on SQLite and PostgreSQL, where PostgreSQL is stricter.
 
-Every row that records store text (keys, snippets, errors, audit details) stores NUL escaped
-(memoryadmin/fields.py) and reads it back exactly, so jobs act on the exact key. These tests run
-on SQLite and, in the PostgreSQL run (MEMORYADMIN_TEST_DATABASE=postgres), on PostgreSQL.
+Keys and messages may hold NUL: PostgreSQL's text and jsonb refuse it, SQLite keeps it. Every row
+that records store text (keys, snippets, errors, audit details) stores NUL escaped
+(memoryadmin/fields.py) and reads it back exactly, so jobs act on the exact key. And PostgreSQL
+enforces a CharField's max_length, which SQLite ignores. These tests run on SQLite and, in the
+PostgreSQL run (MEMORYADMIN_TEST_DATABASE=postgres), on PostgreSQL.
 """
 
 import pytest
@@ -13,7 +15,7 @@ from memoryadmin.bulk.models import BulkJobKey, SearchHit
 from memoryadmin.dashboard.converters import decode_key, encode_key
 from memoryadmin.fields import MARK, escape, unescape
 from memoryadmin.services import audit, summary_jobs
-from memoryadmin.summaries.models import SummaryJob
+from memoryadmin.summaries.models import SummaryBatch, SummaryJob
 
 from .conftest import SHOWN_ENV
 from .factories import langchain, write_langchain_session
@@ -103,6 +105,14 @@ def test_a_stale_batch_for_a_pattern_with_nul(web, store):
     response = web.post("/summaries/batches/", {**SHOWN_ENV, "q": "chat\x00*"})
     assert response.status_code == 302
     assert SummaryJob.objects.get().session_key == KEY
+
+
+def test_a_stale_batch_for_a_pattern_as_long_as_the_list_takes(web, store):
+    pattern = "x" * 1023 + "*"  # the sessions list's filter takes 1024 characters
+    response = web.post("/summaries/batches/", {**SHOWN_ENV, "q": pattern})
+    assert response.status_code == 302
+    batch = SummaryBatch.objects.get()
+    assert batch.pattern == pattern and len(batch.description) < 300
 
 
 def test_a_long_nul_key_has_a_handle_that_gives_it_back(web, store):
