@@ -5,9 +5,10 @@ socket only (no port to collide with another run), trusts local connections, and
 in it is worth keeping). PostgreSQL refuses to run as root, so under root (CI, containers) it runs as
 the `postgres` user the Debian package creates, else as `nobody`.
 
-pytest-postgresql was measured against this and left out: it runs the server as the current user (root
-in CI, which PostgreSQL refuses) and starts it from a fixture, too late for pytest-django, which reads
-the database settings before any fixture runs.
+pytest-postgresql was considered and left out: it runs the server as the current user (root in CI,
+which PostgreSQL refuses; an option for another user was declined, its issues #341 and #455), and it
+starts the server on a port of its choosing from a fixture, while pytest-django has read the database
+settings before any fixture runs (here they name a socket directory fixed in advance).
 """
 
 import os
