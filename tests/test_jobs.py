@@ -24,15 +24,12 @@ from memoryadmin.services import bulk, content_search, summary_jobs
 from memoryadmin.services.jobs import Claim, recover_interrupted_jobs
 from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, SummaryJob
 
-from .conftest import TEST_TOKEN
+from .conftest import DATABASE_TASKS, DUMMY_TASKS, TEST_TOKEN
 from .factories import langchain
 from .test_bulk import request_by, start, write_sessions
 from .test_summarizers import Answer, ChatCompletionsServer, completion
 
 pytestmark = pytest.mark.django_db
-
-DUMMY_TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend", "QUEUES": ["default", "search"]}}
-DATABASE_TASKS = {"default": {"BACKEND": "django_tasks_db.backend.DatabaseBackend", "QUEUES": ["default", "search"]}}
 
 
 def boom(*args, **kwargs):
