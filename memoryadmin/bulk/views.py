@@ -7,9 +7,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from memoryadmin.accounts.decorators import requires
 from memoryadmin.dashboard.downloads import streaming_csv
 from memoryadmin.dashboard.forms import ttl_form_for
-from memoryadmin.services import bulk
+from memoryadmin.services import bulk, content_search
 from memoryadmin.services.connections import StoreChanged, current_connection
-from memoryadmin.services.content_search import Matcher, QueryError
+from memoryadmin.services.content_search import QueryError
 
 from .forms import BulkActionForm, ConfirmForm, SearchForm
 from .models import BulkJob, SearchJob
@@ -125,22 +125,12 @@ def search_new(request):
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            Matcher(data["query"], data["is_regex"])  # refuse a bad pattern now, not in the worker
+            job = content_search.start_search(
+                connection, request.user, data["query"], data["is_regex"], data["key_pattern"], data["role"]
+            )
         except QueryError as error:
             form.add_error("query", str(error))
         else:
-            job = SearchJob.objects.create(
-                connection_slug=connection.slug,
-                connection_name=connection.name,
-                query=data["query"],
-                is_regex=data["is_regex"],
-                key_pattern=data["key_pattern"] or connection.key_pattern,
-                role=data["role"],
-                requested_by=request.user,
-            )
-            from memoryadmin.tasks import run_search
-
-            run_search.enqueue(job.pk)
             return redirect("search_job", job.pk)
     recent = SearchJob.objects.filter(connection_slug=connection.slug).select_related("requested_by")[:10]
     context = {

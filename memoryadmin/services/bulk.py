@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from memoryadmin.bulk.models import BulkJob, BulkJobKey
 
-from . import audit
+from . import audit, background
 from .connections import ConnectionChoice, StoreChanged, binding_change, find_connection, store_binding
 from .jobs import Claim, ClaimLost, end_unless_taken, unexpected
 from .sessions import SCAN_COUNT, scan_all
@@ -158,9 +158,7 @@ def create_job(connection, user, action, *, ttl_seconds=None, keys=None, pattern
             keys = search.hits.order_by("id").values_list("session_key", flat=True).iterator()
         if keys is not None:
             _freeze(job, keys)
-    from memoryadmin.tasks import count_bulk_job
-
-    count_bulk_job.enqueue(job.pk)
+    background.enqueue(background.COUNT_BULK_JOB, job.pk)
     return job
 
 
@@ -199,9 +197,7 @@ def confirm_job(job, request, typed=""):
         details={"action": job.action, "sessions": job.total, "typed": typed},
     )
     if problem is None:
-        from memoryadmin.tasks import run_bulk_job
-
-        run_bulk_job.enqueue(job.pk)
+        background.enqueue(background.RUN_BULK_JOB, job.pk)
     return problem
 
 
@@ -249,9 +245,7 @@ def resume_job(job, request):
         details={"action": job.action, "resumed_at": job.next_position, "sessions": job.total},
     )
     if problem is None:
-        from memoryadmin.tasks import run_bulk_job
-
-        run_bulk_job.enqueue(job.pk)
+        background.enqueue(background.RUN_BULK_JOB, job.pk)
     return problem
 
 

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from memoryadmin.bulk.models import SearchHit, SearchJob
 
-from . import audit
+from . import audit, background
 from .connections import StoreChanged, binding_change, find_connection, store_binding
 from .jobs import Claim, end_unless_taken, unexpected
 from .messages import detect_order, parse_element
@@ -261,6 +261,22 @@ def read_ahead(items):
             yield value
     finally:
         stop.set()
+
+
+def start_search(connection, user, query, is_regex, key_pattern, role):
+    """A queued search; QueryError (nothing queued) when the query cannot be searched for."""
+    Matcher(query, is_regex)  # refuse a bad pattern now, in the request, not in the worker
+    job = SearchJob.objects.create(
+        connection_slug=connection.slug,
+        connection_name=connection.name,
+        query=query,
+        is_regex=is_regex,
+        key_pattern=key_pattern or connection.key_pattern,
+        role=role,
+        requested_by=user,
+    )
+    background.enqueue(background.RUN_SEARCH, job.pk)
+    return job
 
 
 def run_search(job_id):

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, SummaryJob
 
-from . import audit
+from . import audit, background
 from .connections import ConnectionChoice, find_connection
 from .jobs import Claim, end_unless_taken, unexpected
 from .secrets import SecretUnreadable
@@ -33,8 +33,6 @@ WHOLE_SESSION = 10**9
 
 def request_summary(connection, session_key, user, batch=None):
     """The active job for this session, or a new queued one; (job, created)."""
-    from memoryadmin.tasks import summarize_session  # tasks import this module
-
     try:
         # With its task, or not at all: a queued job without one would hold its session forever.
         with transaction.atomic():
@@ -45,7 +43,7 @@ def request_summary(connection, session_key, user, batch=None):
                 requested_by=user,
                 batch=batch,
             )
-            summarize_session.enqueue(job.pk)
+            background.enqueue(background.SUMMARIZE_SESSION, job.pk)
     except IntegrityError:
         active = SummaryJob.objects.filter(
             connection_slug=connection.slug, session_key=session_key, status__in=SummaryJob.ACTIVE
@@ -136,13 +134,11 @@ def queue_summaries(connection, batch, session_keys, user):
 
 def request_stale_batch(connection, pattern, user):
     """Re-summarize every stale (or unsummarized) session matching the pattern: found by a worker."""
-    from memoryadmin.tasks import plan_stale_batch
-
     # Within the description's 500 characters (PostgreSQL enforces them), an escaped NUL counting two.
     description = f"All sessions matching {_shortened(pattern, 200)} whose summary is missing or stale"
     with transaction.atomic():  # with its task, or not at all
         batch = new_batch(connection, user, description, pattern=pattern)
-        plan_stale_batch.enqueue(batch.pk)
+        background.enqueue(background.PLAN_STALE_BATCH, batch.pk)
     return batch
 
 
