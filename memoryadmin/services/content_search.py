@@ -1,7 +1,9 @@
 """Content search: which sessions mention this text (an e-mail address, a name...)?
 
 Upstash lists have no index, so the search reads every session in scope: a
-SCAN step at a time, its sessions' elements in pipelined batches. Each
+SCAN step at a time, its sessions' elements in replies sized in bytes (the
+store refuses a reply over its request limit), by a script that reads
+session after session until a reply's budget. Each
 element is matched as stored (the raw JSON, case-insensitively) and, where
 that cannot be decisive, as decoded text: JSON writers in Python escape
 non-ASCII (`é` is stored as `\\u00e9`), so a query with non-ASCII letters
@@ -32,11 +34,12 @@ from django.utils import timezone
 
 from memoryadmin.bulk.models import SearchHit, SearchJob
 
-from . import audit
+from . import audit, scripts
 from .connections import StoreChanged, binding_change, find_connection, store_binding
 from .jobs import this_worker
 from .messages import detect_order, parse_element
-from .sessions import NEWEST_FIRST, SCAN_COUNT, decode_keys
+from .scripts import Script
+from .sessions import COST_FUNCTION, NEWEST_FIRST, SCAN_COUNT, SessionNotFound, decode_keys, read_element, reply_budget
 from .upstash import StoreError, get_client
 
 log = logging.getLogger(__name__)
@@ -45,9 +48,6 @@ MAX_QUERY_LENGTH = 500
 # RE2's own default: enough for any pattern an operator types; refused above it. Compiling
 # the largest pattern it allows peaks at ~60 MB and takes ~0.2 s (measured).
 REGEX_MAX_MEMORY = 8 << 20
-FIRST_READ = 100  # elements of each session in the first read of a SCAN step: most sessions fit
-MORE_READ = 5000  # then a longer session is read on in windows of this size
-LONG_SESSIONS_PER_READ = 20  # long sessions per pipeline
 SNIPPET_CONTEXT = 80  # characters either side of the match
 ROLES = ["human", "ai", "system", "tool"]
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -173,20 +173,59 @@ def match_session(matcher, elements, role, deadline=math.inf):
     return len(found), chronological, order, snippet, (start - left, end - left)
 
 
-def scan_steps(client, pattern, cursor):
-    """(keys, their first reads, the cursor after their step) for each SCAN step from `cursor`.
+# Sessions of a SCAN step, read whole one after the other until a reply's byte budget. KEYS: the sessions
+# still to read. ARGV: the element of the first one to start from, the budget. An element over the budget
+# is not read: its size stands in its place (it is read in parts). A key that is no list (any more) reads
+# as empty. Reply: {sessions finished, the element of the next one to go on from, then per session read:
+# how many of its elements follow, the elements}. Read in chunks of 100.
+STEP_SCRIPT = Script(
+    COST_FUNCTION
+    + """
+local from, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
+local reply, bytes = {0, 0}, 0
+for k = 1, #KEYS do
+  local counted = #reply + 1
+  reply[counted] = 0
+  local position = from
+  repeat
+    local chunk = redis.pcall('LRANGE', KEYS[k], position, position + 99)
+    if chunk.err then chunk = {} end
+    for n = 1, #chunk do
+      local element, size = chunk[n], cost(chunk[n])
+      if size > budget then element, size = #element, cost('') end
+      if bytes > 0 and bytes + size > budget then
+        reply[1], reply[2] = k - 1, position + n - 1
+        return reply
+      end
+      bytes = bytes + size
+      reply[#reply + 1] = element
+      reply[counted] = reply[counted] + 1
+    end
+    position = position + 100
+  until #chunk < 100
+  from = 0
+end
+reply[1] = #KEYS
+return reply
+""",
+    read_only=True,
+)
 
-    One round trip per step: its pipeline reads the first FIRST_READ elements
-    (all of most sessions) of the previous step's keys and scans the next step.
+
+def scan_steps(client, pattern, cursor):
+    """(keys, their first read, the cursor after their step) for each SCAN step from `cursor`.
+
+    One round trip per step: its pipeline reads the previous step's sessions, as many as one
+    reply may carry (all of them, for most steps), and scans the next step.
     """
     keys, last = None, False
     while True:
-        commands = [["LRANGE", key, 0, FIRST_READ - 1] for key in keys or []]
+        commands = [STEP_SCRIPT(keys, 0, reply_budget())] if keys else []
         if not last:
             commands.append(["SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, "TYPE", "list"])
-        replies = client.pipeline(commands)
+        replies = scripts.pipeline(client, commands)
         if keys is not None:
-            yield keys, replies[: len(keys)], cursor
+            yield keys, replies[0] if keys else None, cursor
         if last:
             return
         raw_cursor, raw_keys = replies[-1]
@@ -195,32 +234,58 @@ def scan_steps(client, pattern, cursor):
 
 
 def read_sessions(client, keys, first, deadline=math.inf):
-    """(key, every element in list order) for each session of a step, given the step's first reads.
+    """(key, every element in list order) for each session of a step, given the step's first read.
 
-    Longer sessions are read on in windows, a few sessions per pipeline, and
-    each session is handed over as soon as it is complete, so only a step's
-    first reads and a few long sessions are ever held at once. Raises
-    OutOfTime once time.monotonic() passes the deadline: long sessions take many reads.
+    What the first read could not carry is read on from where it stopped, a reply's budget at a time,
+    the next reply made while this one is matched; an element too big for any reply is read in parts.
+    Each session is handed over as soon as it is complete, so a few replies and one session are held
+    at once. Raises OutOfTime once time.monotonic() passes the deadline: long sessions take many reads.
     """
-    pending = []
-    for key, elements in zip(keys, first):
-        if len(elements) < FIRST_READ:
-            yield key, elements
-        else:
-            pending.append((key, elements))
-    while pending:
+    if not keys:
+        return
+    replies = _step_replies(client, keys, first, deadline)
+    if first[0] < len(keys):
+        replies = read_ahead(replies)
+    elements = []  # of the session being read, which a reply may leave unfinished
+    for done, (finished, _, *records) in replies:
+        position, session = 0, done
+        while position < len(records):
+            count = records[position]
+            elements += records[position + 1 : position + 1 + count]
+            position += 1 + count
+            if session < done + finished:
+                yield keys[session], _whole(client, keys[session], elements)
+                elements, session = [], session + 1
+
+
+def _step_replies(client, keys, first, deadline):
+    """(sessions finished before it, reply) for each read of a step: the first, then on from where each stopped."""
+    done, reply = 0, first
+    while True:
+        yield done, reply
+        done += reply[0]
+        if done == len(keys):
+            return
         if time.monotonic() > deadline:
             raise OutOfTime
-        batch, pending = pending[:LONG_SESSIONS_PER_READ], pending[LONG_SESSIONS_PER_READ:]
-        replies = client.pipeline(
-            [["LRANGE", key, len(elements), len(elements) + MORE_READ - 1] for key, elements in batch]
-        )
-        for (key, elements), more in zip(batch, replies):
-            elements += more
-            if len(more) < MORE_READ:
-                yield key, elements
-            else:
-                pending.append((key, elements))
+        reply = scripts.run(client, STEP_SCRIPT(keys[done:], reply[1], reply_budget()))
+
+
+def _whole(client, key, elements):
+    """A session's elements with those too big for a reply read in parts (the size read stands in their place).
+
+    Read by their index from the head of the list: if the chat app pushes at that end meanwhile, this
+    reads the element that is there now. One that is gone by then is left out.
+    """
+    whole = []
+    for index, element in enumerate(elements):
+        if type(element) is int:
+            try:
+                element = b"".join(read_element(client, key, index).parts)
+            except SessionNotFound:
+                continue
+        whole.append(element)
+    return whole
 
 
 def read_ahead(items):
