@@ -227,6 +227,9 @@ MEMORYADMIN_ENCRYPTION_KEYS = env.list("MEMORYADMIN_ENCRYPTION_KEYS", default=[]
 # more connections are added in the app.
 UPSTASH_REDIS_REST_URL = env.str("UPSTASH_REDIS_REST_URL", default="")
 UPSTASH_REDIS_REST_TOKEN = env.str("UPSTASH_REDIS_REST_TOKEN", default="")
+# Optional: the database's read-only token; every read then uses it, only writes the full token.
+# The name Vercel's Upstash integration gives it.
+UPSTASH_REDIS_REST_READ_ONLY_TOKEN = env.str("UPSTASH_REDIS_REST_READ_ONLY_TOKEN", default="")
 MEMORYADMIN_KEY_PATTERN = env.str("MEMORYADMIN_KEY_PATTERN", default="*")
 MEMORYADMIN_KEY_PREFIX = env.str("MEMORYADMIN_KEY_PREFIX", default="")
 # auto: newest-first for {"type","data"} elements, oldest-first for {"role"} ones.

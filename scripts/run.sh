@@ -19,7 +19,10 @@ trap cleanup EXIT INT TERM
 if [[ -z "${UPSTASH_REDIS_REST_URL:-}" || -z "${UPSTASH_REDIS_REST_TOKEN:-}" ]]; then
   export UPSTASH_REDIS_REST_URL="http://127.0.0.1:${STORE_PORT}"
   export UPSTASH_REDIS_REST_TOKEN="memoryadmin-local-dev-token"
-  $PY manage.py localstore --port "$STORE_PORT" --token "$UPSTASH_REDIS_REST_TOKEN" --data-dir var/localstore &
+  # With Upstash's limits (its defaults). LOCALSTORE_ARGS adds flags, e.g. "--read-only-token ro --replica-lag-ms 200".
+  # shellcheck disable=SC2086 # LOCALSTORE_ARGS is split into flags on purpose
+  $PY manage.py localstore --port "$STORE_PORT" --token "$UPSTASH_REDIS_REST_TOKEN" --data-dir var/localstore \
+    ${LOCALSTORE_ARGS:-} &
   children+=($!)
   $PY - <<'PY'
 import os, time, urllib.request

@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+from memoryadmin.localstore.gateway import MAX_KEY_BYTES, MAX_REQUEST_BYTES
 from memoryadmin.localstore.store import LocalStore
 from memoryadmin.services.upstash import StoreConnection, get_client
 
@@ -14,7 +15,9 @@ SHOWN_ENV = {"connection": "env"}
 
 @pytest.fixture(scope="session")
 def local_store():
-    with LocalStore(port=0, token=TEST_TOKEN) as store:
+    # Upstash's limits, as on a Free or Pay-as-you-go database and in `make run`: what passes here passes there.
+    limits = {"max_request_bytes": MAX_REQUEST_BYTES, "max_key_bytes": MAX_KEY_BYTES}
+    with LocalStore(port=0, token=TEST_TOKEN, **limits) as store:
         yield store
 
 

@@ -89,9 +89,9 @@ def test_test_connection_of_a_saved_one_uses_its_stored_token(admin_web, second)
     assert "Connected to" in html
 
 
-def test_environment_connection_is_listed_read_only(admin_web):
+def test_environment_connection_is_listed_as_not_editable(admin_web):
     html = admin_web.get("/connections/").content.decode()
-    assert "default (environment)" in html and "read-only" in html
+    assert "default (environment)" in html and "not editable" in html
     assert TEST_TOKEN not in html
 
 

@@ -169,7 +169,6 @@ def test_viewer_cannot_search(client, viewer, connection):
 
 def test_sessions_are_read_whole_in_replies_of_a_bounded_size(connection, store, settings, local_store):
     from memoryadmin.services import content_search
-    from memoryadmin.services.upstash import get_client
 
     settings.MEMORYADMIN_MAX_REQUEST_BYTES = 1000  # replies of about 600 stored bytes: a few elements each
     lengths = {"short": 2, "edge": 3, "long": 12, "longer": 15}
@@ -177,11 +176,10 @@ def test_sessions_are_read_whole_in_replies_of_a_bounded_size(connection, store,
     expected["big"] = ["small", "x" * 5000 + "the end", "after"]  # one element over any reply: read in parts
     for key, elements in expected.items():
         store.call("RPUSH", key, *elements)
-    client = get_client(connection)
     before = local_store.gateway.requests_served
     read = {}
-    for keys, first, _ in content_search.scan_steps(client, "*", "0"):
-        read.update(content_search.read_sessions(client, keys, first))
+    for keys, first, _ in content_search.scan_steps(connection, "*", "0"):
+        read.update(content_search.read_sessions(connection, keys, first))
     assert {key: [e.decode() for e in elements] for key, elements in read.items()} == expected
     stored = sum(len(element) + 16 for elements in expected.values() for element in elements)
     assert local_store.gateway.requests_served - before > stored // 600  # replies of at most ~600 bytes

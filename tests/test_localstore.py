@@ -12,6 +12,7 @@ import valkey
 from upstash_redis import Redis
 from upstash_redis.errors import UpstashError
 
+from memoryadmin.localstore.gateway import MAX_REQUEST_BYTES
 from memoryadmin.localstore.store import LocalStore
 
 from .conftest import TEST_TOKEN
@@ -231,15 +232,19 @@ def test_token_is_checked_before_the_body_is_read(local_store):
 
 
 def test_request_over_the_size_limit_is_refused_unread(local_store):
-    headers = {"Authorization": f"Bearer {TEST_TOKEN}", "Content-Length": 10_000_001}
-    assert send_raw(local_store, headers) == (400, {"error": "ERR max request size exceeded"})
+    headers = {"Authorization": f"Bearer {TEST_TOKEN}", "Content-Length": MAX_REQUEST_BYTES + 1}
+    status, answer = send_raw(local_store, headers)
+    assert status == 400
+    assert answer["error"].startswith(
+        f"ERR max request size exceeded. Limit: {MAX_REQUEST_BYTES} bytes, Actual: {MAX_REQUEST_BYTES + 1} bytes."
+    )
 
 
 def test_sdk_gets_upstash_error_for_a_request_over_10_mb(redis):
     with pytest.raises(UpstashError, match="ERR max request size exceeded"):
-        redis.set("big", "x" * 10_000_000)
-    assert redis.set("big", "x" * (10_000_000 - 100)) is True  # up to the limit is fine
-    assert redis.strlen("big") == 10_000_000 - 100
+        redis.set("big", "x" * MAX_REQUEST_BYTES)
+    assert redis.set("big", "x" * (MAX_REQUEST_BYTES - 100)) is True  # up to the limit is fine
+    assert redis.strlen("big") == MAX_REQUEST_BYTES - 100
 
 
 @pytest.mark.parametrize("length", ["-1", "abc", "1e3", "٣"])
@@ -363,3 +368,22 @@ def test_data_dir_keeps_data_across_restarts(tmp_path):
         Redis(first.url, "t", allow_telemetry=False).rpush("kept", "yes")
     with LocalStore(port=0, token="t", data_dir=tmp_path / "data") as second:
         assert Redis(second.url, "t", allow_telemetry=False).lrange("kept", 0, -1) == ["yes"]
+
+
+def test_stores_started_at_once_all_start():
+    """Test runs side by side start stores at the same moment; each Valkey needs a port of its own."""
+    failures = []
+
+    def start():
+        try:
+            with LocalStore(port=0, token="t"):
+                pass
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            failures.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []

@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.dashboard.converters import decode_key, encode_key
+from memoryadmin.services.summaries import summary_key
 
 from .conftest import SHOWN_ENV, TEST_TOKEN
 from .factories import write_langchain_session
@@ -44,9 +45,10 @@ def session_urls(page):
 
 
 @pytest.fixture
-def long_session(store):
+def long_session(store, connection):
     write_langchain_session(store, LONG_KEY, ["hello", "x" * 30000])
-    store.call("HSET", f"memoryadmin:summary:{LONG_KEY}", "text", "a summary")
+    # The namespace does not fit before a 32 KB key: its summary is named by the key's digest.
+    store.call("HSET", summary_key(connection, LONG_KEY), "text", "a summary")
     return LONG_KEY
 
 
@@ -58,6 +60,7 @@ def test_every_session_url_of_a_32_kb_key_is_short_and_works(admin_web, long_ses
     assert page.status_code == 200
     html = page.content.decode()
     assert html_module.escape(LONG_KEY) in html
+    assert "a summary" in html  # read from the summary's digest-named key
     urls = session_urls(html)
     assert len(urls) >= 8  # export ×2, clear, TTL, remove TTL, re-summarize, raw message, permalink
     assert all(len(url.encode()) < SHORT_URL for url in urls), max(urls, key=len)[:200]
@@ -83,13 +86,13 @@ def test_every_session_url_of_a_32_kb_key_is_short_and_works(admin_web, long_ses
 
 def test_scan_more_after_a_long_key_is_short_and_resumes(web, store, settings):
     settings.MEMORYADMIN_PAGE_SIZE = 1
-    write_langchain_session(store, LONG_KEY + "1", ["one"])
-    write_langchain_session(store, LONG_KEY + "2", ["two"])
+    write_langchain_session(store, LONG_KEY[:-1] + "1", ["one"])
+    write_langchain_session(store, LONG_KEY[:-1] + "2", ["two"])
     listing = web.get("/").content.decode()
     more = html_module.unescape(re.search(r'hx-get="(/\?[^"]*after=[^"]+)"', listing).group(1))
     assert len(more) < SHORT_URL
     rows = web.get(more, headers={"HX-Request": "true"}).content.decode()
-    assert html_module.escape(LONG_KEY + "2") in rows
+    assert html_module.escape(LONG_KEY[:-1] + "2") in rows
 
 
 def test_bulk_selection_of_a_long_key_names_it_by_its_handle(web, store):

@@ -11,13 +11,18 @@ LIST_ORDERS = [
 
 
 class Connection(models.Model):
-    """An Upstash database the operators work on; its token is encrypted at rest."""
+    """An Upstash database the operators work on; its tokens are encrypted at rest.
 
-    SECRET_FIELDS = ("token_encrypted",)
+    `token` is the database's full token; `read_only_token`, optional, its
+    read-only one: when set, every read uses it and only writes use the full one.
+    """
+
+    SECRET_FIELDS = ("token_encrypted", "read_only_token_encrypted")
 
     name = models.CharField(max_length=100, unique=True)
     url = models.URLField("REST URL", max_length=500)
     token_encrypted = models.TextField(editable=False)
+    read_only_token_encrypted = models.TextField(blank=True, default="", editable=False)
     key_pattern = models.CharField(max_length=500, default="*", help_text="SCAN MATCH pattern of session keys.")
     display_prefix = models.CharField(
         max_length=200, blank=True, help_text="Stripped from keys for display, e.g. message_store:"
@@ -34,6 +39,7 @@ class Connection(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     token = secret_property("token_encrypted")
+    read_only_token = secret_property("read_only_token_encrypted")
 
     class Meta:
         ordering = ["name"]
@@ -49,12 +55,17 @@ class Connection(models.Model):
     def masked_token(self):
         return masked(self.token)
 
+    @property
+    def masked_read_only_token(self):
+        return masked(self.read_only_token) if self.read_only_token_encrypted else ""
+
     def to_store_connection(self):
         return StoreConnection(
             slug=str(self.pk),
             name=self.name,
             url=self.url,
             token=self.token,
+            read_only_token=self.read_only_token,
             key_pattern=self.key_pattern,
             display_prefix=self.display_prefix,
             list_order=self.list_order,

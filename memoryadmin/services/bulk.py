@@ -29,12 +29,12 @@ from django.utils import timezone
 
 from memoryadmin.bulk.models import BulkJob, BulkJobKey
 
-from . import audit
+from . import audit, scripts
 from .connections import ConnectionChoice, StoreChanged, binding_change, find_connection, store_binding
 from .jobs import this_worker
 from .sessions import SCAN_COUNT, scan_all
 from .summaries import summary_key
-from .upstash import StoreError, get_client
+from .upstash import StoreError, get_writer
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,9 @@ def apply_to_batch(connection, keys, mode, seconds=0, receipt=None):
     if receipt:
         names.append(receipt[0])
         extra = [receipt[1], RECEIPT_TTL]
-    return get_client(connection).call("EVAL", BATCH_SCRIPT, len(names), *names, mode, seconds, *extra)
+    if mode == "count":  # the dry run: it only reads
+        return scripts.read(connection, BATCH_SCRIPT, names, mode, seconds)
+    return scripts.write(connection, BATCH_SCRIPT, names, mode, seconds, *extra)
 
 
 def receipt_key(job):
@@ -391,7 +393,7 @@ def run_job(job_id):
 def _drop_receipt(job, connection):
     """Every batch's replies are saved: the receipt in the store can go (else it expires)."""
     try:
-        get_client(connection).call("DEL", receipt_key(job))
+        get_writer(connection).call("DEL", receipt_key(job))
     except StoreError as error:
         log.info("bulk job %s: its receipt stays until it expires (%s)", job.pk, error)
 

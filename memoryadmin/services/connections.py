@@ -8,6 +8,7 @@ write names the connection its page showed, and is refused unless that is
 still the operator's: a write never lands on a store they did not see.
 """
 
+import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -17,7 +18,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from memoryadmin.connections.models import Connection
 
 from .sessions import SCAN_COUNT
-from .upstash import StoreClient, StoreConnection, StoreError
+from .upstash import StoreClient, StoreConnection, StoreError, StorePermissionError
 
 ENVIRONMENT_SLUG = "env"
 ENVIRONMENT_NAME = "default (environment)"
@@ -59,6 +60,7 @@ def environment_connection():
         name=ENVIRONMENT_NAME,
         url=settings.UPSTASH_REDIS_REST_URL,
         token=settings.UPSTASH_REDIS_REST_TOKEN,
+        read_only_token=settings.UPSTASH_REDIS_REST_READ_ONLY_TOKEN,
         key_pattern=settings.MEMORYADMIN_KEY_PATTERN,
         display_prefix=settings.MEMORYADMIN_KEY_PREFIX,
         list_order=settings.MEMORYADMIN_LIST_ORDER,
@@ -210,38 +212,100 @@ class ConnectionCheck:
 # What parsing a reply that is not an Upstash REST reply can raise in the client (a JSON body of
 # another shape, strings that are not base64): the tested URL may be any server at all.
 NOT_AN_UPSTASH_REPLY = (AttributeError, KeyError, TypeError, ValueError)
+# The write a check tries: DEL of a key made up for it (see check_connection).
+WRITE_PROBE_PREFIX = "memoryadmin:token-check:"
+
+
+class CheckFailed(Exception):
+    """A token did not do what it is for; the message says what to fix."""
 
 
 def check_connection(connection):
-    """PING and one SCAN step through the real client: is this connection usable?
+    """Is this connection usable, with each of its tokens? Through the real client.
 
-    A client of its own, closed afterwards: the settings under test may not be saved.
-    The message never contains the token, even if the server echoes it back.
+    The full token must answer PING and one SCAN step, and be allowed a write;
+    the read-only token, if any, must answer the SCAN step and be refused the
+    write. The write is DEL of a key made up for the check: a store checks a
+    token's permission before it runs a command, and where it is allowed it
+    deletes nothing, so the check is harmless on a production database.
+    Clients of their own, closed afterwards: the settings under test may not be saved.
+    The message never contains a token, even if the server echoes it back.
     """
-    client = StoreClient(connection.url, connection.token, connection.timeout, connection.retries)
     try:
-        pong = client.call("PING")
-        scan = client.call("SCAN", "0", "MATCH", connection.key_pattern, "COUNT", SCAN_COUNT, "TYPE", "list")
-    except StoreError as error:
+        found = _check_token(connection, connection.token, read_only=False)
+        tokens = "No read-only token: reads use the full token too."
+        if found and connection.read_only_token:
+            found = _check_token(connection, connection.read_only_token, read_only=True)
+            tokens = "The read-only token reads and was refused a write: reads use it, writes the full token."
+    except (StoreError, CheckFailed) as error:
         message = str(error)
-        return ConnectionCheck(False, message.replace(connection.token, "••••") if connection.token else message)
-    except NOT_AN_UPSTASH_REPLY:
-        pong = scan = None
-    finally:
-        client.close()
-    if pong != b"PONG" or not _is_scan_reply(scan):
+        for token in (connection.token, connection.read_only_token):
+            message = message.replace(token, "••••") if token else message
+        return ConnectionCheck(False, message)
+    if found is None:
         return ConnectionCheck(
             False,
             f"Unexpected reply from {connection.host}: it does not answer like an Upstash REST API. "
             "Check the REST URL (the database's UPSTASH_REDIS_REST_URL).",
         )
-    cursor, keys = scan
+    (cursor, keys), note = found
     more = "" if cursor == b"0" else " (first SCAN step; there are more keys)"
     return ConnectionCheck(
         True,
         f"Connected to {connection.host}: {len(keys)} session{'s' if len(keys) != 1 else ''} matching "
-        f"{connection.key_pattern!r} found{more}.",
+        f"{connection.key_pattern!r} found{more}. {tokens}{note}",
     )
+
+
+def _check_token(connection, token, read_only):
+    """(the first SCAN step's reply, a note) with this token; None if the store does not answer like Upstash.
+
+    Raises CheckFailed when the token may write and should not, or the other way round.
+    """
+    token_name = "read-only token" if read_only else "REST token"
+    client = StoreClient(connection.url, token, connection.timeout, connection.retries, token_name=token_name)
+    try:
+        return _try_token(client, connection, read_only)
+    except StoreError as error:
+        if not read_only:
+            raise
+        raise CheckFailed(f"With the read-only token: {error}") from None
+    except NOT_AN_UPSTASH_REPLY:
+        return None
+    finally:
+        client.close()
+
+
+def _try_token(client, connection, read_only):
+    # An ACL of +@read alone refuses PING: the read-only token is only asked to SCAN.
+    if not read_only and client.call("PING") != b"PONG":
+        return None
+    scan = client.call("SCAN", "0", "MATCH", connection.key_pattern, "COUNT", SCAN_COUNT, "TYPE", "list")
+    if not _is_scan_reply(scan):
+        return None
+    try:
+        deleted = client.call("DEL", f"{WRITE_PROBE_PREFIX}{uuid.uuid4().hex}")
+    except StorePermissionError as refused:
+        if read_only:
+            return scan, _script_note(client)
+        raise CheckFailed(f"The REST token may not write. {refused}") from None
+    if not isinstance(deleted, int):
+        return None
+    if read_only:
+        raise CheckFailed(
+            "The read-only token may write: the store let it delete a key (one made up for this check, so "
+            "nothing changed). Enter the database's read-only token (Upstash console, “Read-Only Token”)."
+        )
+    return scan, ""
+
+
+def _script_note(client):
+    """What to know about the read-only token and scripts: an ACL of +@read alone refuses even EVAL_RO."""
+    try:
+        client.call("EVAL_RO", "return 1", 0)
+    except StorePermissionError:
+        return " It may not run scripts: exports and dry runs run theirs read-only (EVAL_RO) with the full token."
+    return ""
 
 
 def _is_scan_reply(reply):

@@ -38,9 +38,8 @@ from . import audit, scripts
 from .connections import StoreChanged, binding_change, find_connection, store_binding
 from .jobs import this_worker
 from .messages import detect_order, parse_element
-from .scripts import Script
 from .sessions import COST_FUNCTION, NEWEST_FIRST, SCAN_COUNT, SessionNotFound, decode_keys, read_element, reply_budget
-from .upstash import StoreError, get_client
+from .upstash import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +177,7 @@ def match_session(matcher, elements, role, deadline=math.inf):
 # is not read: its size stands in its place (it is read in parts). A key that is no list (any more) reads
 # as empty. Reply: {sessions finished, the element of the next one to go on from, then per session read:
 # how many of its elements follow, the elements}. Read in chunks of 100.
-STEP_SCRIPT = Script(
+STEP_SCRIPT = (
     COST_FUNCTION
     + """
 local from, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -207,12 +206,11 @@ for k = 1, #KEYS do
 end
 reply[1] = #KEYS
 return reply
-""",
-    read_only=True,
+"""
 )
 
 
-def scan_steps(client, pattern, cursor):
+def scan_steps(connection, pattern, cursor):
     """(keys, their first read, the cursor after their step) for each SCAN step from `cursor`.
 
     One round trip per step: its pipeline reads the previous step's sessions, as many as one
@@ -220,10 +218,10 @@ def scan_steps(client, pattern, cursor):
     """
     keys, last = None, False
     while True:
-        commands = [STEP_SCRIPT(keys, 0, reply_budget())] if keys else []
+        commands = [scripts.Run(STEP_SCRIPT, keys, (0, reply_budget()))] if keys else []
         if not last:
             commands.append(["SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, "TYPE", "list"])
-        replies = scripts.pipeline(client, commands)
+        replies = scripts.read_pipeline(connection, commands)
         if keys is not None:
             yield keys, replies[0] if keys else None, cursor
         if last:
@@ -233,7 +231,7 @@ def scan_steps(client, pattern, cursor):
         last = cursor == "0"
 
 
-def read_sessions(client, keys, first, deadline=math.inf):
+def read_sessions(connection, keys, first, deadline=math.inf):
     """(key, every element in list order) for each session of a step, given the step's first read.
 
     What the first read could not carry is read on from where it stopped, a reply's budget at a time,
@@ -243,7 +241,7 @@ def read_sessions(client, keys, first, deadline=math.inf):
     """
     if not keys:
         return
-    replies = _step_replies(client, keys, first, deadline)
+    replies = _step_replies(connection, keys, first, deadline)
     if first[0] < len(keys):
         replies = read_ahead(replies)
     elements = []  # of the session being read, which a reply may leave unfinished
@@ -254,11 +252,11 @@ def read_sessions(client, keys, first, deadline=math.inf):
             elements += records[position + 1 : position + 1 + count]
             position += 1 + count
             if session < done + finished:
-                yield keys[session], _whole(client, keys[session], elements)
+                yield keys[session], _whole(connection, keys[session], elements)
                 elements, session = [], session + 1
 
 
-def _step_replies(client, keys, first, deadline):
+def _step_replies(connection, keys, first, deadline):
     """(sessions finished before it, reply) for each read of a step: the first, then on from where each stopped."""
     done, reply = 0, first
     while True:
@@ -268,10 +266,10 @@ def _step_replies(client, keys, first, deadline):
             return
         if time.monotonic() > deadline:
             raise OutOfTime
-        reply = scripts.run(client, STEP_SCRIPT(keys[done:], reply[1], reply_budget()))
+        reply = scripts.read(connection, STEP_SCRIPT, keys[done:], reply[1], reply_budget())
 
 
-def _whole(client, key, elements):
+def _whole(connection, key, elements):
     """A session's elements with those too big for a reply read in parts (the size read stands in their place).
 
     Read by their index from the head of the list: if the chat app pushes at that end meanwhile, this
@@ -281,7 +279,7 @@ def _whole(client, key, elements):
     for index, element in enumerate(elements):
         if type(element) is int:
             try:
-                element = b"".join(read_element(client, key, index).parts)
+                element = b"".join(read_element(connection, key, index).parts)
             except SessionNotFound:
                 continue
         whole.append(element)
@@ -373,12 +371,11 @@ def run_search(job_id):
 
 
 def _search(job, connection, matcher, deadline):
-    client = get_client(connection)
     # From the saved cursor: a resumed search goes on where it was.
-    for keys, first, cursor in read_ahead(scan_steps(client, job.key_pattern, job.cursor)):
+    for keys, first, cursor in read_ahead(scan_steps(connection, job.key_pattern, job.cursor)):
         if time.monotonic() > deadline:  # also where SCAN steps find no sessions at all
             raise OutOfTime
-        hits, sessions, messages, out_of_time = _match_step(job, client, keys, first, matcher, deadline)
+        hits, sessions, messages, out_of_time = _match_step(job, connection, keys, first, matcher, deadline)
         # Hits of a step and the cursor after it are saved together: a resumed search neither
         # repeats nor skips a step's hits. A step cut short by the budget keeps its hits so far
         # (the search ends there, so its cursor does not move on).
@@ -400,11 +397,11 @@ def _search(job, connection, matcher, deadline):
             return
 
 
-def _match_step(job, client, keys, first, matcher, deadline):
+def _match_step(job, connection, keys, first, matcher, deadline):
     """(hits, sessions read, messages read, whether the budget ran out) for one SCAN step."""
     hits, sessions, messages = [], 0, 0
     try:
-        for key, elements in read_sessions(client, keys, first, deadline):
+        for key, elements in read_sessions(connection, keys, first, deadline):
             found = match_session(matcher, elements, job.role, deadline)
             sessions += 1
             messages += len(elements)

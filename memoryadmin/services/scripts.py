@@ -1,87 +1,111 @@
-"""Lua scripts, sent by their digest once the store has them.
+"""Lua scripts: every script the app runs on a store goes through here.
 
-A client sends a script's body (EVAL) the first time it runs it, which also
-puts it in the store's script cache; after that, only its SHA1 digest
-(EVALSHA): a request of a few bytes instead of the body. A store that lost its
-cache (restarted, SCRIPT FLUSH, failed over) answers NOSCRIPT, and the body is
-sent again. Scripts that only read run as EVAL_RO / EVALSHA_RO, so the store
-refuses any write they would try.
+By digest once the store has it: a client sends a script's body (EVAL) the
+first time it runs it, which also puts it in the store's script cache, and
+after that only its SHA1 digest (EVALSHA): a few bytes instead of the body. A
+store that lost its cache (restarted, SCRIPT FLUSH, failed over) answers
+NOSCRIPT, and the body is sent again.
+
+With the right token: a script that writes runs with the connection's full
+token (`write`). One that only reads (`read`, `read_pipeline`) runs as
+EVAL_RO / EVALSHA_RO, which the store refuses any write, with the read-only
+token when the connection has one; if the store refuses that token scripts
+(an ACL of +@read alone does, and Upstash does not document what its read-only
+token allows), they run read-only with the full token, still unable to write.
+The refusal is remembered, so it costs one request.
 """
 
+import functools
 import hashlib
+import logging
 import threading
 import weakref
+from dataclasses import dataclass
 
-from .upstash import StoreCommandError
+from .upstash import StoreCommandError, StorePermissionError, connection_clients, get_writer
 
-
-class Script:
-    def __init__(self, body, read_only=False):
-        self.body = body
-        self.digest = hashlib.sha1(body.encode()).hexdigest()
-        self.read_only = read_only
-
-    def __call__(self, keys, *args):
-        """This script run on these keys and arguments: a command for `run` or `pipeline`."""
-        return ScriptRun(self, list(keys), list(args))
+log = logging.getLogger(__name__)
 
 
-class ScriptRun:
-    def __init__(self, script, keys, args):
-        self.script, self.keys, self.args = script, keys, args
+@dataclass(frozen=True)
+class Run:
+    """A script run on keys with arguments, among the commands of a `read_pipeline`."""
 
-    def command(self, by_digest):
-        script = self.script
-        name = ("EVALSHA" if by_digest else "EVAL") + ("_RO" if script.read_only else "")
-        return [name, script.digest if by_digest else script.body, len(self.keys), *self.keys, *self.args]
+    script: str
+    keys: list
+    args: tuple = ()
 
 
-# The digests each client has had the store run (so the store has them), per client: a client is
-# rebuilt when its connection changes, and may then reach another store.
+def write(connection, script, keys, *args):
+    """The reply of a script that writes, run with the full token."""
+    return _send(get_writer(connection), [Run(script, keys, args)], read_only=False)[0]
+
+
+def read(connection, script, keys, *args):
+    """The reply of a script that only reads."""
+    return read_pipeline(connection, [Run(script, keys, args)])[0]
+
+
+def read_pipeline(connection, commands):
+    """The replies of read commands and script runs (`Run`) in one round trip (two if the store lost a script).
+
+    When the store lacks a script, the other commands have run, and run again with it: reads only.
+    """
+    if not commands:
+        return []
+    clients = connection_clients(connection)
+    if clients.reader_runs_scripts and clients.reader is not clients.writer:
+        try:
+            return _send(clients.reader, commands, read_only=True)
+        except StorePermissionError:
+            clients.reader_runs_scripts = False
+            log.info("%s: its read-only token may not run scripts; EVAL_RO goes with the full token", connection.name)
+    return _send(clients.writer, commands, read_only=True)
+
+
+@functools.cache
+def _digest(script):
+    return hashlib.sha1(script.encode()).hexdigest()
+
+
+# The digests of the scripts each client has had the store run, so the store has them. Per client:
+# a client is rebuilt when its connection changes, and may then reach another store.
 _known = weakref.WeakKeyDictionary()
 _known_lock = threading.Lock()
 
 
-def _digests(client):
+def _send(client, commands, read_only):
     with _known_lock:
-        return _known.setdefault(client, set())
-
-
-def run(client, script_run):
-    """The reply of one script run."""
-    return pipeline(client, [script_run])[0]
-
-
-def pipeline(client, commands):
-    """Replies of commands (lists) and script runs, in one round trip (two if the store lost a script).
-
-    For reads, and for a write script alone: when the store lacks a script, a pipeline's other
-    commands have run, and are run again with it.
-    """
-    if not commands:
-        return []
-    known = _digests(client)
+        known = _known.setdefault(client, set())
+    suffix = "_RO" if read_only else ""
 
     def as_sent(trusting):
-        sent, bodies = [], set()
+        """The commands as sent, and the digests of their scripts: by digest if the store has the script."""
+        sent, digests = [], set()
         for command in commands:
-            if not isinstance(command, ScriptRun):
+            if not isinstance(command, Run):
                 sent.append(command)
                 continue
-            digest = command.script.digest
-            # A body goes once per request; the commands after it run it by its digest.
-            by_digest = (trusting and digest in known) or digest in bodies
-            bodies.add(digest)
-            sent.append(command.command(by_digest))
-        return sent, bodies
+            digest = _digest(command.script)
+            # A body goes once per request: the commands after it run it by its digest.
+            if (trusting and digest in known) or digest in digests:
+                sent.append([f"EVALSHA{suffix}", digest, len(command.keys), *command.keys, *command.args])
+            else:
+                sent.append([f"EVAL{suffix}", command.script, len(command.keys), *command.keys, *command.args])
+            digests.add(digest)
+        return sent, digests
 
-    sent, used = as_sent(trusting=True)
+    sent, digests = as_sent(trusting=True)
     try:
-        replies = client.pipeline(sent) if len(sent) > 1 else [client.call(*sent[0])]
+        replies = _request(client, sent)
     except StoreCommandError as error:
-        if "no matching script" not in str(error).lower():
+        if "no matching script" not in str(error).lower():  # Upstash: "NOSCRIPT No matching script"
             raise
-        sent, used = as_sent(trusting=False)
-        replies = client.pipeline(sent) if len(sent) > 1 else [client.call(*sent[0])]
-    known.update(used)
+        sent, digests = as_sent(trusting=False)
+        replies = _request(client, sent)
+    known.update(digests)
     return replies
+
+
+def _request(client, commands):
+    return client.pipeline(commands) if len(commands) > 1 else [client.call(*commands[0])]

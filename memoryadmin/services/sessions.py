@@ -25,7 +25,6 @@ from django.conf import settings
 
 from . import scripts
 from .messages import Message, detect_order, parse_element
-from .scripts import Script
 from .summaries import Summary, parse_summary, summary_key, summary_state
 from .upstash import StoreError, get_client
 
@@ -44,7 +43,7 @@ local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'none' then return -2 end
 if kind ~= 'list' then return -3 end
 """
-CLEAR_SCRIPT = Script(
+CLEAR_SCRIPT = (
     _GUARD
     + """
 local count = redis.call('LLEN', KEYS[1])
@@ -52,7 +51,7 @@ redis.call('UNLINK', KEYS[1], KEYS[2])
 return count
 """
 )
-EXPIRE_SCRIPT = Script(
+EXPIRE_SCRIPT = (
     _GUARD
     + """
 local before = redis.call('TTL', KEYS[1])
@@ -79,8 +78,7 @@ DIGEST_BYTES = 64 * 1024  # of a message read in parts, that each part checks is
 # The rows of a list page. KEYS: session, its summary, session, its summary... ARGV: the list indexes
 # of the ends to read (0, -1 or both), then how many bytes of each. Reply, per session: nil if it is no
 # list (any more), else {length, TTL, the summary's message_count, then per end: its size, its first bytes}.
-ROWS_SCRIPT = Script(
-    """
+ROWS_SCRIPT = """
 local bytes = tonumber(ARGV[#ARGV])
 local reply = {}
 for i = 1, #KEYS, 2 do
@@ -96,16 +94,14 @@ for i = 1, #KEYS, 2 do
   reply[#reply + 1] = row
 end
 return reply
-""",
-    read_only=True,
-)
+"""
 
 # A transcript window: the messages before chronological index `before` (the latest without it), at most
 # `count`, newest first, each cut to `cap` bytes, until a byte budget (a window holds at least one).
 # KEYS: session, summary. ARGV: list order, before ('' for the latest), count, cap, budget. Reply:
 # {length, TTL, the summary's HGETALL, the chronological index after the newest message read, then
 # per message, newest first: its size, its first `cap` bytes}. Read in chunks of 20 from the newest.
-TRANSCRIPT_SCRIPT = Script(
+TRANSCRIPT_SCRIPT = (
     _GUARD
     + COST_FUNCTION
     + """
@@ -135,8 +131,7 @@ while position > bottom do
   position = low
 end
 return reply
-""",
-    read_only=True,
+"""
 )
 
 # A window of an export, counted from the oldest end of the list so that messages the chat app adds
@@ -145,7 +140,7 @@ return reply
 # one message), the list order. Reply: {length, TTL, the summary's HGETALL, elements oldest first...}.
 # An element over the budget is a window of its own, and its size stands in its place: it is read in
 # parts. It reads in steps of 100, so that a budget reached early reads no further.
-WINDOW_SCRIPT = Script(
+WINDOW_SCRIPT = (
     _GUARD
     + """
 local first, count, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -175,8 +170,7 @@ while position < stop do
   position = last + 1
 end
 return reply
-""",
-    read_only=True,
+"""
 )
 # An export holds one window in memory, not the session; the byte budget keeps windows of big
 # messages far below the store's request limit.
@@ -186,15 +180,14 @@ EXPORT_WINDOW_BYTES = 1_000_000
 # A part of one element. KEYS: session. ARGV: its list index, the offset of the part, its size, how many
 # bytes of the element's start to digest. Reply: -1 if there is no such element, else {the element's size,
 # the digest of its start, the part}.
-PART_SCRIPT = Script(
+PART_SCRIPT = (
     _GUARD
     + """
 local element = redis.call('LINDEX', KEYS[1], ARGV[1])
 if not element then return -1 end
 local offset, bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
 return {#element, redis.sha1hex(string.sub(element, 1, tonumber(ARGV[4]))), string.sub(element, offset + 1, offset + bytes)}
-""",
-    read_only=True,
+"""
 )
 
 
@@ -355,7 +348,7 @@ def scan_sessions(connection, pattern=None, cursor="0", after=None):
             break
         elif len(keys) == connection.page_size or page.examined >= connection.scan_budget:
             page.next_cursor = cursor
-    page.rows = _session_rows(connection, client, keys)
+    page.rows = _session_rows(connection, keys)
     return page
 
 
@@ -383,10 +376,10 @@ def _exact_lookup(connection, client, pattern):
     candidates = list(dict.fromkeys(keys))
     kinds = client.pipeline([["TYPE", candidate] for candidate in candidates])
     lists = [candidate for candidate, kind in zip(candidates, kinds) if kind == b"list"]
-    return SessionPage(pattern=pattern, rows=_session_rows(connection, client, lists), exact=True)
+    return SessionPage(pattern=pattern, rows=_session_rows(connection, lists), exact=True)
 
 
-def _session_rows(connection, client, keys):
+def _session_rows(connection, keys):
     """Metadata of all rows in ONE script call: length, TTL, the summary's coverage and the messages at both ends.
 
     Both ends, because which one is the newest depends on the writer, known
@@ -397,7 +390,7 @@ def _session_rows(connection, client, keys):
         return []
     ends = {NEWEST_FIRST: [0], OLDEST_FIRST: [-1]}.get(connection.list_order, [0, -1])
     names = [name for key in keys for name in (key, summary_key(connection, key))]
-    replies = scripts.run(client, ROWS_SCRIPT(names, *ends, PREVIEW_BYTES))
+    replies = scripts.read(connection, ROWS_SCRIPT, names, *ends, PREVIEW_BYTES)
     rows = []
     for key, reply in zip(keys, replies):
         if reply is None:
@@ -421,12 +414,14 @@ def _session_rows(connection, client, keys):
     return rows
 
 
-def _read_window(client, connection, key, order, before, window):
+def _read_window(connection, key, order, before, window):
     """One script call: length, TTL, summary and the window's messages, each cut to a size, in a byte budget."""
     budget = min(TRANSCRIPT_BYTES, reply_budget())
     cap = min(TRANSCRIPT_MESSAGE_BYTES, budget)
     names = [key, summary_key(connection, key)]
-    reply = scripts.run(client, TRANSCRIPT_SCRIPT(names, order, "" if before is None else before, window, cap, budget))
+    reply = scripts.read(
+        connection, TRANSCRIPT_SCRIPT, names, order, "" if before is None else before, window, cap, budget
+    )
     _check_found(reply, key)
     length, ttl, summary, top, *read = reply
     messages = [parse_element(start, size) for size, start in zip(read[::2], read[1::2])]
@@ -450,18 +445,17 @@ def get_transcript(connection, key, before=None, order=None, window=50):
     earlier page of the same session; without it (and when the connection does not force one)
     it is detected from the messages read.
     """
-    client = get_client(connection)
     if connection.list_order in (NEWEST_FIRST, OLDEST_FIRST):
         order = connection.list_order
     guessed = order or NEWEST_FIRST
-    length, ttl, summary, messages = _read_window(client, connection, key, guessed, before, window)
+    length, ttl, summary, messages = _read_window(connection, key, guessed, before, window)
     if order is None:
         detected = detect_order([message for _, message in messages]) or NEWEST_FIRST
         if detected != guessed:
             # Read as newest-first, but it is an oldest-first list: the window
             # holds the wrong end (unless the whole list fit in it).
             if before is not None or len(messages) < length:
-                length, ttl, summary, messages = _read_window(client, connection, key, detected, before, window)
+                length, ttl, summary, messages = _read_window(connection, key, detected, before, window)
             else:
                 messages = [(index, message) for index, (_, message) in enumerate(reversed(messages))]
         order = detected
@@ -479,17 +473,17 @@ def get_transcript(connection, key, before=None, order=None, window=50):
     )
 
 
-def _read_from_oldest(client, key, order, first, count, budget, summary=None):
+def _read_from_oldest(connection, key, order, first, count, budget, summary=None):
     """Elements from chronological index `first` on (at most `count`, about `budget` bytes), in one round trip.
 
     An element over the budget comes alone, and is read in parts.
     """
     keys = [key, summary] if summary else [key]
-    reply = scripts.run(client, WINDOW_SCRIPT(keys, first, count, budget, order))
+    reply = scripts.read(connection, WINDOW_SCRIPT, keys, first, count, budget, order)
     _check_found(reply, key)
     length, ttl, summary_fields, *elements = reply
     if elements and type(elements[0]) is int:
-        elements = [b"".join(read_element(client, key, list_index(order, first)).parts)]
+        elements = [b"".join(read_element(connection, key, list_index(order, first)).parts)]
     return length, ttl, parse_summary(summary_fields), elements
 
 
@@ -505,18 +499,17 @@ def read_whole_session(connection, key, window=EXPORT_WINDOW, window_bytes=EXPOR
     Reading stops at the length the session had when it began; a session cleared or expired
     meanwhile ends the windows early, with what was read.
     """
-    client = get_client(connection)
     forced = connection.list_order in (NEWEST_FIRST, OLDEST_FIRST)
     order = connection.list_order if forced else NEWEST_FIRST
     summary = summary_key(connection, key)
     window_bytes = min(window_bytes, reply_budget())
-    length, ttl, summary_read, elements = _read_from_oldest(client, key, order, 0, window, window_bytes, summary)
+    length, ttl, summary_read, elements = _read_from_oldest(connection, key, order, 0, window, window_bytes, summary)
     messages = [parse_element(element) for element in elements]
     detected = order if forced else detect_order(messages) or NEWEST_FIRST
     if detected != order:
         if len(elements) < length:
             length, ttl, summary_read, elements = _read_from_oldest(
-                client, key, detected, 0, window, window_bytes, summary
+                connection, key, detected, 0, window, window_bytes, summary
             )
             messages = [parse_element(element) for element in elements]
         else:  # the whole list, read from the wrong end
@@ -531,18 +524,18 @@ def read_whole_session(connection, key, window=EXPORT_WINDOW, window_bytes=EXPOR
         order=detected,
         writer=writer_label(key, first_known),
         summary=summary_read,
-        windows=_windows(client, key, detected, elements, length, window, window_bytes),
+        windows=_windows(connection, key, detected, elements, length, window, window_bytes),
     )
 
 
-def _windows(client, key, order, first_window, length, window, window_bytes):
+def _windows(connection, key, order, first_window, length, window, window_bytes):
     position = len(first_window)
     yield first_window
     del first_window  # one window in memory at a time
     while position < length:
         try:
             _, _, _, elements = _read_from_oldest(
-                client, key, order, position, min(window, length - position), window_bytes
+                connection, key, order, position, min(window, length - position), window_bytes
             )
         except SessionNotFound:
             return  # cleared or expired meanwhile: the windows end with what was read
@@ -569,30 +562,30 @@ class ElementParts:
     parts: Iterator[bytes]  # read as iterated; MessageChanged if the element changes meanwhile
 
 
-def read_element(client, key, index):
+def read_element(connection, key, index):
     """The element at list index `index`, in parts of PART_BYTES; the first is read here (SessionNotFound).
 
     Each part checks that the element is still the same one, by its size and a digest of its
     start: a list the chat app trims or rewrites meanwhile moves another element to that index.
     """
     part_bytes = min(PART_BYTES, reply_budget())
-    reply = scripts.run(client, PART_SCRIPT([key], index, 0, part_bytes, DIGEST_BYTES))
+    reply = scripts.read(connection, PART_SCRIPT, [key], index, 0, part_bytes, DIGEST_BYTES)
     _check_found(reply, key)
     if reply == -1:
         raise SessionNotFound(f"Session {key!r} has no message #{_position(index)} (any more).")
     size, digest, first = reply
-    return ElementParts(size, _parts(client, key, index, (size, digest), first, part_bytes))
+    return ElementParts(size, _parts(connection, key, index, (size, digest), first, part_bytes))
 
 
 def _position(index):
     return -index if index < 0 else index + 1
 
 
-def _parts(client, key, index, identity, first, part_bytes):
+def _parts(connection, key, index, identity, first, part_bytes):
     yield first
     offset = len(first)
     while offset < identity[0]:
-        reply = scripts.run(client, PART_SCRIPT([key], index, offset, part_bytes, DIGEST_BYTES))
+        reply = scripts.read(connection, PART_SCRIPT, [key], index, offset, part_bytes, DIGEST_BYTES)
         if type(reply) is not list or tuple(reply[:2]) != identity or not reply[2]:
             raise MessageChanged(
                 f"The message changed while it was being read ({offset:,} of its {identity[0]:,} bytes had been "
@@ -604,11 +597,11 @@ def _parts(client, key, index, identity, first, part_bytes):
 
 def read_message(connection, key, index, order):
     """The element at chronological `index` (for "show the whole message"), being read in parts."""
-    return read_element(get_client(connection), key, list_index(order, index))
+    return read_element(connection, key, list_index(order, index))
 
 
 def _guarded(connection, script, key, *args):
-    result = scripts.run(get_client(connection), script([key, summary_key(connection, key)], *args))
+    result = scripts.write(connection, script, [key, summary_key(connection, key)], *args)
     if result == -2:
         raise SessionNotFound(f"There is no session {key!r}: it was cleared or has expired.")
     if result == -3:

@@ -4,10 +4,11 @@ Fields: text, method, message_count, generated_at (ISO 8601 UTC), duration_ms.
 Chat apps may write them too, so every field is optional when reading.
 """
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from .upstash import get_client
+from .upstash import get_client, get_writer
 
 
 @dataclass
@@ -23,8 +24,18 @@ class Summary:
         return self.message_count is not None and session_length > self.message_count
 
 
+# Upstash refuses keys over 32 KB: a session key near that size has no room for the namespace.
+MAX_KEY_BYTES = 32 * 1024
+DIGEST_MARK = "#sha256:"
+
+
 def summary_key(connection, session_key):
-    return f"{connection.summary_namespace}{session_key}"
+    """`<namespace><session key>`; for a key too long to prefix, `<namespace>#sha256:<hex of the key's UTF-8>`."""
+    key = f"{connection.summary_namespace}{session_key}"
+    if len(key.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES:
+        return key
+    digest = hashlib.sha256(session_key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{connection.summary_namespace}{DIGEST_MARK}{digest}"
 
 
 def _int_or_none(value):
@@ -74,7 +85,7 @@ return 1
 
 def write_summary(connection, session_key, result, generated_at):
     """Store a SummaryResult; False when the session is gone (nothing written)."""
-    written = get_client(connection).call(
+    written = get_writer(connection).call(
         "EVAL",
         WRITE_SCRIPT,
         2,

@@ -29,9 +29,17 @@ it, StoreClient adds what the SDK does not do:
 - read-your-writes on global databases: each client sends the last
   `Upstash-Sync-Token` a reply carried, in headers built per request (the
   SDK's client keeps it in one shared, mutated headers dict), so a replica
-  serving a read waits until it has this client's earlier writes;
+  serving a read waits until it has this client's earlier writes. The two
+  clients of a connection (below) share it: a read with the read-only token
+  waits for the writes made with the full one;
 - counting commands (billing is per command: a pipeline of N is N) and round
   trips, per client and per unit of work (`count_commands`).
+
+Each Upstash database has a full token and a read-only token. A connection may
+hold both: then every read goes with the read-only token and only writes with
+the full one, so that no bug of ours can write where the operator only reads.
+Callers say which they do: `get_client(connection)` reads, `get_writer(connection)`
+writes; scripts go through `scripts`, which chooses for them.
 """
 
 import contextvars
@@ -74,6 +82,14 @@ class StoreAuthError(StoreError):
 
     http_status = 502
     title = "The store refused the credentials"
+
+
+class StorePermissionError(StoreError):
+    """NOPERM: the token is valid but may not run this command (a read-only token asked to write, say)."""
+
+    http_status = 502
+    title = "The store refused this token a command"
+    retry = False
 
 
 class StoreCommandError(StoreError):
@@ -140,11 +156,12 @@ PLAN_LIMITS = (
 RATE_LIMITED = "The store, or a proxy in front of it, is limiting requests: try again later or raise the plan."
 
 
-def refusal(status, text, host, from_store=True):
+def refusal(status, text, host, from_store=True, token_name="REST token"):
     """The StoreError a refusal means: by the store's text first, else by the HTTP status.
 
     `from_store`: `text` is an Upstash `{"error": ...}`; otherwise it is what a
-    page said (a proxy's, or not a store's at all).
+    page said (a proxy's, or not a store's at all). `token_name`: which of the
+    connection's tokens was sent.
     """
     lowered = text.lower()
     answered = f"The store at {host} answered HTTP {status}" + (f": “{text}”." if text else ".")
@@ -155,8 +172,16 @@ def refusal(status, text, host, from_store=True):
             return StorePlanLimitError(f"{advice} {answered}")
     if status == 429:
         return StorePlanLimitError(f"{RATE_LIMITED} {answered}")
+    # Upstash answers "NOPERM this user has no permissions to run the 'del' command ..."; Redis and Valkey
+    # say the same words, which some clients (and the local store) pass on without the NOPERM code.
+    if lowered.startswith("noperm") or "no permissions to run" in lowered:
+        return StorePermissionError(
+            f"The store refused this connection's token a command: “{text}”. A read-only token may not write: "
+            "check that the REST token field holds the database's full token and the read-only token field "
+            "its read-only one."
+        )
     if status == 401 or lowered.startswith(("wrongpass", "noauth")):
-        return StoreAuthError(f"The store rejected the REST token. Check the token of this connection. {answered}")
+        return StoreAuthError(f"The store rejected the {token_name}. Check the token of this connection. {answered}")
     if status >= 500 or status in (404, 405):
         return StoreUnavailable(
             f"{answered} Try again in a moment; if it keeps happening, check the store's status in the Upstash console."
@@ -219,7 +244,8 @@ class StoreConnection:
 
     name: str
     url: str
-    token: str
+    token: str  # the full token: writes
+    read_only_token: str = ""  # reads, when set (else the full token reads too)
     slug: str = "env"  # "env" for the environment's connection, else the saved connection's id
     key_pattern: str = "*"
     display_prefix: str = ""
@@ -237,8 +263,8 @@ class StoreConnection:
         return urlsplit(self.url).netloc or self.url
 
     def client_fingerprint(self):
-        """What the client is built from: a change rebuilds it."""
-        return (self.url, self.token, self.timeout, self.retries)
+        """What the clients are built from: a change rebuilds them."""
+        return (self.url, self.token, self.read_only_token, self.timeout, self.retries)
 
 
 def decode_reply(raw):
@@ -296,6 +322,19 @@ class QuietAfterTimeout:
                 self._quiet_until = time.monotonic() + self.seconds
 
 
+class SyncToken:
+    """The last `Upstash-Sync-Token` a reply carried, for the clients that share it.
+
+    Threads share it without a lock: reading or replacing one attribute is
+    atomic, and each request builds its own headers (the SDK's shared, mutated
+    headers dict is not thread-safe). The token stands for the database's
+    replication state, whichever token (user) the reply answered.
+    """
+
+    def __init__(self):
+        self.value = ""
+
+
 # The reply to the request this thread (or task) has in flight, once its headers
 # have arrived. Set by StoreClient's response hook, read around the SDK's
 # execute(), which keeps the response to itself: that the store answered (its
@@ -312,8 +351,9 @@ class StoreClient:
     # timeout), but for one at a time that checks whether the store is back.
     QUIET_AFTER_TIMEOUT = 2.0
 
-    def __init__(self, url, token, timeout=5.0, retries=2):
+    def __init__(self, url, token, timeout=5.0, retries=2, sync=None, token_name="REST token"):
         self.url = url.rstrip("/")
+        self.token_name = token_name  # which of the connection's tokens, for error messages
         self.host = urlsplit(self.url).netloc or self.url
         self.timeout = timeout
         self.retries = max(0, retries)
@@ -328,10 +368,8 @@ class StoreClient:
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
             event_hooks={"response": [self._take_reply]},
         )
-        # The last sync token a reply carried. Threads share it without a lock:
-        # reading or replacing one attribute is atomic, and each request builds
-        # its own headers (the SDK's shared, mutated headers dict is not thread-safe).
-        self._sync_token = ""
+        # The last sync token a reply carried, shared with the other client of the connection, if any.
+        self._sync = sync if sync is not None else SyncToken()
         self._totals = CommandCount()
         self._totals_lock = threading.Lock()
 
@@ -392,7 +430,7 @@ class StoreClient:
 
     def _execute(self, endpoint, payload, commands, from_pipeline):
         """SyncHttpClient.execute, retrying only what never reached the store; its failures mapped to ours."""
-        token = self._sync_token
+        token = self._sync.value
         headers = {**self._headers, "Upstash-Sync-Token": token} if token else self._headers
         for attempt in range(self.retries + 1):
             try:
@@ -439,13 +477,13 @@ class StoreClient:
         try:
             body = json.loads(content)
         except ValueError:
-            return refusal(status, page_text(content), self.host, from_store=False)
+            return refusal(status, page_text(content), self.host, False, self.token_name)
         error = body.get("error") if type(body) is dict else None
         if error is not None:
             # A single command's refusal, a pipeline refused as a whole, a 401, a limit.
-            return refusal(status, str(error), self.host)
+            return refusal(status, str(error), self.host, token_name=self.token_name)
         if status != 200:
-            return refusal(status, page_text(content), self.host, from_store=False)
+            return refusal(status, page_text(content), self.host, False, self.token_name)
         if not from_pipeline:
             return unreadable(self.host, "a reply without a result")
         if type(body) is not list or len(body) != commands:
@@ -454,7 +492,7 @@ class StoreClient:
         for reply in body:
             error = reply.get("error") if type(reply) is dict else None
             if error is not None:
-                return refusal(200, str(error), self.host)
+                return refusal(200, str(error), self.host, token_name=self.token_name)
             if type(reply) is not dict or "result" not in reply:
                 break
         return unreadable(self.host, "a reply without a result among a pipeline's replies")
@@ -470,7 +508,7 @@ class StoreClient:
         # Kept here rather than through the SDK's sync_token_cb, which only sees the replies it reads.
         sync_token = response.headers.get("upstash-sync-token")
         if sync_token:
-            self._sync_token = sync_token
+            self._sync.value = sync_token
         try:
             content = response.read()
         except httpx.TimeoutException as error:
@@ -495,12 +533,34 @@ class StoreClient:
             count.round_trips += 1
 
 
+class ConnectionClients:
+    """The clients of one connection: one per token, sharing the sync token.
+
+    Without a read-only token, `reader` is `writer`. A read-only token may be
+    refused more than plain read commands: a script, even a read-only one
+    (EVAL_RO); an ACL of `+@read` alone refuses it, and Upstash does not
+    document what its read-only token allows. Whether it was refused is
+    remembered here (by `scripts`), so the refusal costs one request.
+    """
+
+    def __init__(self, connection):
+        sync = SyncToken()
+        settings = (connection.timeout, connection.retries)
+        self.writer = StoreClient(connection.url, connection.token, *settings, sync=sync)
+        self.reader = self.writer
+        if connection.read_only_token:
+            self.reader = StoreClient(
+                connection.url, connection.read_only_token, *settings, sync=sync, token_name="read-only token"
+            )
+        self.reader_runs_scripts = True
+
+
 _clients = {}
 _clients_lock = threading.Lock()
 
 
-def get_client(connection):
-    """The one client for this connection, rebuilt when its settings change."""
+def connection_clients(connection):
+    """The connection's clients, built once and rebuilt when its settings change."""
     fingerprint = connection.client_fingerprint()
     entry = _clients.get(connection.slug)
     if entry and entry[0] == fingerprint:
@@ -509,8 +569,18 @@ def get_client(connection):
         entry = _clients.get(connection.slug)
         if entry and entry[0] == fingerprint:
             return entry[1]
-        # A replaced client is not closed here: another thread may still be
-        # using it; its sockets go when it is collected.
-        client = StoreClient(connection.url, connection.token, connection.timeout, connection.retries)
-        _clients[connection.slug] = (fingerprint, client)
-    return client
+        # Replaced clients are not closed here: another thread may still be
+        # using them; their sockets go when they are collected.
+        clients = ConnectionClients(connection)
+        _clients[connection.slug] = (fingerprint, clients)
+    return clients
+
+
+def get_client(connection):
+    """The client for reads: with the read-only token when the connection has one, else the full token."""
+    return connection_clients(connection).reader
+
+
+def get_writer(connection):
+    """The client for writes: with the connection's full token."""
+    return connection_clients(connection).writer

@@ -6,7 +6,7 @@ from .models import SummarizerSettings
 
 
 class SummarizerSettingsForm(WriteOnlySecretForm):
-    secret_name = "api_key"
+    secret_names = ("api_key",)
     secret_destination = "base_url"
     api_key = secret_field("API key")
     base_url = forms.URLField(label="Base URL", max_length=500, required=False, assume_scheme="https")

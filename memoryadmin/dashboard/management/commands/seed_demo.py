@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from memoryadmin.dashboard.management.demo_data import seed_demo, store_is_empty
 from memoryadmin.services.connections import NoConnectionConfigured, environment_connection
-from memoryadmin.services.upstash import StoreError, get_client
+from memoryadmin.services.upstash import StoreError, get_writer
 
 
 class Command(BaseCommand):
@@ -21,7 +21,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         try:
             connection = environment_connection()
-            client = get_client(connection)
+            client = get_writer(connection)
             if options["if_empty"] and not store_is_empty(client):
                 self.stdout.write("The store already holds keys: no demo data written.")
                 return

@@ -3,12 +3,15 @@ import threading
 
 from django.core.management.base import BaseCommand
 
-from memoryadmin.localstore.gateway import MAX_REQUEST_BYTES
+from memoryadmin.localstore.gateway import MAX_CONNECTIONS, MAX_KEY_BYTES, MAX_REQUEST_BYTES
 from memoryadmin.localstore.store import DEV_TOKEN, LocalStore, default_token
 
 
 class Command(BaseCommand):
-    help = "Run an embedded Valkey behind an Upstash-compatible REST gateway (development, demo, tests)."
+    help = (
+        "Run an embedded Valkey behind an Upstash-compatible REST gateway (development, demo, tests), "
+        "with Upstash's limits."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
@@ -22,8 +25,36 @@ class Command(BaseCommand):
             "--max-request-bytes",
             type=int,
             default=MAX_REQUEST_BYTES,
-            help="larger requests get 'ERR max request size exceeded' (default: 10 MB, Upstash's limit on Free and "
-            "Pay-as-you-go)",
+            help="larger requests and replies get 'ERR max request size exceeded' (default: Upstash's 10 MB on Free "
+            "and Pay-as-you-go, 10485760 bytes; 0: no limit)",
+        )
+        parser.add_argument(
+            "--max-key-bytes",
+            type=int,
+            default=MAX_KEY_BYTES,
+            help="longer keys get 'ERR max key size exceeded' (default: Upstash's 32 KB, 32768 bytes; 0: no limit)",
+        )
+        parser.add_argument(
+            "--max-requests-per-second",
+            type=int,
+            default=0,
+            help="more commands a second get 'ERR max requests limit exceeded' (default: 0, no limit)",
+        )
+        parser.add_argument(
+            "--max-connections",
+            type=int,
+            default=MAX_CONNECTIONS,
+            help=f"more get 'ERR max concurrent connections exceeded' (default: {MAX_CONNECTIONS})",
+        )
+        parser.add_argument(
+            "--read-only-token", default=None, help="a second bearer token, that may only read (default: none)"
+        )
+        parser.add_argument(
+            "--replica-lag-ms",
+            type=float,
+            default=None,
+            help="serve reads from a replica this far behind, unless the client's Upstash-Sync-Token asks for "
+            "newer data (default: no replica)",
         )
 
     def handle(self, *args, **options):
@@ -34,6 +65,11 @@ class Command(BaseCommand):
             data_dir=options["data_dir"],
             latency_ms=options["latency_ms"],
             max_request_bytes=options["max_request_bytes"],
+            max_key_bytes=options["max_key_bytes"],
+            max_requests_per_second=options["max_requests_per_second"],
+            max_connections=options["max_connections"],
+            read_only_token=options["read_only_token"],
+            replica_lag_ms=options["replica_lag_ms"],
         )
         store.start()
         stopped = threading.Event()
@@ -43,6 +79,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Local store ready: UPSTASH_REDIS_REST_URL={store.url} UPSTASH_REDIS_REST_TOKEN={store.token}{token_note}"
         )
+        if store.read_only_token:
+            self.stdout.write(f"Read-only token: {store.read_only_token}")
         self.stdout.flush()
         try:
             stopped.wait()
