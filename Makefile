@@ -20,11 +20,15 @@ venv: $(VENV)/.installed
 test-deps: $(VENV)/.installed-test
 
 # The browser tests drive Debian's Chromium: Playwright's own browser download is not used.
+# The PostgreSQL run starts a throwaway server of its own from Debian's postgresql (any version).
 system-deps:
 	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }
 
+# The whole suite twice: on SQLite, then on PostgreSQL (tests/postgres.py), as deployments run on either.
 test: test-deps system-deps lint
 	$(PY) -m pytest
+	MEMORYADMIN_TEST_DATABASE=postgres $(PY) -m pytest
 
 # Style is checked, not argued: ruff's lint rules and formatter (pyproject.toml).
 lint: test-deps

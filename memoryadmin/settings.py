@@ -5,6 +5,7 @@ defaults that `make run` needs are exported by `make run`, not baked in here.
 """
 
 import os
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -85,6 +86,15 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# The test suite's database (pytest.ini sets it): a SQLite file (below), or "postgres": a throwaway
+# server the suite starts (tests/postgres.py), listening on a socket in this directory only.
+if env.str("MEMORYADMIN_TEST_DATABASE", default="") == "postgres":
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "memoryadmin",
+        "USER": "memoryadmin",
+        "HOST": str(Path(tempfile.gettempdir()) / f"memoryadmin-test-postgres-{os.getpid()}"),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the job worker write at the same time: WAL lets
     # readers go on during a write, IMMEDIATE takes the write lock up front

@@ -1,8 +1,10 @@
 """Shared fixtures: one real local store (Valkey + REST gateway) per test session."""
 
 import dataclasses
+import os
 
 import pytest
+from django.conf import settings as django_settings
 
 from memoryadmin.localstore.gateway import MAX_KEY_BYTES, MAX_REQUEST_BYTES
 from memoryadmin.localstore.store import LocalStore
@@ -11,6 +13,18 @@ from memoryadmin.services.upstash import StoreConnection, get_client
 TEST_TOKEN = "test-token-0123456789"
 # What a write form carries on a page of the environment's connection (the operator's by default).
 SHOWN_ENV = {"connection": "env"}
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """On a run on PostgreSQL, its throwaway server: up before the test database is made, down after it is dropped."""
+    if os.environ.get("MEMORYADMIN_TEST_DATABASE") != "postgres":
+        yield
+        return
+    from .postgres import ThrowawayPostgres
+
+    with ThrowawayPostgres(django_settings.DATABASES["default"]["HOST"]):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -5,14 +5,13 @@ import html
 import io
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
+from contextlib import contextmanager
 
 import pytest
-from django.db import connection as db
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.test import Client, RequestFactory
 
 from memoryadmin.audit.models import AuditEvent
@@ -24,6 +23,7 @@ from memoryadmin.services.upstash import StoreClient
 
 from .conftest import TEST_TOKEN
 from .factories import langchain
+from .processes import app_env
 
 pytestmark = pytest.mark.django_db
 
@@ -274,6 +274,22 @@ def test_a_worker_whose_job_was_taken_over_stops_without_counting(connection, st
     assert store.call("EXISTS", "s4", "s5") == 2  # and does the rest
 
 
+@contextmanager
+def row_locked(row):
+    """While inside, another process that updates this row waits (SQLite: any write waits)."""
+    other = connections.create_connection(DEFAULT_DB_ALIAS)  # a connection of its own, outside the test's
+    try:
+        with other.cursor() as cursor:
+            if other.vendor == "sqlite":
+                cursor.execute("BEGIN IMMEDIATE")
+            else:
+                cursor.execute("BEGIN")
+                cursor.execute(f"SELECT 1 FROM {row._meta.db_table} WHERE id = %s FOR UPDATE", [row.pk])
+        yield
+    finally:
+        other.close()
+
+
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_killed_worker_resumes_from_the_last_saved_batch(connection, store, operator, settings, local_store):
     settings.TASKS = {"default": {"BACKEND": "django_tasks_db.backend.DatabaseBackend"}}
@@ -281,14 +297,7 @@ def test_killed_worker_resumes_from_the_last_saved_batch(connection, store, oper
     write_sessions(store, keys, messages=3)
     write_sessions(store, ["survivor"])
     job = bulk.create_job(connection, operator, "clear", keys=keys)
-    database = Path(db.settings_dict["NAME"]).resolve()
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{database}",
-        "MEMORYADMIN_TASK_BACKEND": "django_tasks_db.backend.DatabaseBackend",
-        "UPSTASH_REDIS_REST_URL": local_store.url,
-        "UPSTASH_REDIS_REST_TOKEN": TEST_TOKEN,
-    }
+    env = app_env(local_store)
     command = [sys.executable, "manage.py", "worker", "--interval", "0.05"]
     subprocess.run([*command, "--batch"], env=env, check=True, capture_output=True, timeout=60)  # the dry run
     job.refresh_from_db()
@@ -300,19 +309,15 @@ def test_killed_worker_resumes_from_the_last_saved_batch(connection, store, oper
         deadline = time.monotonic() + 60
         while BulkJob.objects.get(pk=job.pk).next_position < 1000 and time.monotonic() < deadline:
             time.sleep(0.05)
-        # Hold the database's write lock: the worker's batch reaches the store, which applies it, and
-        # the worker waits to save the result. Killed there, a batch is applied but not saved.
-        lock = sqlite3.connect(database, isolation_level=None)
-        try:
-            lock.execute("BEGIN IMMEDIATE")
+        # Hold the job's row: the worker's batch reaches the store, which applies it, and the worker
+        # waits to save the result. Killed there, a batch is applied but not saved.
+        with row_locked(job):
             in_flight = BulkJob.objects.get(pk=job.pk).next_position
-            deadline = time.monotonic() + 15  # the worker waits 20 s for the lock, then fails
+            deadline = time.monotonic() + 15  # on SQLite, the worker waits 20 s for the lock, then fails
             while store.call("EXISTS", keys[in_flight]) and time.monotonic() < deadline:
                 time.sleep(0.02)
             os.kill(worker.pid, signal.SIGKILL)
             worker.wait(timeout=10)
-        finally:
-            lock.close()
     finally:
         worker.kill()
         local_store.gateway.latency_ms = 0

@@ -7,17 +7,15 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
-from django.db import connection as db
 
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, SearchJob
 from memoryadmin.services import bulk
 
-from .conftest import TEST_TOKEN
 from .factories import langchain
+from .processes import app_env
 from .test_bulk import request_by, write_sessions
 
 pytestmark = pytest.mark.django_db
@@ -125,17 +123,10 @@ def test_a_bulk_job_is_not_held_up_by_a_running_search(connection, store, operat
     from memoryadmin.tasks import run_search
 
     run_search.enqueue(search.pk)
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{Path(db.settings_dict['NAME']).resolve()}",
-        "MEMORYADMIN_TASK_BACKEND": "django_tasks_db.backend.DatabaseBackend",
-        "UPSTASH_REDIS_REST_URL": local_store.url,
-        "UPSTASH_REDIS_REST_TOKEN": TEST_TOKEN,
-    }
     local_store.gateway.latency_ms = 150  # each SCAN step of the search: ~0.15 s, 50 of them
     worker = subprocess.Popen(
         [sys.executable, "manage.py", "worker", "--interval", "0.05"],
-        env=env,
+        env=app_env(local_store),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

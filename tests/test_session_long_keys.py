@@ -2,29 +2,20 @@
 
 import base64
 import html as html_module
-import http.client
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-from django.db import connection as db
 from django.urls import reverse
 
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.dashboard.converters import decode_key, encode_key
 from memoryadmin.services.summaries import summary_key
 
-from .conftest import SHOWN_ENV, TEST_TOKEN
+from .conftest import SHOWN_ENV
 from .factories import write_langchain_session
+from .processes import app_env, request, serve_app
 
 pytestmark = pytest.mark.django_db
-
-BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def key_of_bytes(size):
@@ -123,63 +114,12 @@ def test_an_unknown_handle_is_404(web, store):
 # --- through gunicorn, with the repo's gunicorn.conf.py ------------------------------
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def gunicorn(tmp_path, local_store):
     """gunicorn as configured in gunicorn.conf.py (its request-line limit), on this test's database."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{Path(db.settings_dict['NAME']).resolve()}",
-        "UPSTASH_REDIS_REST_URL": local_store.url,
-        "UPSTASH_REDIS_REST_TOKEN": TEST_TOKEN,
-        "WEB_CONCURRENCY": "1",
-        "GUNICORN_LOG_LEVEL": "warning",
-    }
-    log = open(tmp_path / "gunicorn.log", "w+")
-    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
-    process = subprocess.Popen([*command, "memoryadmin.wsgi"], cwd=BASE_DIR, env=env, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.1)
+    env = app_env(local_store, WEB_CONCURRENCY="1", GUNICORN_LOG_LEVEL="warning")
+    with serve_app(env, tmp_path / "gunicorn.log") as port:
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
-
-def request(port, method, path, cookies, body=None):
-    """One request on its own connection; cookies the response sets are added to `cookies`."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        headers = {"Cookie": "; ".join(f"{name}={value}" for name, value in cookies.items())}
-        if body is not None:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        for cookie in response.msg.get_all("Set-Cookie") or []:
-            name, value = cookie.split(";", 1)[0].split("=", 1)
-            cookies[name] = value
-        return response.status, response.read().decode(errors="replace")
-    finally:
-        conn.close()
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)  # gunicorn reads what this test commits

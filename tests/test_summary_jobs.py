@@ -1,10 +1,8 @@
 """Re-summarization: the job service against the local store, the pages, and a real worker process."""
 
-import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 from django.db import connection as db
@@ -18,8 +16,9 @@ from memoryadmin.services.messages import parse_element
 from memoryadmin.services.upstash import get_client
 from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, SummaryJob
 
-from .conftest import SHOWN_ENV, TEST_TOKEN
+from .conftest import SHOWN_ENV
 from .factories import langchain
+from .processes import app_env
 
 pytestmark = pytest.mark.django_db
 
@@ -277,16 +276,9 @@ def test_a_real_worker_process_runs_the_job(connection, store, operator, setting
     write_conversation(store, "queued")
     job, _ = summary_jobs.request_summary(connection, "queued", operator)
     assert SummaryJob.objects.get(pk=job.pk).status == "queued"  # nothing ran it in this process
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{Path(db.settings_dict['NAME']).resolve()}",
-        "MEMORYADMIN_TASK_BACKEND": "django_tasks_db.backend.DatabaseBackend",
-        "UPSTASH_REDIS_REST_URL": local_store.url,
-        "UPSTASH_REDIS_REST_TOKEN": TEST_TOKEN,
-    }
     worker = subprocess.run(
         [sys.executable, "manage.py", "db_worker", "--batch", "--interval", "0.1", "--no-startup-delay", "--no-reload"],
-        env=env,
+        env=app_env(local_store),
         capture_output=True,
         text=True,
         timeout=60,

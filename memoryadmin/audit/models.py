@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from memoryadmin.fields import StoreJSONField, StoreTextField
+
 
 class AuditEvent(models.Model):
     """Who did what, when, on which connection and session, and how it ended.
@@ -48,10 +50,10 @@ class AuditEvent(models.Model):
     action = models.CharField(max_length=40, choices=ACTIONS, db_index=True)
     connection_name = models.CharField(max_length=100, blank=True)
     connection_slug = models.CharField(max_length=20, blank=True, db_index=True)
-    session_key = models.TextField(blank=True, db_index=True)
-    details = models.JSONField(default=dict, blank=True)
+    session_key = StoreTextField(blank=True, db_index=True)
+    details = StoreJSONField(default=dict, blank=True)
     outcome = models.CharField(max_length=10, choices=OUTCOMES, db_index=True)
-    error = models.TextField(blank=True)
+    error = StoreTextField(blank=True)
     job = models.CharField(max_length=40, blank=True, db_index=True, help_text="The background job this belongs to.")
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)

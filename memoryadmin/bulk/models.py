@@ -3,6 +3,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from memoryadmin.fields import StoreTextField
+
 
 class WorkerJob(models.Model):
     """What every long job keeps so a killed worker's job can be found and resumed."""
@@ -48,7 +50,7 @@ class SearchJob(WorkerJob, StoreJob):
     sessions_read = models.PositiveIntegerField(default=0)
     messages_read = models.PositiveBigIntegerField(default=0)
     matched_sessions = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
+    error = StoreTextField(blank=True)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -62,11 +64,11 @@ class SearchJob(WorkerJob, StoreJob):
 
 class SearchHit(models.Model):
     job = models.ForeignKey(SearchJob, on_delete=models.CASCADE, related_name="hits")
-    session_key = models.TextField()
+    session_key = StoreTextField()
     matches = models.PositiveIntegerField()
     first_match = models.PositiveIntegerField(help_text="Chronological index of the first matching message.")
     order = models.CharField(max_length=20)
-    snippet = models.TextField()
+    snippet = StoreTextField()
     match_start = models.PositiveIntegerField(help_text="Where the match is in the snippet.")
     match_end = models.PositiveIntegerField()
 
@@ -115,7 +117,7 @@ class BulkJob(WorkerJob, StoreJob):
     action = models.CharField(max_length=10, choices=ACTIONS)
     ttl_seconds = models.PositiveIntegerField(null=True, blank=True)
     selection = models.CharField(max_length=10, choices=SELECTIONS)
-    pattern = models.TextField(blank=True)
+    pattern = StoreTextField(blank=True)
     search = models.ForeignKey(SearchJob, null=True, blank=True, on_delete=models.SET_NULL)
     status = models.CharField(max_length=10, choices=STATUSES, default=COUNTING, db_index=True)
     # Dry run: what the frozen selection covers.
@@ -128,7 +130,7 @@ class BulkJob(WorkerJob, StoreJob):
     skipped = models.PositiveIntegerField(default=0, help_text="Gone, or no longer a list.")
     failed = models.PositiveIntegerField(default=0)
     messages_removed = models.PositiveBigIntegerField(default=0)
-    error = models.TextField(blank=True)
+    error = StoreTextField(blank=True)
     summary_batch = models.ForeignKey("summaries.SummaryBatch", null=True, blank=True, on_delete=models.SET_NULL)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     confirmed_by = models.ForeignKey(
@@ -157,7 +159,7 @@ class BulkJobKey(models.Model):
 
     job = models.ForeignKey(BulkJob, on_delete=models.CASCADE, related_name="keys")
     position = models.PositiveIntegerField()
-    key = models.TextField()
+    key = StoreTextField()
     messages = models.PositiveIntegerField(null=True, help_text="LLEN at the dry run.")
     outcome = models.CharField(max_length=10, blank=True, default=PENDING)
 

@@ -1,5 +1,7 @@
 from django.db import models
 
+from memoryadmin.fields import StoreTextField
+
 
 class KeyHandle(models.Model):
     """A session key too long to travel in a URL, by the handle that stands for it there (see converters.py).
@@ -8,7 +10,7 @@ class KeyHandle(models.Model):
     """
 
     digest = models.CharField(max_length=43, primary_key=True)  # SHA-256 of the key's UTF-8, base64url
-    key = models.TextField()
+    key = StoreTextField()
 
     def __str__(self):
         return self.digest

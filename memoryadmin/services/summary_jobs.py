@@ -117,7 +117,8 @@ def request_stale_batch(connection, pattern, user):
         connection_slug=connection.slug,
         connection_name=connection.name,
         pattern=pattern,
-        description=f"All sessions matching {pattern} whose summary is missing or stale",
+        # Within the description's 500 characters (PostgreSQL enforces them), an escaped NUL counting two.
+        description=f"All sessions matching {_shortened(pattern, 200)} whose summary is missing or stale",
         requested_by=user,
     )
     from memoryadmin.tasks import plan_stale_batch
@@ -149,6 +150,10 @@ def plan_stale_batch(batch_id):
     except StoreError as error:
         SummaryBatch.objects.filter(pk=batch_id).update(error=str(error))
     SummaryBatch.objects.filter(pk=batch_id).update(status=SummaryBatch.QUEUED)
+
+
+def _shortened(text, length):
+    return text if len(text) <= length else text[: length - 1] + "…"
 
 
 def batch_progress(batch):

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from memoryadmin.fields import StoreCharField, StoreTextField
 from memoryadmin.services.secrets import masked, secret_property
 from memoryadmin.services.summarizers import DEFAULT_PROMPT, EXTRACTIVE, OPENAI, SummarizerConfig
 
@@ -66,11 +67,11 @@ class SummaryBatch(models.Model):
 
     connection_slug = models.CharField(max_length=20)
     connection_name = models.CharField(max_length=100)
-    description = models.CharField(max_length=500)
-    pattern = models.TextField(blank=True, help_text="For 'all stale matching': the key pattern scanned.")
+    description = StoreCharField(max_length=500)
+    pattern = StoreTextField(blank=True, help_text="For 'all stale matching': the key pattern scanned.")
     status = models.CharField(max_length=10, choices=STATUSES, default=PLANNING)
     examined = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
+    error = StoreTextField(blank=True)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -84,11 +85,11 @@ class SummaryJob(models.Model):
 
     connection_slug = models.CharField(max_length=20)
     connection_name = models.CharField(max_length=100)
-    session_key = models.TextField()
+    session_key = StoreTextField()
     batch = models.ForeignKey(SummaryBatch, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     status = models.CharField(max_length=10, choices=STATUSES, default=QUEUED, db_index=True)
-    error = models.TextField(blank=True)
+    error = StoreTextField(blank=True)
     method = models.CharField(max_length=200, blank=True)
     message_count = models.PositiveIntegerField(null=True)
     created_at = models.DateTimeField(auto_now_add=True)
