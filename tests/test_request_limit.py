@@ -11,9 +11,13 @@ import re
 
 import pytest
 
+from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, SearchHit, SearchJob
 from memoryadmin.dashboard.converters import encode_key
+from memoryadmin.services import scripts, sessions
 from memoryadmin.services.upstash import get_client
+
+from .factories import langchain, write_langchain_session
 
 pytestmark = pytest.mark.django_db
 
@@ -219,3 +223,37 @@ def test_content_search_and_the_purge_of_its_results(web, store, replies):
     assert purge.status == "done" and purge.done == 4, purge.error
     assert [store.call("EXISTS", key) for key in hits] == [0, 0, 0, 0] and store.call("EXISTS", "chat:8") == 1
     assert_within_the_limit(replies)
+
+
+def test_a_message_that_changes_while_it_is_read_is_not_stitched_to_another(web, store, settings):
+    settings.MEMORYADMIN_MAX_REQUEST_BYTES = 200_000  # parts of 120 KB
+    oldest, next_one = (langchain("human", letter * 500_000) for letter in "ab")  # the same size
+    store.call("LPUSH", "trimmed", oldest, next_one, langchain("ai", "the newest"))
+    response = web.get(url("trimmed", "messages/0/raw/"), {"order": "newest-first"})
+    chunks = iter(response.streaming_content)
+    text = next(chunks).decode()
+    store.call("LTRIM", "trimmed", 0, -2)  # the chat app keeps its latest messages: the oldest goes
+    text += b"".join(chunks).decode()
+    assert text.startswith(oldest[:1000]) and "b" * 100 not in text
+    assert text.endswith("the chat app trimmed or rewrote the session meanwhile. Read it again to see it whole.]\n")
+    event = AuditEvent.objects.get(action="session.read")
+    assert event.outcome == "ok" and "changed while it was being read" in event.details["incomplete"]
+
+
+def test_scripts_go_by_digest_and_again_whole_when_the_store_lost_them(connection, store, local_store):
+    write_langchain_session(store, "chat", ["hi", "hello"])
+    sessions.get_transcript(connection, "chat")
+    sent = []
+    hooks = get_client(connection)._sdk._client.event_hooks["response"]
+    record = lambda response: sent.append(len(response.request.content))  # noqa: E731
+    hooks.append(record)
+    try:
+        sessions.get_transcript(connection, "chat")
+        assert sent[-1] < 300  # its digest, not its body
+        store.call("SCRIPT", "FLUSH")  # a store restarted, or failed over
+        before = local_store.gateway.requests_served
+        assert [message.text for _, message in sessions.get_transcript(connection, "chat").messages] == ["hi", "hello"]
+        assert local_store.gateway.requests_served - before == 2 and sent[-1] > 1000  # refused, then its body
+    finally:
+        hooks.remove(record)
+        scripts._known.clear()  # the app's other clients believe the store has scripts it lost
