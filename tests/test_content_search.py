@@ -185,6 +185,18 @@ def test_sessions_are_read_whole_in_replies_of_a_bounded_size(connection, store,
     assert local_store.gateway.requests_served - before > stored // 600  # replies of at most ~600 bytes
 
 
+def test_a_message_too_big_for_a_reply_is_read_whole_while_the_chat_app_writes(connection, store, settings):
+    from memoryadmin.services import content_search
+
+    settings.MEMORYADMIN_MAX_REQUEST_BYTES = 10_000  # replies of 6 KB
+    big = langchain("human", "x" * 20_000 + " jane@example.com")
+    store.call("LPUSH", "chat", big, langchain("ai", "short"))
+    ((keys, first, _),) = content_search.scan_steps(connection, "*", "0")
+    store.call("LPUSH", "chat", langchain("human", "y" * 20_000))  # before the big one is read in parts
+    ((key, elements),) = content_search.read_sessions(connection, keys, first)
+    assert elements == [langchain("ai", "short").encode(), big.encode()]
+
+
 def test_read_ahead_hands_over_items_in_order_and_errors_in_place():
     from memoryadmin.services.content_search import read_ahead
 

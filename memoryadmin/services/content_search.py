@@ -38,7 +38,16 @@ from . import audit, scripts
 from .connections import StoreChanged, binding_change, find_connection, store_binding
 from .jobs import this_worker
 from .messages import detect_order, parse_element
-from .sessions import COST_FUNCTION, NEWEST_FIRST, SCAN_COUNT, SessionNotFound, decode_keys, read_element, reply_budget
+from .sessions import (
+    COST_FUNCTION,
+    NEWEST_FIRST,
+    SCAN_COUNT,
+    MessageChanged,
+    SessionNotFound,
+    decode_keys,
+    read_element,
+    reply_budget,
+)
 from .upstash import StoreError
 
 log = logging.getLogger(__name__)
@@ -174,9 +183,9 @@ def match_session(matcher, elements, role, deadline=math.inf):
 
 # Sessions of a SCAN step, read whole one after the other until a reply's byte budget. KEYS: the sessions
 # still to read. ARGV: the element of the first one to start from, the budget. An element over the budget
-# is not read: its size stands in its place (it is read in parts). A key that is no list (any more) reads
-# as empty. Reply: {sessions finished, the element of the next one to go on from, then per session read:
-# how many of its elements follow, the elements}. Read in chunks of 100.
+# is not read: {its size, its index from the tail} stands in its place (it is read in parts). A key that
+# is no list (any more) reads as empty. Reply: {sessions finished, the element of the next one to go on
+# from, then per session read: how many of its elements follow, the elements}. Read in chunks of 100.
 STEP_SCRIPT = (
     COST_FUNCTION
     + """
@@ -191,7 +200,9 @@ for k = 1, #KEYS do
     if chunk.err then chunk = {} end
     for n = 1, #chunk do
       local element, size = chunk[n], cost(chunk[n])
-      if size > budget then element, size = #element, cost('') end
+      if size > budget then
+        element, size = {#element, position + n - 1 - redis.call('LLEN', KEYS[k])}, cost('')
+      end
       if bytes > 0 and bytes + size > budget then
         reply[1], reply[2] = k - 1, position + n - 1
         return reply
@@ -270,20 +281,42 @@ def _step_replies(connection, keys, first, deadline):
 
 
 def _whole(connection, key, elements):
-    """A session's elements with those too big for a reply read in parts (the size read stands in their place).
+    """A session's elements, those too big for a reply read in parts ({size, index from the tail} stands for them).
 
-    Read by their index from the head of the list: if the chat app pushes at that end meanwhile, this
-    reads the element that is there now. One that is gone by then is left out.
+    One that is gone by then (the session cleared or trimmed) is left out.
     """
     whole = []
     for index, element in enumerate(elements):
-        if type(element) is int:
-            try:
-                element = b"".join(read_element(connection, key, index).parts)
-            except SessionNotFound:
-                continue
-        whole.append(element)
+        if type(element) is list:
+            element = _read_big(connection, key, element[0], (index, element[1]))
+        if element is not None:
+            whole.append(element)
     return whole
+
+
+def _read_big(connection, key, size, indexes):
+    """An element too big for a reply, read in parts: by its index from the head, else from the tail.
+
+    The chat app may push meanwhile, which moves the indexes counted from the end it pushes at: from the
+    head for LPUSH writers, the tail for RPUSH ones. So the element is the one of its size at either index.
+    """
+    changed = False
+    for index in indexes:
+        try:
+            element = read_element(connection, key, index)
+            if element.size == size:
+                return b"".join(element.parts)
+        except SessionNotFound:
+            continue
+        except MessageChanged:
+            pass
+        changed = True
+    if changed:
+        raise MessageChanged(
+            f"A message of session {key!r} changed while the search read it: the chat app trimmed or rewrote "
+            "the session meanwhile. Search again."
+        )
+    return None
 
 
 def read_ahead(items):
