@@ -225,8 +225,13 @@ TASKS = {
         "QUEUES": ["default", "search"],
     }
 }
-# A running job whose worker has been silent this long (seconds) is resumed by another worker.
-MEMORYADMIN_JOB_STALE_SECONDS = env.int("MEMORYADMIN_JOB_STALE_SECONDS", default=120)
+# A running job whose worker has given no sign of life this long (seconds) is resumed by another
+# worker (a live worker beats every quarter of it, however long a step of its job takes).
+MEMORYADMIN_JOB_STALE_SECONDS = env.float("MEMORYADMIN_JOB_STALE_SECONDS", default=120)
+# A job whose worker stopped this many times is ended as failed instead of being resumed again;
+# the second resume waits this long (seconds), each later one twice as long as the one before.
+MEMORYADMIN_JOB_MAX_ATTEMPTS = env.int("MEMORYADMIN_JOB_MAX_ATTEMPTS", default=3)
+MEMORYADMIN_JOB_RETRY_SECONDS = env.float("MEMORYADMIN_JOB_RETRY_SECONDS", default=60)
 # A content search that runs longer than this (seconds) stops, keeping the hits found so far.
 MEMORYADMIN_SEARCH_BUDGET_SECONDS = env.int("MEMORYADMIN_SEARCH_BUDGET_SECONDS", default=300)
 

@@ -8,23 +8,28 @@ from django_tasks import task
 
 from memoryadmin.services import bulk, content_search, summary_jobs
 
+# Bulk jobs and the planning of a re-summarization go before the single re-summarizations queued on
+# the same queue: a confirmed purge, or a planning resumed after a crash, does not wait behind the
+# thousands of summary jobs a batch may have queued.
+BEFORE_SUMMARIES = 10
+
 
 @task()
 def summarize_session(job_id):
     summary_jobs.run_summary_job(job_id)
 
 
-@task()
+@task(priority=BEFORE_SUMMARIES)
 def plan_stale_batch(batch_id):
     summary_jobs.plan_stale_batch(batch_id)
 
 
-@task()
+@task(priority=BEFORE_SUMMARIES)
 def count_bulk_job(job_id):
     bulk.count_job(job_id)
 
 
-@task()
+@task(priority=BEFORE_SUMMARIES)
 def run_bulk_job(job_id):
     bulk.run_job(job_id)
 

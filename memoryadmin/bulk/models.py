@@ -6,11 +6,20 @@ from django.db import models
 from memoryadmin.fields import StoreTextField
 
 
-class WorkerJob(models.Model):
+class Claimed(models.Model):
+    """Who runs a job now (see services/jobs.py): a killed worker's job is found, resumed, and given up in the end."""
+
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid:claim of the process running it")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker took it up.")
+
+    class Meta:
+        abstract = True
+
+
+class WorkerJob(Claimed):
     """What every long job keeps so a killed worker's job can be found and resumed."""
 
-    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the process running it")
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -88,12 +97,13 @@ class BulkJob(WorkerJob, StoreJob):
         (SEARCH, "content search results"),
     ]
 
-    COUNTING, AWAITING, QUEUED, RUNNING, PAUSED, CANCELLED, DONE, DISCARDED = (
+    COUNTING, AWAITING, QUEUED, RUNNING, PAUSED, FAILED, CANCELLED, DONE, DISCARDED = (
         "counting",
         "awaiting",
         "queued",
         "running",
         "paused",
+        "failed",
         "cancelled",
         "done",
         "discarded",
@@ -104,6 +114,7 @@ class BulkJob(WorkerJob, StoreJob):
         (QUEUED, "queued"),
         (RUNNING, "running"),
         (PAUSED, "paused after an error"),
+        (FAILED, "failed"),
         (CANCELLED, "cancelled"),
         (DONE, "done"),
         (DISCARDED, "not confirmed"),

@@ -22,6 +22,7 @@ the counters; memory stays flat however many keys there are.
 
 import logging
 import time
+from functools import partial
 
 from django.db import transaction
 from django.db.models import F
@@ -31,9 +32,10 @@ from memoryadmin.bulk.models import BulkJob, BulkJobKey
 
 from . import audit, scripts
 from .connections import ConnectionChoice, StoreChanged, binding_change, find_connection, store_binding
-from .jobs import this_worker
+from .jobs import Claim, ClaimLost, end_unless_taken, unexpected
 from .sessions import SCAN_COUNT, scan_all
 from .summaries import summary_key
+from .summary_jobs import new_batch, queue_summaries
 from .upstash import StoreError, get_writer
 
 log = logging.getLogger(__name__)
@@ -219,18 +221,23 @@ def request_cancel(job):
     BulkJob.objects.filter(pk=job.pk, status__in=[BulkJob.RUNNING, BulkJob.COUNTING]).update(cancel_requested=True)
 
 
+RESUMABLE = (BulkJob.PAUSED, BulkJob.FAILED)
+
+
 def resume_job(job, request):
-    """Queue a paused job again, from its last saved batch, if its connection still points at its store.
+    """Queue a paused (or failed) job again, from its last saved batch, if its connection still points at its store.
 
     Audited as bulk.resume; returns an error message, or None when queued.
     """
     problem = None
-    if job.status != BulkJob.PAUSED:
+    if job.status not in RESUMABLE:
         problem = "This job is not paused."
     elif change := binding_change(find_connection(job.connection_slug), job, "since the dry run"):
         problem = f"{change} {ONLY_ON_ITS_STORE}"
-        BulkJob.objects.filter(pk=job.pk, status=BulkJob.PAUSED).update(error=problem)
-    elif not BulkJob.objects.filter(pk=job.pk, status=BulkJob.PAUSED).update(status=BulkJob.QUEUED, error="", failed=0):
+        BulkJob.objects.filter(pk=job.pk, status=job.status).update(error=problem)
+    elif not BulkJob.objects.filter(pk=job.pk, status=job.status).update(
+        status=BulkJob.QUEUED, error="", failed=0, attempts=0
+    ):
         problem = "This job is not paused."
     audit.record(
         request,
@@ -251,12 +258,8 @@ def resume_job(job, request):
 # --- the worker side ---------------------------------------------------------
 
 
-def _claim(job_id, from_status, to_status):
-    # worker="": a job another worker is running is not taken twice.
-    claimed = BulkJob.objects.filter(pk=job_id, status=from_status, worker="").update(
-        status=to_status, worker=this_worker(), heartbeat_at=timezone.now()
-    )
-    return BulkJob.objects.select_related("requested_by", "confirmed_by").get(pk=job_id) if claimed else None
+def _job(job_id):
+    return BulkJob.objects.select_related("requested_by", "confirmed_by").get(pk=job_id)
 
 
 def _cancelled(job_id):
@@ -265,33 +268,31 @@ def _cancelled(job_id):
 
 def count_job(job_id):
     """The dry run: freeze a pattern's keys (complete SCAN) and count what the selection covers."""
-    job = _claim(job_id, BulkJob.COUNTING, BulkJob.COUNTING)
-    if job is None:
+    claim = Claim.take(BulkJob, job_id, BulkJob.COUNTING)  # not taken twice, nor from a worker running it
+    if claim is None:
         return
-    connection = find_connection(job.connection_slug)
-    try:
-        if change := binding_change(connection, job, "since the dry run began"):
-            raise StoreChanged(change)
-        if job.selection == BulkJob.PATTERN:
-            _freeze_pattern(job, connection)
-        else:
-            _count_frozen(job, connection)
-    except (StoreError, StoreChanged) as error:
-        BulkJob.objects.filter(pk=job_id).update(status=BulkJob.DISCARDED, error=f"The dry run failed: {error}")
-        audit.record(
-            None,
-            "bulk.dry_run",
-            user=job.requested_by,
-            connection=_filed_under(job),
-            outcome="failed",
-            error=str(error),
-            job=job.audit_job,
-        )
-        return
-    if _cancelled(job_id):
-        BulkJob.objects.filter(pk=job_id).update(status=BulkJob.DISCARDED, finished_at=timezone.now())
-        return
-    BulkJob.objects.filter(pk=job_id).update(status=BulkJob.AWAITING, worker="")
+    with claim:
+        job = _job(job_id)
+        connection = find_connection(job.connection_slug)
+        try:
+            if change := binding_change(connection, job, "since the dry run began"):
+                raise StoreChanged(change)
+            if job.selection == BulkJob.PATTERN:
+                _freeze_pattern(job, connection, claim)
+            else:
+                _count_frozen(job, connection, claim)
+        except (StoreError, StoreChanged) as error:
+            _drop_dry_run(job, claim.release, str(error))
+            return
+        except Exception as error:
+            _drop_dry_run(job, claim.release, unexpected(error))
+            raise
+        if _cancelled(job_id):
+            claim.release(status=BulkJob.DISCARDED, finished_at=timezone.now())
+            return
+        # A run counts its attempts afresh.
+        if not claim.release(status=BulkJob.AWAITING, attempts=0):
+            return
     job.refresh_from_db()
     audit.record(
         None,
@@ -303,42 +304,57 @@ def count_job(job_id):
     )
 
 
-def _freeze_pattern(job, connection):
+def _drop_dry_run(job, end, error):
+    """A failed dry run: nothing was changed, the job cannot be confirmed (end: how to save that)."""
+    if end(status=BulkJob.DISCARDED, error=f"The dry run failed: {error}", finished_at=timezone.now()):
+        audit.record(
+            None,
+            "bulk.dry_run",
+            user=job.requested_by,
+            connection=_filed_under(job),
+            outcome="failed",
+            error=error,
+            job=job.audit_job,
+        )
+        return True
+    return False
+
+
+def _freeze_pattern(job, connection, claim):
     # A resumed dry run starts the SCAN again: it only reads.
     BulkJobKey.objects.filter(job=job).delete()
     position = examined = messages = 0
-    for keys in scan_all(connection, job.pattern):
+    for keys, _ in scan_all(connection, job.pattern):
         examined += SCAN_COUNT
         lengths = apply_to_batch(connection, keys, "count")
         found = [(key, length) for key, length in zip(keys, lengths) if length >= 0]
-        BulkJobKey.objects.bulk_create(
-            [
-                BulkJobKey(job=job, position=position + i, key=key, messages=length)
-                for i, (key, length) in enumerate(found)
-            ]
-        )
-        position += len(found)
-        messages += sum(length for _, length in found)
-        BulkJob.objects.filter(pk=job.pk).update(
-            examined_keys=examined, total=position, total_messages=messages, heartbeat_at=timezone.now()
-        )
+        with transaction.atomic():  # the keys are saved only while this worker holds the job
+            claim.save()
+            BulkJobKey.objects.bulk_create(
+                [
+                    BulkJobKey(job=job, position=position + i, key=key, messages=length)
+                    for i, (key, length) in enumerate(found)
+                ]
+            )
+            position += len(found)
+            messages += sum(length for _, length in found)
+            claim.save(examined_keys=examined, total=position, total_messages=messages)
         if _cancelled(job.pk):
             return
 
 
-def _count_frozen(job, connection):
+def _count_frozen(job, connection, claim):
     total = messages = examined = 0
     for rows in _batches(job):
         lengths = apply_to_batch(connection, [row.key for row in rows], "count")
         for row, length in zip(rows, lengths):
             row.messages = max(length, 0)
-        BulkJobKey.objects.bulk_update(rows, ["messages"])
         examined += len(rows)
         total += sum(length >= 0 for length in lengths)
         messages += sum(max(length, 0) for length in lengths)
-        BulkJob.objects.filter(pk=job.pk).update(
-            examined_keys=examined, total=total, total_messages=messages, heartbeat_at=timezone.now()
-        )
+        with transaction.atomic():  # saved only while this worker holds the job
+            claim.save(examined_keys=examined, total=total, total_messages=messages)
+            BulkJobKey.objects.bulk_update(rows, ["messages"])
 
 
 def _batches(job, start=0):
@@ -353,14 +369,27 @@ def _batches(job, start=0):
 
 def run_job(job_id):
     """Act on the frozen keys in batches, saving progress after each; resumable."""
-    job = _claim(job_id, BulkJob.QUEUED, BulkJob.RUNNING)
-    if job is None:
+    claim = Claim.take(BulkJob, job_id, BulkJob.QUEUED, BulkJob.RUNNING)
+    if claim is None:
         return
+    with claim:
+        job = _job(job_id)
+        try:
+            _run(job, claim)
+        except Exception as error:
+            _stop(job, claim.release, BulkJob.FAILED, unexpected(error), finished_at=timezone.now())
+            raise
+
+
+MODES = {BulkJob.CLEAR: "clear", BulkJob.EXPIRE: "expire", BulkJob.PERSIST: "persist"}
+
+
+def _run(job, claim):
     connection = find_connection(job.connection_slug)
     if change := binding_change(connection, job, "since the dry run"):
-        return _pause(job, f"{change} {ONLY_ON_ITS_STORE}")
+        return _stop(job, claim.release, BulkJob.PAUSED, f"{change} {ONLY_ON_ITS_STORE}")
     # Started once: a resumed job (audited as bulk.resume) does not start again.
-    if BulkJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=timezone.now()):
+    if claim.mine().filter(started_at__isnull=True).update(started_at=timezone.now()):
         audit.record(
             None,
             "bulk.start",
@@ -369,25 +398,41 @@ def run_job(job_id):
             job=job.audit_job,
             details={"action": job.action, "sessions": job.total},
         )
-    if job.action == BulkJob.SUMMARIZE:
-        return _run_summaries(job, connection)
-    mode = {BulkJob.CLEAR: "clear", BulkJob.EXPIRE: "expire", BulkJob.PERSIST: "persist"}[job.action]
+    if job.action == BulkJob.SUMMARIZE and job.summary_batch is None:
+        job.summary_batch = _summary_batch(job, connection, claim)
     status, action = BulkJob.DONE, "bulk.finish"
     for rows in _batches(job, job.next_position):
-        if _cancelled(job_id):
+        if _cancelled(job.pk):
             status, action = BulkJob.CANCELLED, "bulk.cancel"
             break
-        keys, receipt = [row.key for row in rows], (receipt_key(job), rows[0].position)
+        claim.check()  # still this worker's job: else nothing more is sent
         try:
-            replies = _with_retries(apply_to_batch, connection, keys, mode, job.ttl_seconds or 0, receipt=receipt)
+            replies = _act_on(job, connection, rows)
         except StoreError as error:
-            BulkJob.objects.filter(pk=job_id).update(failed=len(rows))
-            return _pause(job, str(error))
-        if not _save_batch(job, rows, replies):
-            log.warning("bulk job %s: another worker has taken it over; this one stops", job.pk)
-            return
-    _drop_receipt(job, connection)
-    _finish(job, status, action)
+            return _stop(job, claim.release, BulkJob.PAUSED, str(error), failed=len(rows))
+        _save_batch(job, claim, rows, replies)
+    if job.action != BulkJob.SUMMARIZE:
+        _drop_receipt(job, connection)
+    _finish(job, claim, status, action)
+
+
+def _act_on(job, connection, rows):
+    """Do the job's action on a batch of its frozen keys; one reply per key, as BATCH_SCRIPT's."""
+    keys = [row.key for row in rows]
+    if job.action == BulkJob.SUMMARIZE:
+        # One summary job per key (the summaries' own queue and limits); queued is done, for this job.
+        queue_summaries(connection, job.summary_batch, keys, job.confirmed_by)
+        return [0] * len(keys)
+    receipt = (receipt_key(job), rows[0].position)
+    return _with_retries(apply_to_batch, connection, keys, MODES[job.action], job.ttl_seconds or 0, receipt=receipt)
+
+
+def _summary_batch(job, connection, claim):
+    """The one re-summarization of a bulk job, however often the job is resumed."""
+    with transaction.atomic():
+        batch = new_batch(connection, job.confirmed_by, f"Bulk job {job.pk}: {job.total} session(s)")
+        claim.save(summary_batch=batch)
+    return batch
 
 
 def _drop_receipt(job, connection):
@@ -412,42 +457,37 @@ def _with_retries(call, *args, **kwargs):
 OUTCOMES = {GONE: BulkJobKey.GONE, NOT_A_LIST: BulkJobKey.NOT_A_LIST}
 
 
-def _save_batch(job, rows, replies):
-    """Save a batch's outcomes and counts; False when this worker no longer holds the job."""
+def _save_batch(job, claim, rows, replies):
+    """Save a batch's outcomes and counts; ClaimLost when this worker no longer holds the job."""
     by_outcome = {}
     for row, reply in zip(rows, replies):
         by_outcome.setdefault(OUTCOMES.get(reply, BulkJobKey.DONE), []).append(row.position)
     with transaction.atomic():
         # Counted only where this worker's job stands, so a batch is never counted twice
         # (not even by a worker that was given up for dead and taken over).
-        if not BulkJob.objects.filter(pk=job.pk, worker=this_worker(), next_position=rows[0].position).update(
-            next_position=rows[-1].position + 1,
-            done=F("done") + len(by_outcome.get(BulkJobKey.DONE, [])),
-            skipped=F("skipped") + sum(len(by_outcome.get(outcome, [])) for outcome in BulkJobKey.SKIPPED),
-            # The sessions' lengths before the clear; a set TTL removes nothing.
-            messages_removed=F("messages_removed")
-            + (sum(reply for reply in replies if reply > 0) if job.action == BulkJob.CLEAR else 0),
-            heartbeat_at=timezone.now(),
-        ):
-            return False
+        counted = (
+            claim.mine()
+            .filter(next_position=rows[0].position)
+            .update(
+                next_position=rows[-1].position + 1,
+                done=F("done") + len(by_outcome.get(BulkJobKey.DONE, [])),
+                skipped=F("skipped") + sum(len(by_outcome.get(outcome, [])) for outcome in BulkJobKey.SKIPPED),
+                # The sessions' lengths before the clear; a set TTL removes nothing.
+                messages_removed=F("messages_removed")
+                + (sum(reply for reply in replies if reply > 0) if job.action == BulkJob.CLEAR else 0),
+                heartbeat_at=timezone.now(),
+            )
+        )
+        if not counted:
+            raise ClaimLost
         for outcome, positions in by_outcome.items():
             BulkJobKey.objects.filter(job=job, position__in=positions).update(outcome=outcome)
-    return True
 
 
-def _run_summaries(job, connection):
-    """Re-summarize: one summary job per frozen key (the summaries' own queue and limits)."""
-    from .summary_jobs import request_batch
-
-    keys = BulkJobKey.objects.filter(job=job).order_by("position").values_list("key", flat=True).iterator()
-    batch = request_batch(connection, keys, job.confirmed_by, f"Bulk job {job.pk}: {job.total} session(s)")
-    BulkJobKey.objects.filter(job=job).update(outcome=BulkJobKey.DONE)
-    BulkJob.objects.filter(pk=job.pk).update(summary_batch=batch, done=job.total, next_position=job.total)
-    _finish(job, BulkJob.DONE, "bulk.finish")
-
-
-def _pause(job, error):
-    BulkJob.objects.filter(pk=job.pk).update(status=BulkJob.PAUSED, error=error, worker="")
+def _stop(job, end, status, error, **changes):
+    """Pause or fail a run (end: how to save that, if this worker still may); audited as bulk.fail."""
+    if not end(status=status, error=error, **changes):
+        return False
     audit.record(
         None,
         "bulk.fail",
@@ -458,13 +498,22 @@ def _pause(job, error):
         job=job.audit_job,
         details=_counts(job),
     )
+    return True
 
 
-def _finish(job, status, action):
-    BulkJob.objects.filter(pk=job.pk).update(status=status, finished_at=timezone.now(), worker="")
-    audit.record(
-        None, action, user=job.confirmed_by, connection=_filed_under(job), job=job.audit_job, details=_counts(job)
-    )
+def give_up(job, error):
+    """End a job whose worker stopped too often (for the recovery); True when ended."""
+    end = partial(end_unless_taken, job)
+    if job.status == BulkJob.COUNTING:
+        return _drop_dry_run(_job(job.pk), end, error)
+    return _stop(_job(job.pk), end, BulkJob.FAILED, error, finished_at=timezone.now())
+
+
+def _finish(job, claim, status, action):
+    if claim.release(status=status, finished_at=timezone.now()):
+        audit.record(
+            None, action, user=job.confirmed_by, connection=_filed_under(job), job=job.audit_job, details=_counts(job)
+        )
 
 
 def _counts(job):

@@ -26,6 +26,7 @@ import queue
 import re
 import threading
 import time
+from functools import partial
 
 import re2
 from django.conf import settings
@@ -36,7 +37,7 @@ from memoryadmin.bulk.models import SearchHit, SearchJob
 
 from . import audit, scripts
 from .connections import StoreChanged, binding_change, find_connection, store_binding
-from .jobs import this_worker
+from .jobs import Claim, end_unless_taken, unexpected
 from .messages import detect_order, parse_element
 from .sessions import (
     COST_FUNCTION,
@@ -360,36 +361,48 @@ def read_ahead(items):
 
 def run_search(job_id):
     """Search the job's sessions, saving hits and progress after every SCAN step."""
-    claimed = SearchJob.objects.filter(pk=job_id, status=SearchJob.QUEUED, worker="").update(
-        status=SearchJob.RUNNING, worker=this_worker(), heartbeat_at=timezone.now()
-    )
-    if not claimed:
+    claim = Claim.take(SearchJob, job_id, SearchJob.QUEUED, SearchJob.RUNNING)
+    if claim is None:
         return
-    job = SearchJob.objects.select_related("requested_by").get(pk=job_id)
-    SearchJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=timezone.now())
+    with claim:
+        _run(SearchJob.objects.select_related("requested_by").get(pk=job_id), claim)
+
+
+def _run(job, claim):
+    claim.mine().filter(started_at__isnull=True).update(started_at=timezone.now())
     connection = find_connection(job.connection_slug)
-    status, error = SearchJob.DONE, ""
+    status, error, failure = SearchJob.DONE, "", None
     budget = settings.MEMORYADMIN_SEARCH_BUDGET_SECONDS
     try:
         if connection is None:
             raise StoreError("The connection of this search was deleted.")
         # Bound to the store it starts on (its hits may become a purge there); resumed, only on that one.
-        bound = SearchJob.objects.filter(pk=job_id, store_url="").update(**store_binding(connection))
+        bound = claim.mine().filter(store_url="").update(**store_binding(connection))
         if not bound and (change := binding_change(connection, job, "since the search started")):
             raise StoreChanged(change)
         matcher = Matcher(job.query, job.is_regex)
-        _search(job, connection, matcher, deadline=time.monotonic() + budget)
-        if SearchJob.objects.filter(pk=job_id, cancel_requested=True).exists():
+        _search(job, connection, matcher, claim, deadline=time.monotonic() + budget)
+        if SearchJob.objects.filter(pk=job.pk, cancel_requested=True).exists():
             status = SearchJob.CANCELLED
-    except (StoreError, StoreChanged, QueryError) as failure:
-        status, error = SearchJob.FAILED, str(failure)
+    except (StoreError, StoreChanged, QueryError) as problem:
+        status, error = SearchJob.FAILED, str(problem)
     except OutOfTime:
         status = SearchJob.FAILED
         error = (
             f"Stopped: too slow. The search used its {budget:g} s budget (MEMORYADMIN_SEARCH_BUDGET_SECONDS); "
             "the sessions found until then are listed. Narrow the key pattern or the text and search again."
         )
-    SearchJob.objects.filter(pk=job_id).update(status=status, error=error, finished_at=timezone.now(), worker="")
+    except Exception as problem:  # the search ends, whatever happened
+        status, error, failure = SearchJob.FAILED, unexpected(problem), problem
+    _end(job, claim.release, status, error, connection)
+    if failure:
+        raise failure  # for the task's record and the worker's log; the job shows the error
+
+
+def _end(job, end, status, error, connection=None):
+    """Save how a search ended (end: how, if this worker still may) and audit it; True when saved."""
+    if not end(status=status, error=error, finished_at=timezone.now()):
+        return False
     job.refresh_from_db()
     audit.record(
         None,
@@ -401,9 +414,18 @@ def run_search(job_id):
         job=f"search:{job.pk}",
         details={"status": status, "sessions_read": job.sessions_read, "matched_sessions": job.matched_sessions},
     )
+    return True
 
 
-def _search(job, connection, matcher, deadline):
+def give_up(job, error):
+    """End a search whose worker stopped too often (for the recovery); True when ended."""
+    search = SearchJob.objects.select_related("requested_by").get(pk=job.pk)
+    return _end(
+        search, partial(end_unless_taken, job), SearchJob.FAILED, error, find_connection(search.connection_slug)
+    )
+
+
+def _search(job, connection, matcher, claim, deadline):
     # From the saved cursor: a resumed search goes on where it was.
     for keys, first, cursor in read_ahead(scan_steps(connection, job.key_pattern, job.cursor)):
         if time.monotonic() > deadline:  # also where SCAN steps find no sessions at all
@@ -412,16 +434,17 @@ def _search(job, connection, matcher, deadline):
         # Hits of a step and the cursor after it are saved together: a resumed search neither
         # repeats nor skips a step's hits. A step cut short by the budget keeps its hits so far
         # (the search ends there, so its cursor does not move on).
+        # Only while this worker holds the search: else ClaimLost, and nothing of the step is saved.
         with transaction.atomic():
+            claim.save()
             SearchHit.objects.filter(job=job, session_key__in=[hit.session_key for hit in hits]).delete()
             SearchHit.objects.bulk_create(hits)
-            SearchJob.objects.filter(pk=job.pk).update(
+            claim.save(
                 cursor=job.cursor if out_of_time else cursor,
                 examined_keys=job.examined_keys + (0 if out_of_time else SCAN_COUNT),
                 sessions_read=job.sessions_read + sessions,
                 messages_read=job.messages_read + messages,
                 matched_sessions=SearchHit.objects.filter(job=job).count(),
-                heartbeat_at=timezone.now(),
             )
         job.refresh_from_db()
         if out_of_time:

@@ -352,14 +352,16 @@ def scan_sessions(connection, pattern=None, cursor="0", after=None):
     return page
 
 
-def scan_all(connection, pattern):
-    """Every session key matching the pattern, in batches: one SCAN step each (for jobs)."""
+def scan_all(connection, pattern, cursor="0"):
+    """Every session key matching the pattern, from a SCAN cursor on (for jobs).
+
+    In batches, one SCAN step each: (keys, the cursor to resume from after them).
+    """
     client = get_client(connection)
-    cursor = "0"
     while True:
         raw_cursor, raw_keys = client.call("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, "TYPE", "list")
-        yield decode_keys(raw_keys)[0]
         cursor = raw_cursor.decode()
+        yield decode_keys(raw_keys)[0], cursor
         if cursor == "0":
             return
 

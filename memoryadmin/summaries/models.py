@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from memoryadmin.bulk.models import Claimed
 from memoryadmin.fields import StoreCharField, StoreTextField
 from memoryadmin.services.secrets import masked, secret_property
 from memoryadmin.services.summarizers import DEFAULT_PROMPT, EXTRACTIVE, OPENAI, SummarizerConfig
@@ -59,8 +60,12 @@ class SummarizerSettings(models.Model):
         )
 
 
-class SummaryBatch(models.Model):
-    """Many re-summarizations asked for at once (selected rows, or all stale sessions of a filter)."""
+class SummaryBatch(Claimed):
+    """Many re-summarizations asked for at once (selected rows, or all stale sessions of a filter).
+
+    "All stale" is planned by a worker (status planning) that queues a job per stale session
+    a SCAN step at a time, saving the cursor after each step: a killed planning resumes there.
+    """
 
     PLANNING, QUEUED = "planning", "queued"
     STATUSES = [(PLANNING, "finding sessions"), (QUEUED, "queued")]
@@ -71,12 +76,13 @@ class SummaryBatch(models.Model):
     pattern = StoreTextField(blank=True, help_text="For 'all stale matching': the key pattern scanned.")
     status = models.CharField(max_length=10, choices=STATUSES, default=PLANNING)
     examined = models.PositiveIntegerField(default=0)
+    cursor = models.CharField(max_length=40, default="0", help_text="SCAN cursor to resume the planning from.")
     error = StoreTextField(blank=True)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
 
-class SummaryJob(models.Model):
+class SummaryJob(Claimed):
     """One re-summarization of one session: queued, then run by the worker."""
 
     QUEUED, RUNNING, DONE, FAILED, GONE = "queued", "running", "done", "failed", "gone"
@@ -96,7 +102,6 @@ class SummaryJob(models.Model):
     started_at = models.DateTimeField(null=True)
     finished_at = models.DateTimeField(null=True)
     duration_ms = models.PositiveIntegerField(null=True)
-    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the process running it")
 
     class Meta:
         ordering = ["-created_at", "-id"]

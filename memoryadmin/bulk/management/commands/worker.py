@@ -2,6 +2,7 @@ import logging
 import threading
 import time
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connections
@@ -14,7 +15,7 @@ from memoryadmin.tasks import SEARCH_QUEUE
 
 log = logging.getLogger(__name__)
 
-RECOVERY_INTERVAL = 30  # seconds
+RECOVERY_INTERVAL = 30  # seconds; more often when jobs count as interrupted sooner (MEMORYADMIN_JOB_STALE_SECONDS)
 RESTART_PAUSE = 5  # seconds before the search thread polls again after a database error
 
 
@@ -22,7 +23,8 @@ class Command(BaseCommand):
     help = (
         "Run the background workers (django-tasks-db's db_worker): the main thread works the default queue "
         "(bulk jobs, summaries), a second thread the search queue, so a long content search never holds up "
-        "a purge. First resumes jobs whose worker was killed, and checks for such jobs again every 30 s."
+        "a purge. First resumes jobs whose worker was killed, and checks for such jobs again every 30 s "
+        "(or every half of MEMORYADMIN_JOB_STALE_SECONDS, when that is shorter)."
     )
 
     def add_arguments(self, parser):
@@ -70,7 +72,8 @@ class Command(BaseCommand):
 
     def _keep_recovering(self):
         stop = threading.Event()
-        while not stop.wait(RECOVERY_INTERVAL):
+        interval = min(RECOVERY_INTERVAL, max(settings.MEMORYADMIN_JOB_STALE_SECONDS / 2, 0.5))
+        while not stop.wait(interval):
             try:
                 recover_interrupted_jobs()
             except Exception:  # a passing database error must not end the loop

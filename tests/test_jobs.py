@@ -1,0 +1,417 @@
+"""What all background jobs share: a failure ends the job, a stopped worker's job is resumed a few times
+then given up, and a job taken over from a worker that is still alive runs once."""
+
+import html
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection as db
+from django.utils import timezone
+from django_tasks import default_task_backend
+
+from memoryadmin.audit.models import AuditEvent
+from memoryadmin.bulk.models import BulkJob, SearchJob
+from memoryadmin.dashboard.converters import encode_key
+from memoryadmin.services import bulk, content_search, summary_jobs
+from memoryadmin.services.jobs import Claim, recover_interrupted_jobs
+from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, SummaryJob
+
+from .conftest import TEST_TOKEN
+from .factories import langchain
+from .test_bulk import request_by, start, write_sessions
+from .test_summarizers import Answer, ChatCompletionsServer, completion
+
+pytestmark = pytest.mark.django_db
+
+DUMMY_TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend", "QUEUES": ["default", "search"]}}
+DATABASE_TASKS = {"default": {"BACKEND": "django_tasks_db.backend.DatabaseBackend", "QUEUES": ["default", "search"]}}
+
+
+def boom(*args, **kwargs):
+    raise RuntimeError("boom")
+
+
+BOOM = "Unexpected error: RuntimeError: boom"
+
+
+def assert_left_alone_by_the_recovery(job, status):
+    assert recover_interrupted_jobs() == 0
+    job.refresh_from_db()
+    assert job.status == status and job.worker == ""
+
+
+# --- any exception ends the job, shown and audited; nothing runs it again ------------------------
+
+
+def test_an_unexpected_error_in_a_dry_run_drops_it_with_the_error(web, store, monkeypatch):
+    write_sessions(store, ["a", "b"])
+    monkeypatch.setattr(bulk, "apply_to_batch", boom)
+    job = start(web, action="clear", scope="selected", keys=["a", "b"])
+    job.refresh_from_db()
+    assert job.status == "discarded" and job.error == f"The dry run failed: {BOOM}"
+    assert BOOM in web.get(f"/bulk/{job.pk}/").content.decode()
+    event = AuditEvent.objects.get(action="bulk.dry_run")
+    assert event.outcome == "failed" and event.error == BOOM
+    assert_left_alone_by_the_recovery(job, "discarded")
+
+
+def test_an_unexpected_error_in_a_run_fails_the_job_which_can_be_resumed(web, store, monkeypatch):
+    write_sessions(store, ["a", "b"])
+    job = start(web, action="clear", scope="selected", keys=["a", "b"])
+    apply_to_batch = bulk.apply_to_batch
+    monkeypatch.setattr(bulk, "apply_to_batch", boom)
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "2"})
+    job.refresh_from_db()
+    assert job.status == "failed" and job.error == BOOM and job.finished_at
+    assert f"Failed: {BOOM}" in web.get(f"/bulk/{job.pk}/").content.decode()
+    event = AuditEvent.objects.get(action="bulk.fail")
+    assert event.outcome == "failed" and event.error == BOOM
+    assert_left_alone_by_the_recovery(job, "failed")
+    monkeypatch.setattr(bulk, "apply_to_batch", apply_to_batch)  # the cause is fixed: an Operator resumes it
+    web.post(f"/bulk/{job.pk}/resume/")
+    job.refresh_from_db()
+    assert job.status == "done" and job.done == 2 and store.call("EXISTS", "a", "b") == 0
+
+
+def test_an_unexpected_error_in_a_search_fails_it_with_the_error(web, store, monkeypatch):
+    store.call("LPUSH", "jane", langchain("human", "jane@example.com"))
+    monkeypatch.setattr(content_search, "match_session", boom)
+    response = web.post("/bulk/search/", {"query": "jane@example.com", "key_pattern": "", "role": ""})
+    job = SearchJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
+    assert job.status == "failed" and job.error == BOOM
+    assert BOOM in web.get(f"/bulk/search/{job.pk}/").content.decode()
+    event = AuditEvent.objects.get(action="search.run")
+    assert event.outcome == "failed" and event.error == BOOM
+    assert_left_alone_by_the_recovery(job, "failed")
+
+
+def test_an_unexpected_error_in_a_summary_job_fails_it_with_the_error(web, store, monkeypatch):
+    store.call("LPUSH", "chat", langchain("human", "hello"))
+    monkeypatch.setattr(summary_jobs, "summarize", boom)
+    web.post(f"/summaries/sessions/{encode_key('chat')}/", {"connection": "env"})
+    job = SummaryJob.objects.get()
+    assert job.status == "failed" and job.error == BOOM
+    assert BOOM in web.get(f"/summaries/jobs/{job.pk}/").content.decode()
+    event = AuditEvent.objects.get(action="session.summarize", job=f"summary:{job.pk}", outcome="failed")
+    assert event.outcome == "failed" and event.error == BOOM
+    assert_left_alone_by_the_recovery(job, "failed")
+
+
+def test_an_unexpected_error_while_finding_stale_sessions_ends_the_planning_with_the_error(web, store, monkeypatch):
+    store.call("LPUSH", "chat", langchain("human", "hello"))
+    monkeypatch.setattr(summary_jobs, "summary_state", boom)
+    web.post("/summaries/batches/", {"scope": "stale", "q": "*"})
+    batch = SummaryBatch.objects.get()
+    assert batch.status == "queued" and batch.error == BOOM
+    assert f"Scanning stopped: {BOOM}" in web.get(f"/summaries/batches/{batch.pk}/").content.decode()
+    event = AuditEvent.objects.get(action="session.summarize", outcome="failed")
+    assert event.error == BOOM and event.details["batch"] == batch.pk
+    assert_left_alone_by_the_recovery(batch, "queued")
+
+
+# --- recovery: worker dead, or task over, or silent; attempts, back-off, giving up -------------------
+
+
+def ended_process():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def running_summary_job(connection, operator, worker, heartbeat_at, attempts=1):
+    return SummaryJob.objects.create(
+        connection_slug=connection.slug,
+        connection_name=connection.name,
+        session_key="chat",
+        requested_by=operator,
+        status="running",
+        worker=worker,
+        heartbeat_at=heartbeat_at,
+        attempts=attempts,
+    )
+
+
+HOST = socket.gethostname()
+FRESH, SILENT = timedelta(0), timedelta(seconds=600)
+
+
+@pytest.mark.parametrize(
+    ("worker", "silent_for", "resumed"),
+    [
+        (lambda: f"{HOST}:{ended_process()}:ab12cd34", FRESH, True),  # its process is gone
+        (lambda: f"{HOST}:{os.getpid()}:ab12cd34", FRESH, True),  # this process, whose task is over
+        (lambda: f"{HOST}:{os.getppid()}:ab12cd34", FRESH, False),  # another live process, beating
+        (lambda: f"{HOST}:{os.getppid()}:ab12cd34", SILENT, True),  # another live process, silent
+        (lambda: "elsewhere:4242:ab12cd34", FRESH, False),  # another host, beating
+        (lambda: "elsewhere:4242:ab12cd34", SILENT, True),  # another host, silent
+    ],
+    ids=["process gone", "task over here", "live here", "silent here", "live elsewhere", "silent elsewhere"],
+)
+def test_recovery_tells_a_stopped_worker_from_a_live_one(connection, operator, settings, worker, silent_for, resumed):
+    settings.TASKS = DUMMY_TASKS
+    job = running_summary_job(connection, operator, worker(), timezone.now() - silent_for)
+    assert recover_interrupted_jobs() == resumed
+    job.refresh_from_db()
+    assert job.status == ("queued" if resumed else "running")
+    assert [result.args for result in default_task_backend.results] == ([[job.pk]] if resumed else [])
+
+
+def test_a_job_this_worker_runs_is_left_to_it_however_long_it_is_silent(connection, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    job = running_summary_job(connection, operator, "", None, attempts=0)
+    SummaryJob.objects.filter(pk=job.pk).update(status="queued")
+    claim = Claim.take(SummaryJob, job.pk, "queued", "running")
+    with claim:
+        SummaryJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - SILENT)
+        assert recover_interrupted_jobs() == 0
+    job.refresh_from_db()
+    assert job.status == "running" and job.worker == claim.worker and job.attempts == 1
+
+
+def test_an_interrupted_job_is_resumed_later_each_time_then_given_up_with_the_reason(web, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    settings.MEMORYADMIN_JOB_MAX_ATTEMPTS, settings.MEMORYADMIN_JOB_RETRY_SECONDS = 3, 60
+    job = SearchJob.objects.create(
+        connection_slug="env", connection_name="default (environment)", query="jane", requested_by=operator
+    )
+    delays = []
+    for attempt in (1, 2):  # a worker takes the search up, and dies
+        SearchJob.objects.filter(pk=job.pk).update(
+            status="running", worker=f"{HOST}:{ended_process()}:x", heartbeat_at=timezone.now(), attempts=attempt
+        )
+        started = timezone.now()
+        assert recover_interrupted_jobs() == 1
+        job.refresh_from_db()
+        assert job.status == "queued" and job.worker == ""
+        run_after = default_task_backend.results[-1].task.run_after
+        delays.append(None if run_after is None else round((run_after - started).total_seconds()))
+    assert delays == [None, 60]  # at once after a first crash; then it waits
+    SearchJob.objects.filter(pk=job.pk).update(status="running", worker=f"{HOST}:{ended_process()}:x", attempts=3)
+    assert recover_interrupted_jobs() == 0
+    job.refresh_from_db()
+    assert job.status == "failed" and job.finished_at and len(default_task_backend.results) == 2
+    assert job.error.startswith("Stopped after 3 attempts: each time its worker stopped before the job ended")
+    assert "is gone" in job.error
+    assert html.escape(job.error) in web.get(f"/bulk/search/{job.pk}/").content.decode()
+    event = AuditEvent.objects.get(action="search.run")
+    assert event.outcome == "failed" and event.error == job.error
+
+
+# --- a worker that lost its job writes nothing ---------------------------------------------------
+
+
+def test_a_summary_job_taken_over_while_the_model_works_writes_nothing(
+    connection, store, operator, settings, monkeypatch
+):
+    settings.TASKS = DUMMY_TASKS
+    store.call("LPUSH", "chat", langchain("human", "hello"), langchain("ai", "hi"))
+    job, _ = summary_jobs.request_summary(connection, "chat", operator)
+    summarize = summary_jobs.summarize
+
+    def taken_over_meanwhile(messages, config):
+        SummaryJob.objects.filter(pk=job.pk).update(worker="elsewhere:1:x")  # this worker looked dead
+        return summarize(messages, config)
+
+    monkeypatch.setattr(summary_jobs, "summarize", taken_over_meanwhile)
+    summary_jobs.run_summary_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == "running" and job.worker == "elsewhere:1:x" and job.finished_at is None
+    assert store.call("EXISTS", "memoryadmin:summary:chat") == 0
+    assert not AuditEvent.objects.filter(action="session.summarize").exists()
+
+
+def test_a_resummarize_bulk_job_taken_over_queues_each_session_once(connection, store, operator, settings, monkeypatch):
+    settings.TASKS = DUMMY_TASKS
+    monkeypatch.setattr(bulk, "BATCH_SIZE", 2)
+    keys = [f"s{i}" for i in range(6)]
+    write_sessions(store, keys)
+    job = bulk.create_job(connection, operator, "summarize", keys=keys)
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    assert bulk.confirm_job(job, request_by(operator)) is None
+    queue_summaries = bulk.queue_summaries
+
+    def taken_over_during_the_second_batch(connection, batch, keys, user):
+        queue_summaries(connection, batch, keys, user)
+        if keys == ["s2", "s3"]:
+            BulkJob.objects.filter(pk=job.pk).update(worker="elsewhere:1:x")
+
+    monkeypatch.setattr(bulk, "queue_summaries", taken_over_during_the_second_batch)
+    bulk.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == "running" and job.next_position == 2 and job.done == 2
+    assert not AuditEvent.objects.filter(action="bulk.finish").exists()
+    # The worker that took it over resumes it from its last saved batch.
+    monkeypatch.setattr(bulk, "queue_summaries", queue_summaries)
+    BulkJob.objects.filter(pk=job.pk).update(status="queued", worker="")
+    bulk.run_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == "done" and job.done == 6 and job.attempts == 2 and job.summary_batch.status == "queued"
+    assert sorted(job.summary_batch.jobs.values_list("session_key", flat=True)) == keys
+    assert SummaryBatch.objects.count() == 1 and SummaryJob.objects.count() == 6
+    assert AuditEvent.objects.filter(action="bulk.finish").count() == 1
+
+
+# --- real worker processes ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def workers(local_store, tmp_path, settings):
+    """Starts `manage.py worker` processes on the test database (`MEMORYADMIN_JOB_STALE_SECONDS` = 1)."""
+    settings.TASKS = DATABASE_TASKS
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{Path(db.settings_dict['NAME']).resolve()}",
+        "MEMORYADMIN_TASK_BACKEND": "django_tasks_db.backend.DatabaseBackend",
+        "UPSTASH_REDIS_REST_URL": local_store.url,
+        "UPSTASH_REDIS_REST_TOKEN": TEST_TOKEN,
+        "MEMORYADMIN_JOB_STALE_SECONDS": "1",
+    }
+    started = []
+
+    def start_worker():
+        log = tmp_path / f"worker-{len(started)}.log"
+        with open(log, "w") as output:
+            command = [sys.executable, "manage.py", "worker", "--interval", "0.2"]
+            process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+        process.log = log
+        started.append(process)
+        return process
+
+    yield start_worker
+    for process in started:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGCONT)
+            process.kill()
+            process.wait(timeout=10)
+    local_store.gateway.latency_ms = 0
+
+
+def wait_for(condition, seconds=30, what="the condition"):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
+        time.sleep(0.05)
+
+
+def freeze(process):
+    """Stop a worker (SIGSTOP) at a moment it holds no write lock on the database, as a paused VM would."""
+    for _ in range(50):
+        os.kill(process.pid, signal.SIGSTOP)
+        probe = sqlite3.connect(db.settings_dict["NAME"], timeout=0.2, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            os.kill(process.pid, signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            probe.close()
+    raise AssertionError("the worker always held the database's write lock")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_search_the_store_refuses_as_a_whole_fails_at_once_and_is_not_run_again(
+    web, store, local_store, operator, workers
+):
+    store.call("LPUSH", "jane", langchain("human", "jane@example.com"))
+    response = web.post("/bulk/search/", {"query": "jane@example.com", "key_pattern": "", "role": ""})
+    job = SearchJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
+    local_store.gateway.max_request_bytes = 10  # every request is refused: a top-level {"error": ...}
+    try:
+        workers()
+        wait_for(lambda: SearchJob.objects.get(pk=job.pk).status == "failed", what="the search to fail")
+        time.sleep(2.5)  # five rounds of the worker's recovery
+    finally:
+        local_store.gateway.max_request_bytes = 10_000_000
+    job.refresh_from_db()
+    assert job.status == "failed" and job.attempts == 1 and job.error
+    assert html.escape(job.error) in web.get(f"/bulk/search/{job.pk}/").content.decode()
+    assert AuditEvent.objects.filter(action="search.run", outcome="failed").count() == 1
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_long_model_call_on_a_live_worker_is_not_taken_over(connection, store, operator, workers):
+    slow = Answer(body=completion("A refund was issued.").body, delay=60)  # until the test lets it answer
+    model = ChatCompletionsServer(answer=lambda request: slow)
+    model.start()
+    try:
+        settings_row = SummarizerSettings.load()
+        settings_row.provider, settings_row.base_url, settings_row.model = "openai", f"{model.url}/v1/", "m"
+        settings_row.timeout = 120
+        settings_row.save()
+        store.call("LPUSH", "chat", langchain("human", "I want a refund"), langchain("ai", "Done."))
+        job, _ = summary_jobs.request_summary(connection, "chat", operator)
+        first = workers()
+        wait_for(lambda: len(model.requests) == 1, what="the model call")
+        time.sleep(1.5)  # longer than MEMORYADMIN_JOB_STALE_SECONDS: the job's heartbeat must say it lives
+        second = workers()
+        wait_for(lambda: "Starting worker" in second.log.read_text(), what="the second worker")
+        time.sleep(1.5)  # three rounds of its recovery
+        model.closing.set()  # the model answers
+        wait_for(lambda: SummaryJob.objects.get(pk=job.pk).status == "done", what="the summary")
+        time.sleep(0.5)
+    finally:
+        model.stop()
+    job.refresh_from_db()
+    assert len(model.requests) == 1 and job.attempts == 1
+    assert AuditEvent.objects.filter(action="session.summarize").count() == 1
+    assert first.poll() is None
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_search_taken_over_from_a_frozen_worker_runs_once(web, store, local_store, workers):
+    keys = [f"s{i:04}" for i in range(3000)]
+    store.pipeline(
+        [["LPUSH", key, langchain("human", "needle" if i % 100 == 7 else "hay")] for i, key in enumerate(keys)]
+    )
+    local_store.gateway.latency_ms = 300
+    response = web.post("/bulk/search/", {"query": "needle", "key_pattern": "", "role": ""})
+    job = SearchJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
+    first = workers()
+    wait_for(lambda: SearchJob.objects.get(pk=job.pk).examined_keys >= 1000, what="a first saved step")
+    freeze(first)
+    time.sleep(1.5)  # silent longer than MEMORYADMIN_JOB_STALE_SECONDS
+    workers()
+    wait_for(lambda: SearchJob.objects.get(pk=job.pk).status == "done", what="the second worker to finish it")
+    os.kill(first.pid, signal.SIGCONT)
+    runs = AuditEvent.objects.filter(action="search.run")
+    wait_for(lambda: "taken it over" in first.log.read_text() or runs.count() > 1, what="the first worker to wake")
+    job.refresh_from_db()
+    assert runs.count() == 1 and job.attempts == 2
+    assert job.sessions_read == 3000 and job.matched_sessions == 30
+    assert sorted(job.hits.values_list("session_key", flat=True)) == [key for key in keys if key.endswith("07")]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_killed_stale_planning_resumes_and_queues_every_stale_session_once(web, store, local_store, workers):
+    stale = [f"bot:{i:04}" for i in range(1500)]
+    fresh = [f"bot:fresh:{i}" for i in range(500)]
+    write_sessions(store, stale + fresh, messages=2)
+    store.pipeline([["HSET", f"memoryadmin:summary:{key}", "text", "x", "message_count", 2] for key in fresh])
+    local_store.gateway.latency_ms = 300
+    web.post("/summaries/batches/", {"scope": "stale", "q": "bot:*"})
+    batch = SummaryBatch.objects.get()
+    first = workers()
+    wait_for(lambda: SummaryBatch.objects.get(pk=batch.pk).examined >= 1000, what="a first saved SCAN step")
+    after_one_step = batch.jobs.count()
+    wait_for(lambda: batch.jobs.count() > after_one_step + 20, what="the second step")
+    first.kill()  # in the middle of queueing a step's jobs
+    first.wait(timeout=10)
+    batch.refresh_from_db()
+    assert batch.status == "planning" and 0 < batch.jobs.count() < len(stale)
+    workers()
+    wait_for(lambda: SummaryBatch.objects.get(pk=batch.pk).status == "queued", what="the planning to resume")
+    batch.refresh_from_db()
+    assert batch.attempts == 2 and batch.error == ""
+    queued = list(batch.jobs.values_list("session_key", flat=True))
+    assert sorted(queued) == stale  # every stale session, once; no fresh one
