@@ -38,29 +38,31 @@ class Run:
 
 def write(connection, script, keys, *args):
     """The reply of a script that writes, run with the full token."""
-    return _send(get_writer(connection), [Run(script, keys, args)], read_only=False)[0]
+    return _send(get_writer(connection), [Run(script, keys, args)], read_only=False, pipeline=False)[0]
 
 
 def read(connection, script, keys, *args):
     """The reply of a script that only reads."""
-    return read_pipeline(connection, [Run(script, keys, args)])[0]
+    return _read(connection, [Run(script, keys, args)], pipeline=False)[0]
 
 
 def read_pipeline(connection, commands):
-    """The replies of read commands and script runs (`Run`) in one round trip (two if the store lost a script).
+    """The replies of read commands and script runs (`Run`) in one pipeline (two if the store lost a script).
 
     When the store lacks a script, the other commands have run, and run again with it: reads only.
     """
-    if not commands:
-        return []
+    return _read(connection, commands, pipeline=True) if commands else []
+
+
+def _read(connection, commands, pipeline):
     clients = connection_clients(connection)
     if clients.reader_runs_scripts and clients.reader is not clients.writer:
         try:
-            return _send(clients.reader, commands, read_only=True)
+            return _send(clients.reader, commands, read_only=True, pipeline=pipeline)
         except StorePermissionError:
             clients.reader_runs_scripts = False
             log.info("%s: its read-only token may not run scripts; EVAL_RO goes with the full token", connection.name)
-    return _send(clients.writer, commands, read_only=True)
+    return _send(clients.writer, commands, read_only=True, pipeline=pipeline)
 
 
 @functools.cache
@@ -74,7 +76,7 @@ _known = weakref.WeakKeyDictionary()
 _known_lock = threading.Lock()
 
 
-def _send(client, commands, read_only):
+def _send(client, commands, read_only, pipeline):
     with _known_lock:
         known = _known.setdefault(client, set())
     suffix = "_RO" if read_only else ""
@@ -95,17 +97,14 @@ def _send(client, commands, read_only):
             digests.add(digest)
         return sent, digests
 
-    sent, digests = as_sent(trusting=True)
-    try:
-        replies = _request(client, sent)
-    except StoreCommandError as error:
-        if "no matching script" not in str(error).lower():  # Upstash: "NOSCRIPT No matching script"
+    for trusting in (True, False):
+        sent, digests = as_sent(trusting)
+        try:
+            replies = client.pipeline(sent) if pipeline else [client.call(*sent[0])]
+        except StoreCommandError as error:
+            # The store lost a script (Upstash: "NOSCRIPT No matching script"): send it whole.
+            if trusting and "no matching script" in str(error).lower():
+                continue
             raise
-        sent, digests = as_sent(trusting=False)
-        replies = _request(client, sent)
-    known.update(digests)
-    return replies
-
-
-def _request(client, commands):
-    return client.pipeline(commands) if len(commands) > 1 else [client.call(*commands[0])]
+        known.update(digests)
+        return replies
