@@ -10,6 +10,7 @@ from memoryadmin.bulk.models import BulkJob, SearchHit, SearchJob
 from memoryadmin.services.content_search import Matcher, QueryError, match_session
 from memoryadmin.services.upstash import StoreUnavailable
 
+from .conftest import DUMMY_TASKS
 from .factories import langchain, llamaindex
 
 pytestmark = pytest.mark.django_db
@@ -152,9 +153,7 @@ def test_select_the_results_for_purge(web, mailbox, store):
 
 
 def test_cancel_a_queued_search(web, mailbox, settings):
-    settings.TASKS = {
-        "default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend", "QUEUES": ["default", "search"]}
-    }
+    settings.TASKS = DUMMY_TASKS
     job = search(web, query="jane")
     web.post(f"/bulk/search/{job.pk}/cancel/")
     job.refresh_from_db()
