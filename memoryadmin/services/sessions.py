@@ -580,6 +580,7 @@ def read_element(connection, key, index):
 
 
 def _position(index):
+    """The message number (from 1, oldest first) of a list index counted from the oldest end."""
     return -index if index < 0 else index + 1
 
 
