@@ -10,7 +10,7 @@ from memoryadmin.bulk.models import BulkJob, SearchHit, SearchJob
 from memoryadmin.services.content_search import Matcher, QueryError, match_session
 from memoryadmin.services.upstash import StoreUnavailable
 
-from .conftest import DUMMY_TASKS
+from .conftest import DUMMY_TASKS, replace_connection
 from .factories import langchain, llamaindex
 
 pytestmark = pytest.mark.django_db
@@ -166,10 +166,10 @@ def test_viewer_cannot_search(client, viewer, connection):
     assert client.post("/bulk/search/", {"query": "jane"}).status_code == 403
 
 
-def test_sessions_are_read_whole_in_replies_of_a_bounded_size(connection, store, settings, local_store):
+def test_sessions_are_read_whole_in_replies_of_a_bounded_size(connection, store, local_store):
     from memoryadmin.services import content_search
 
-    settings.MEMORYADMIN_MAX_REQUEST_BYTES = 1000  # replies of about 600 stored bytes: a few elements each
+    connection = replace_connection(connection, max_request_bytes=1000)  # replies of about 600 stored bytes
     lengths = {"short": 2, "edge": 3, "long": 12, "longer": 15}
     expected = {key: [f"{key}-{i}" * 5 for i in range(length)] for key, length in lengths.items()}
     expected["big"] = ["small", "x" * 5000 + "the end", "after"]  # one element over any reply: read in parts
@@ -184,10 +184,10 @@ def test_sessions_are_read_whole_in_replies_of_a_bounded_size(connection, store,
     assert local_store.gateway.requests_served - before > stored // 600  # replies of at most ~600 bytes
 
 
-def test_a_message_too_big_for_a_reply_is_read_whole_while_the_chat_app_writes(connection, store, settings):
+def test_a_message_too_big_for_a_reply_is_read_whole_while_the_chat_app_writes(connection, store):
     from memoryadmin.services import content_search
 
-    settings.MEMORYADMIN_MAX_REQUEST_BYTES = 10_000  # replies of 6 KB
+    connection = replace_connection(connection, max_request_bytes=10_000)  # replies of 6 KB
     big = langchain("human", "x" * 20_000 + " jane@example.com")
     store.call("LPUSH", "chat", big, langchain("ai", "short"))
     ((keys, first, _),) = content_search.scan_steps(connection, "*", "0")

@@ -230,7 +230,7 @@ def scan_steps(connection, pattern, cursor):
     """
     keys, last = None, False
     while True:
-        commands = [scripts.Run(STEP_SCRIPT, keys, (0, reply_budget()))] if keys else []
+        commands = [scripts.Run(STEP_SCRIPT, keys, (0, reply_budget(connection)))] if keys else []
         if not last:
             commands.append(["SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, "TYPE", "list"])
         replies = scripts.read_pipeline(connection, commands)
@@ -278,7 +278,7 @@ def _step_replies(connection, keys, first, deadline):
             return
         if time.monotonic() > deadline:
             raise OutOfTime
-        reply = scripts.read(connection, STEP_SCRIPT, keys[done:], reply[1], reply_budget())
+        reply = scripts.read(connection, STEP_SCRIPT, keys[done:], reply[1], reply_budget(connection))
 
 
 def _whole(connection, key, elements):

@@ -9,7 +9,7 @@ An export reads the whole session, one script call per window, bounded in
 messages and in bytes. Nothing reads a whole list to count it.
 
 Every read is bounded in bytes too: the store refuses any request or reply
-over its size limit (MEMORYADMIN_MAX_REQUEST_BYTES; Upstash's 10 MB on Free
+over its size limit (the connection's `max_request_bytes`; Upstash's 10 MB on Free
 and Pay-as-you-go). A list row reads the first PREVIEW_BYTES of the messages
 at its ends; a transcript window cuts each message to TRANSCRIPT_MESSAGE_BYTES
 and stops at TRANSCRIPT_BYTES; a message too big for one reply is read in
@@ -20,8 +20,6 @@ import gc
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-
-from django.conf import settings
 
 from . import scripts
 from .messages import Message, detect_order, parse_element
@@ -191,14 +189,14 @@ return {#element, redis.sha1hex(string.sub(element, 1, tonumber(ARGV[4]))), stri
 )
 
 
-def reply_budget():
-    """The stored bytes one reply may carry under the store's request limit (MEMORYADMIN_MAX_REQUEST_BYTES).
+def reply_budget(connection):
+    """The stored bytes one reply may carry under the connection's request limit (`max_request_bytes`).
 
     A reply is JSON with every string in base64, 4 bytes for 3, and a few bytes of framing each: counted
     as its bytes plus ELEMENT_OVERHEAD, an element takes at most 4/3 of its count in the reply, so 60% of
     the limit makes replies of at most about 80% of it.
     """
-    return settings.MEMORYADMIN_MAX_REQUEST_BYTES * 3 // 5
+    return connection.max_request_bytes * 3 // 5
 
 
 class SessionNotFound(Exception):
@@ -418,7 +416,7 @@ def _session_rows(connection, keys):
 
 def _read_window(connection, key, order, before, window):
     """One script call: length, TTL, summary and the window's messages, each cut to a size, in a byte budget."""
-    budget = min(TRANSCRIPT_BYTES, reply_budget())
+    budget = min(TRANSCRIPT_BYTES, reply_budget(connection))
     cap = min(TRANSCRIPT_MESSAGE_BYTES, budget)
     names = [key, summary_key(connection, key)]
     reply = scripts.read(
@@ -504,7 +502,7 @@ def read_whole_session(connection, key, window=EXPORT_WINDOW, window_bytes=EXPOR
     forced = connection.list_order in (NEWEST_FIRST, OLDEST_FIRST)
     order = connection.list_order if forced else NEWEST_FIRST
     summary = summary_key(connection, key)
-    window_bytes = min(window_bytes, reply_budget())
+    window_bytes = min(window_bytes, reply_budget(connection))
     length, ttl, summary_read, elements = _read_from_oldest(connection, key, order, 0, window, window_bytes, summary)
     messages = [parse_element(element) for element in elements]
     detected = order if forced else detect_order(messages) or NEWEST_FIRST
@@ -570,7 +568,7 @@ def read_element(connection, key, index):
     Each part checks that the element is still the same one, by its size and a digest of its
     start: a list the chat app trims or rewrites meanwhile moves another element to that index.
     """
-    part_bytes = min(PART_BYTES, reply_budget())
+    part_bytes = min(PART_BYTES, reply_budget(connection))
     reply = scripts.read(connection, PART_SCRIPT, [key], index, 0, part_bytes, DIGEST_BYTES)
     _check_found(reply, key)
     if reply == -1:

@@ -126,10 +126,10 @@ class StoreReplyError(StoreError):
 
 # What each limit means for the operator; the store's own text follows. Matched in lower case.
 REQUEST_TOO_BIG = (
-    "This request was too big for the store's request limit (10 MB on Free and Pay-as-you-go): "
-    "it, or its reply, holds very large data, most likely a session with very large messages. "
-    "What still works: the session list, other sessions, and clearing a session or changing its TTL, "
-    "which do not read its messages. Pro plans and quota increases allow larger requests."
+    "This request, or its reply, was over the store's size limit (10 MB on Free and Pay-as-you-go). "
+    "The app keeps every read under the connection's request limit setting (10 MB unless raised): if "
+    "this store's limit is lower, lower the setting. What still works: other pages and sessions, and clearing a "
+    "session or changing its TTL, which do not read its messages."
 )
 PLAN_LIMITS = (
     (
@@ -255,6 +255,7 @@ class StoreConnection:
     retries: int = 2
     page_size: int = 50
     scan_budget: int = 10_000
+    max_request_bytes: int = 10_000_000  # the store's request/reply limit: 10 MB on Free and Pay-as-you-go
     default_ttl: int = 7 * 86400
     is_production: bool = False
 
