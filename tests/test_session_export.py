@@ -1,5 +1,6 @@
 """Exports stream a session window by window: complete, in bounded store reads, in flat memory, audited to the end."""
 
+import gc
 import hashlib
 import json
 import re
@@ -152,6 +153,20 @@ def test_the_event_is_pending_until_the_last_piece_is_sent(web, store):
     assert only_export_event().outcome == "pending"  # the store is being read
     b"".join(response.streaming_content)
     assert only_export_event().outcome == "ok" and only_export_event().details["messages"] == 3
+
+
+def test_an_abandoned_download_makes_no_query_when_it_is_collected(web, store, django_assert_num_queries):
+    """The garbage collector may finalize it in the middle of another query on the same connection:
+    a query of its own would deadlock there (psycopg waits for its own connection's lock)."""
+    write_langchain_session(store, "s", texts(EXPORT_WINDOW + 1))
+    response = web.get(export_path("s", "json"))
+    next(iter(response.streaming_content))
+    cycle = [response]
+    cycle.append(cycle)  # so that only the garbage collector frees it, as it frees real responses (httpx cycles)
+    del response, cycle
+    with django_assert_num_queries(0):
+        gc.collect()
+    assert only_export_event().outcome == "pending"  # its outcome is unknown: the server never closed it
 
 
 # Closing a response closes the database connection, as in production: a test outside a transaction.

@@ -215,7 +215,14 @@ def message_raw(request, key, index):
     if connection is None:
         return render_not_found(request, "This link names a connection that no longer exists.")
     order = form.cleaned_data["order"] or sessions.NEWEST_FIRST
-    chunks = _message_chunks(request, connection, key, index, order)
+    chunks = audit.AuditedDownload(
+        request,
+        "session.read",
+        lambda result: _message_chunks(result, connection, key, index, order),
+        connection=connection,
+        session_key=key,
+        details={"message": index},
+    )
     try:
         next(chunks)  # the first part: a message that is not there is a page, not a broken download
     except SessionNotFound as error:
@@ -223,24 +230,21 @@ def message_raw(request, key, index):
     return StreamingHttpResponse(chunks, content_type="text/plain; charset=utf-8")
 
 
-def _message_chunks(request, connection, key, index, order):
-    """The element as it begins to be read, then its text part by part; audited to its end.
+def _message_chunks(result, connection, key, index, order):
+    """The element as it begins to be read, then its text part by part.
 
     If it changes between parts, the text ends with a note saying so rather than run on with another message.
     """
-    with audit.audited(
-        request, "session.read", connection=connection, session_key=key, details={"message": index}
-    ) as result:
-        element = sessions.read_message(connection, key, index, order)
-        yield element
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        try:
-            for part in element.parts:
-                yield decoder.decode(part)
-            yield decoder.decode(b"", final=True)
-        except sessions.MessageChanged as error:
-            result["incomplete"] = str(error)
-            yield f"\n\n[Memory Admin: {error}]\n"
+    element = sessions.read_message(connection, key, index, order)
+    yield element
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    try:
+        for part in element.parts:
+            yield decoder.decode(part)
+        yield decoder.decode(b"", final=True)
+    except sessions.MessageChanged as error:
+        result["incomplete"] = str(error)
+        yield f"\n\n[Memory Admin: {error}]\n"
 
 
 # Export formats by file extension: the content type of each download.
@@ -259,7 +263,14 @@ def session_export(request, key, fmt):
     if fmt not in EXPORT_TYPES:
         raise Http404("No such export format.")
     connection = current_connection(request)
-    chunks = _export_chunks(request, connection, key, fmt)
+    chunks = audit.AuditedDownload(
+        request,
+        "session.export",
+        lambda result: _export_chunks(result, request, connection, key, fmt),
+        connection=connection,
+        session_key=key,
+        details={"format": fmt},
+    )
     try:
         session = next(chunks)  # the first window: a session that is not there is a page, not a broken download
     except SessionNotFound as error:
@@ -270,26 +281,23 @@ def session_export(request, key, fmt):
     return response
 
 
-def _export_chunks(request, connection, key, fmt):
+def _export_chunks(result, request, connection, key, fmt):
     """The session as it begins to be read, then the file in pieces, window by window.
 
-    The audit event is pending before the store is read and settled when the file ends: ok with
-    the number of messages, or failed (a store error, or a download stopped half way).
+    `result` gets the number of messages written (the audit event's details).
     """
-    details = {"format": fmt}
-    with audit.audited(request, "session.export", connection=connection, session_key=key, details=details) as result:
-        session = sessions.read_whole_session(connection, key)
-        yield session
-        if fmt == "json":
-            written = yield from json_strings(session.windows)
-        else:
-            written = yield from markdown_export.transcript(
-                session,
-                connection=connection,
-                permalink=permalink(request, connection, key),
-                exported_at=timezone.now(),
-                username=request.user.get_username(),
-            )
-        result["messages"] = written
-        if written < session.message_count:
-            result["incomplete"] = f"{written} of {session.message_count}: the session was cleared or expired meanwhile"
+    session = sessions.read_whole_session(connection, key)
+    yield session
+    if fmt == "json":
+        written = yield from json_strings(session.windows)
+    else:
+        written = yield from markdown_export.transcript(
+            session,
+            connection=connection,
+            permalink=permalink(request, connection, key),
+            exported_at=timezone.now(),
+            username=request.user.get_username(),
+        )
+    result["messages"] = written
+    if written < session.message_count:
+        result["incomplete"] = f"{written} of {session.message_count}: the session was cleared or expired meanwhile"

@@ -7,7 +7,9 @@ who, what and which key) remains; and if the audit database is down, the
 store is not written at all.
 """
 
+import gc
 import json
+import threading
 from contextlib import contextmanager
 
 from django.db.models import Q
@@ -67,8 +69,8 @@ def audited(request, action, *, connection, session_key="", details=None):
     Used for writes (see the ordering above) and for reads alike, so that
     every transcript read is on record, failed ones included.
 
-    Any exception settles the event as failed (with its message) and is re-raised. So does the
-    closing of a streamed download's generator before its end (the client went away).
+    Any exception settles the event as failed (with its message) and is re-raised. Streamed
+    downloads use AuditedDownload instead.
     """
     event = record(
         request, action, connection=connection, session_key=session_key, outcome=AuditEvent.PENDING, details=details
@@ -76,13 +78,67 @@ def audited(request, action, *, connection, session_key="", details=None):
     result = {}
     try:
         yield result
-    except GeneratorExit:
-        settle(event, AuditEvent.FAILED, result, error="Stopped before the end: the download was interrupted.")
-        raise
     except Exception as error:
         settle(event, AuditEvent.FAILED, result, error=str(error))
         raise
     settle(event, AuditEvent.OK, result)
+
+
+# Whether this thread is in a garbage collection: finalizers run there, at any allocation, possibly
+# in the middle of a query on this thread's database connection, where a query of their own deadlocks.
+_collection = threading.local()
+
+
+def _note_collection(phase, info):
+    _collection.running = phase == "start"
+
+
+gc.callbacks.append(_note_collection)
+
+
+class AuditedDownload:
+    """A streamed download audited to its end: the store is read as the body is sent.
+
+    `chunks(result)` is a generator of the body that fills `result` with the event's details. The
+    event is recorded pending before the first chunk, settled ok when the chunks end, failed on an
+    error, and failed ("interrupted") by `close()`, which the server calls in the request's thread
+    when the response ends (StreamingHttpResponse closes what it streams). A download closed by
+    the garbage collector (an abandoned response: Django's test client closes its responses when
+    they are collected) stays pending: a query there could run in the middle of another one on the
+    same connection and deadlock.
+    """
+
+    def __init__(self, request, action, chunks, *, connection, session_key="", details=None):
+        self.event = record(
+            request, action, connection=connection, session_key=session_key, outcome=AuditEvent.PENDING, details=details
+        )
+        self.result = {}
+        self._body = self._settled(chunks(self.result))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._body)
+
+    def _settled(self, chunks):
+        try:
+            yield from chunks
+        except GeneratorExit:
+            raise  # closed: close() settles, in the request's thread
+        except Exception as error:
+            settle(self.event, AuditEvent.FAILED, self.result, error=str(error))
+            raise
+        settle(self.event, AuditEvent.OK, self.result)
+
+    def close(self):
+        self._body.close()
+        if getattr(_collection, "running", False):
+            return
+        # Only a pending event changes: one that ended ok or failed keeps its outcome.
+        settle(
+            self.event, AuditEvent.FAILED, self.result, error="Stopped before the end: the download was interrupted."
+        )
 
 
 def recent_for_session(connection, session_key, limit=10):
