@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.db import connection as db
@@ -24,8 +23,9 @@ from memoryadmin.services import bulk, content_search, summary_jobs
 from memoryadmin.services.jobs import Claim, recover_interrupted_jobs
 from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, SummaryJob
 
-from .conftest import DATABASE_TASKS, DUMMY_TASKS, TEST_TOKEN
+from .conftest import DATABASE_TASKS, DUMMY_TASKS
 from .factories import langchain
+from .processes import app_env
 from .test_bulk import request_by, start, write_sessions
 from .test_summarizers import Answer, ChatCompletionsServer, completion
 
@@ -264,14 +264,7 @@ def test_a_resummarize_bulk_job_taken_over_queues_each_session_once(connection, 
 def workers(local_store, tmp_path, settings):
     """Starts `manage.py worker` processes on the test database (`MEMORYADMIN_JOB_STALE_SECONDS` = 1)."""
     settings.TASKS = DATABASE_TASKS
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{Path(db.settings_dict['NAME']).resolve()}",
-        "MEMORYADMIN_TASK_BACKEND": "django_tasks_db.backend.DatabaseBackend",
-        "UPSTASH_REDIS_REST_URL": local_store.url,
-        "UPSTASH_REDIS_REST_TOKEN": TEST_TOKEN,
-        "MEMORYADMIN_JOB_STALE_SECONDS": "1",
-    }
+    env = app_env(local_store, MEMORYADMIN_JOB_STALE_SECONDS="1")
     started = []
 
     def start_worker():
@@ -300,20 +293,33 @@ def wait_for(condition, seconds=30, what="the condition"):
 
 
 def freeze(process):
-    """Stop a worker (SIGSTOP) at a moment it holds no write lock on the database, as a paused VM would."""
+    """Stop a worker (SIGSTOP) at a moment it holds no transaction open, as a paused VM would."""
     for _ in range(50):
         os.kill(process.pid, signal.SIGSTOP)
+        if not another_transaction_is_open():
+            return
+        os.kill(process.pid, signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError("the worker always held a transaction open")
+
+
+def another_transaction_is_open():
+    if db.vendor == "sqlite":
         probe = sqlite3.connect(db.settings_dict["NAME"], timeout=0.2, isolation_level=None)
         try:
-            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("BEGIN IMMEDIATE")  # refused while another connection writes
             probe.execute("ROLLBACK")
-            return
+            return False
         except sqlite3.OperationalError:
-            os.kill(process.pid, signal.SIGCONT)
-            time.sleep(0.05)
+            return True
         finally:
             probe.close()
-    raise AssertionError("the worker always held the database's write lock")
+    with db.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE xact_start IS NOT NULL AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0] > 0
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -84,7 +84,7 @@ def test_patterns_are_not_kept_once_used():
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "memoryadmin.settings"}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-1000:]
-    assert int(result.stdout.split()[-1]) < 30  # MB; kept in re2's cache, they took ~70
+    assert int(result.stdout.split()[-1]) < 45  # MB; kept in re2's cache they took ~70; freed, 10 to 35 (allocator)
 
 
 def test_the_budget_stops_a_search_and_keeps_what_it_found(web, store, local_store, settings):

@@ -122,8 +122,8 @@ def test_two_app_servers_and_two_workers_one_killed_mid_job(client, operator, co
                 return job.status == "running" and job.worker and 1000 <= job.next_position < len(PURGED)
 
             wait_for(purge_half_done, 60, "the purge to be under way")
-            holder = BulkJob.objects.get(pk=purge).worker  # host:pid
-            (killed,) = [worker for worker in workers if holder == f"{socket.gethostname()}:{worker.pid}"]
+            holder = BulkJob.objects.get(pk=purge).worker  # host:pid:claim
+            (killed,) = [worker for worker in workers if holder.startswith(f"{socket.gethostname()}:{worker.pid}:")]
             os.kill(killed.pid, signal.SIGKILL)
             killed.wait(timeout=10)
             assert BulkJob.objects.get(pk=purge).next_position < len(PURGED)  # it had not finished
