@@ -25,6 +25,7 @@ from memoryadmin.services import bulk, sessions, summaries
 from memoryadmin.services.connections import check_connection, environment_connection
 from memoryadmin.services.summarizers import SummaryResult
 from memoryadmin.services.upstash import (
+    Script,
     StoreAuthError,
     StoreClient,
     StoreCommandError,
@@ -222,7 +223,7 @@ def test_a_read_only_script_cannot_write_whoever_sends_it(connection, store):
     """The full token may run EVAL_RO for a read-only token refused scripts: the store still refuses its writes."""
     write_langchain_session(store, "chat", ["hi"])
     with pytest.raises(StoreCommandError, match="Write commands are not allowed from read-only scripts"):
-        read_script(connection, bulk.BATCH_SCRIPT, ["chat", "memoryadmin:summary:chat"], "clear", 0)
+        read_script(connection, bulk.BATCH, ["chat", "memoryadmin:summary:chat"], "clear", 0)
     assert store.call("EXISTS", "chat") == 1
 
 
@@ -278,8 +279,9 @@ def sent(fake):
 
 def test_a_read_only_token_refused_scripts_runs_them_read_only_with_the_full_token(strict):
     fake, conn = strict
-    assert read_script(conn, "return 1", []) == 1
-    assert read_script(conn, "return 1", []) == 1  # the refusal is remembered: one request
+    one = Script("return 1", lambda reply, keys, args: 0)
+    assert read_script(conn, one, []) == 1
+    assert read_script(conn, one, []) == 1  # the refusal is remembered: one request
     assert sent(fake) == [(READ_ONLY, "/", "EVAL_RO"), ("full-1234", "/", "EVAL_RO"), ("full-1234", "/", "EVAL_RO")]
 
 

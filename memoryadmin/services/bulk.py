@@ -36,7 +36,7 @@ from .jobs import Claim, ClaimLost, end_unless_taken, unexpected
 from .sessions import SCAN_COUNT, scan_all
 from .summaries import summary_key
 from .summary_jobs import new_batch, queue_summaries
-from .upstash import StoreError, get_writer, read_script
+from .upstash import Script, StoreError, get_writer, read_script
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +51,18 @@ ONLY_ON_ITS_STORE = "The job goes on only once the connection points at that sto
 
 # KEYS: session, summary, session, summary, ..., and last, for a run (not a count), the job's receipt.
 # ARGV: mode (count|clear|expire|persist), seconds, and for a run the batch's first position, receipt TTL.
-# One reply per session: -2 gone, -3 not a list (left alone), else its length before the action.
-# A run's replies are kept in the receipt as "<first position>:<reply>,<reply>,...": the same batch
-# sent again gets them back and changes nothing.
+# Reply: 1 (ran), then one reply per session: -2 gone, -3 not a list (left alone), else its length
+# before the action. A run's replies are kept in the receipt as "<first position>:<reply>,...": the
+# same batch sent again gets them back, after REPLAYED instead of 1, and changes nothing.
+REPLAYED = 0
 BATCH_SCRIPT = """
 local mode, seconds, batch, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local receipt = (#KEYS % 2 == 1) and KEYS[#KEYS] or nil
-local replies = {}
+local replies = {1}
 if receipt then
   local saved, tag = redis.call('GET', receipt), batch .. ':'
   if saved and string.sub(saved, 1, #tag) == tag then
+    replies = {0}
     for reply in string.gmatch(string.sub(saved, #tag + 1), '-?%d+') do
       replies[#replies + 1] = tonumber(reply)
     end
@@ -87,10 +89,28 @@ for i = 1, #KEYS - 1, 2 do
   end
 end
 if receipt then
-  redis.call('SET', receipt, batch .. ':' .. table.concat(replies, ','), 'EX', ttl)
+  redis.call('SET', receipt, batch .. ':' .. table.concat(replies, ',', 2), 'EX', ttl)
 end
 return replies
 """
+# What BATCH_SCRIPT runs for a session that is still a list, after its TYPE: LLEN, then the mode's action.
+LIST_COMMANDS = {"count": 1, "clear": 2, "expire": 3, "persist": 3}
+
+
+def _batch_commands(reply, keys, args):
+    """The redis.call()s of one BATCH_SCRIPT run, from its reply.
+
+    A batch answered from its receipt: the receipt's GET. Else a TYPE per session, LIST_COMMANDS[mode]
+    more for each list, and for a run (an odd number of keys: the receipt is last) the receipt's GET and SET.
+    """
+    ran, *replies = reply
+    if ran == REPLAYED:
+        return 1
+    receipt = 2 if len(keys) % 2 else 0
+    return receipt + len(replies) + LIST_COMMANDS[args[0]] * sum(reply >= 0 for reply in replies)
+
+
+BATCH = Script(BATCH_SCRIPT, _batch_commands)
 
 
 def apply_to_batch(connection, keys, mode, seconds=0, receipt=None):
@@ -106,8 +126,10 @@ def apply_to_batch(connection, keys, mode, seconds=0, receipt=None):
         names.append(receipt[0])
         extra = [receipt[1], RECEIPT_TTL]
     if mode == "count":  # the dry run: it only reads
-        return read_script(connection, BATCH_SCRIPT, names, mode, seconds)
-    return get_writer(connection).call("EVAL", BATCH_SCRIPT, len(names), *names, mode, seconds, *extra)
+        reply = read_script(connection, BATCH, names, mode, seconds)
+    else:
+        reply = get_writer(connection).run_script(BATCH, names, mode, seconds, *extra)
+    return reply[1:]
 
 
 def receipt_key(job):

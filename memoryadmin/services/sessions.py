@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .messages import Message, detect_order, parse_element
 from .summaries import Summary, parse_summary, summary_key, summary_state
-from .upstash import StoreCommandError, get_client, get_writer, read_atomically, read_script
+from .upstash import Script, StoreCommandError, get_client, get_writer, read_atomically, read_script
 
 # Upstash caps SCAN's COUNT near 1,000; asking for more buys nothing.
 SCAN_COUNT = 1000
@@ -33,15 +33,27 @@ local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'none' then return -2 end
 if kind ~= 'list' then return -3 end
 """
-CLEAR_SCRIPT = (
+
+
+def _after_guard(commands):
+    """The inner cost of a script that starts with _GUARD: its TYPE, then, for a list, `commands` more."""
+
+    def inner_commands(reply, keys, args):
+        return 1 if reply in (-2, -3) else 1 + commands
+
+    return inner_commands
+
+
+CLEAR_SCRIPT = Script(
     _GUARD
     + """
 local count = redis.call('LLEN', KEYS[1])
 redis.call('UNLINK', KEYS[1], KEYS[2])
 return count
-"""
+""",
+    _after_guard(2),  # LLEN, UNLINK
 )
-EXPIRE_SCRIPT = (
+EXPIRE_SCRIPT = Script(
     _GUARD
     + """
 local before = redis.call('TTL', KEYS[1])
@@ -53,7 +65,8 @@ else
   redis.call('EXPIRE', KEYS[2], ARGV[1])
 end
 return {before, redis.call('TTL', KEYS[1])}
-"""
+""",
+    _after_guard(4),  # TTL, two PERSIST or two EXPIRE, TTL
 )
 
 
@@ -61,9 +74,26 @@ return {before, redis.call('TTL', KEYS[1])}
 # meanwhile do not shift it. KEYS: session, and the summary (on the first window only). ARGV: the
 # chronological index of the first message, how many at most, a byte budget (a window holds at least
 # one message), the list order. Reply: {length, TTL, the summary's HGETALL, elements oldest first...}.
-# It reads in steps of 100, so that a budget reached early reads no further.
-WINDOW_SCRIPT = (
+# It reads in steps of WINDOW_STEP, so that a budget reached early reads no further.
+WINDOW_STEP = 100
+
+
+def _window_commands(reply, keys, args):
+    """TYPE; for a list, the summary's HGETALL (with its key), LLEN, TTL, and one LRANGE per step it read.
+
+    It read every step up to `count` elements (ARGV[2]) when it returns that many; else it stopped
+    inside the step holding the first element it did not take (over the budget, or past the list's end).
+    """
+    if reply in (-2, -3):
+        return 1
+    taken, count = len(reply) - 3, int(args[1])
+    steps = -(-taken // WINDOW_STEP) if taken == count else taken // WINDOW_STEP + 1
+    return 3 + (len(keys) == 2) + steps
+
+
+WINDOW_SCRIPT = Script(
     _GUARD
+    + f"local step = {WINDOW_STEP}"
     + """
 local first, count, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local newest_first = ARGV[4] == 'newest-first'
@@ -71,7 +101,7 @@ local summary = KEYS[2] and redis.call('HGETALL', KEYS[2]) or {}
 local reply = {redis.call('LLEN', KEYS[1]), redis.call('TTL', KEYS[1]), summary}
 local bytes, position, stop = 0, first, first + count
 while position < stop do
-  local last = math.min(position + 100, stop) - 1
+  local last = math.min(position + step, stop) - 1
   local chunk
   if newest_first then
     chunk = redis.call('LRANGE', KEYS[1], -(last + 1), -(position + 1))
@@ -88,7 +118,8 @@ while position < stop do
   position = last + 1
 end
 return reply
-"""
+""",
+    _window_commands,
 )
 # An export holds one window in memory, not the session. Upstash refuses a request whose reply passes
 # its size limit (10 MB on most plans): the byte budget keeps windows of big messages far below it.
@@ -473,7 +504,7 @@ def read_message(connection, key, index, order):
 
 
 def _guarded(connection, script, key, *args):
-    result = get_writer(connection).call("EVAL", script, 2, key, summary_key(connection, key), *args)
+    result = get_writer(connection).run_script(script, [key, summary_key(connection, key)], *args)
     if result == -2:
         raise SessionNotFound(f"There is no session {key!r}: it was cleared or has expired.")
     if result == -3:

@@ -33,7 +33,7 @@ it, StoreClient adds what the SDK does not do:
   clients of a connection (below) share it: a read with the read-only token
   waits for the writes made with the full one;
 - counting commands (billing is per command: a pipeline of N is N) and round
-  trips, per client and per unit of work (`count_commands`).
+  trips, per client and per unit of work (`count_commands`): see "The bill" below.
 
 Each Upstash database has a full token and a read-only token. A connection may
 hold both: then every read goes with the read-only token and only writes with
@@ -41,6 +41,31 @@ the full one, so that no bug of ours can write where the operator only reads.
 Callers say which they do: `get_client(connection)` reads, `get_writer(connection)`
 writes; a read-only script goes through `read_script`, a transaction of reads
 through `read_atomically`.
+
+The bill. Upstash bills every command: a pipeline or a transaction of N is N,
+and a script is its EVAL plus every redis.call() it makes (Upstash's own
+Ratelimit cost tables count "EVAL, INCR, PEXPIRE" as 3). Every request the
+store answered counts its commands, refused ones too (they may have run). What
+runs inside a script is known only from its reply, so every script of ours is
+a `Script`: its Lua source and a function that works out, from a run's reply
+(and its keys and arguments), how many redis.call()s that run made. The Lua
+must reply enough for that to be exact (a flag, a count, one reply per key...).
+Run one with `client.run_script(script, keys, *args)` (EVAL) or
+`read_script(connection, script, keys, *args)` (EVAL_RO); both count its
+inner commands with its EVAL. Never send "EVAL" through `call()`: its inner
+commands would go uncounted. A script, next to its Lua (sessions.py has more):
+
+    def _clear_commands(reply, keys, args):
+        return 1 if reply in (-2, -3) else 3  # TYPE; for a list, LLEN and UNLINK too
+
+    CLEAR = Script(CLEAR_LUA, _clear_commands)
+    count = get_writer(connection).run_script(CLEAR, [key, summary], *args)
+
+A script whose reply is an error counts its EVAL only (how far it got is unknown).
+`count_commands()` counts one unit of work (a request, a job step) across any
+stores; `client.totals()` what a client has had answered. On a Global
+database Upstash bills each write 1 + its read regions; these counts are of
+commands sent, once each.
 """
 
 import contextvars
@@ -50,6 +75,7 @@ import re
 import threading
 import time
 from binascii import a2b_base64
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -220,8 +246,15 @@ class CommandCount:
     commands: int = 0
     round_trips: int = 0
 
+    def copy(self):
+        """The count as it stands (another thread may be adding to this one)."""
+        with _counting:
+            return CommandCount(self.commands, self.round_trips)
+
 
 _open_counts = contextvars.ContextVar("open_command_counts", default=())
+# A thread started with a copy of this one's context (contextvars.copy_context().run) adds to the same counts.
+_counting = threading.Lock()
 
 
 @contextmanager
@@ -229,7 +262,9 @@ def count_commands():
     """Count the commands sent to any store while open, by this unit of work (a request, a job).
 
     A context variable, so each thread (each asyncio task) counts its own
-    work only; counts nest (an outer one sees what an inner one counts).
+    work only, unless it was started in a copy of another's context (then it
+    adds to that one's counts); counts nest (an outer one sees what an inner
+    one counts).
     """
     count = CommandCount()
     token = _open_counts.set((*_open_counts.get(), count))
@@ -237,6 +272,18 @@ def count_commands():
         yield count
     finally:
         _open_counts.reset(token)
+
+
+@dataclass(frozen=True)
+class Script:
+    """A Lua script of ours and its inner cost (see "The bill" above).
+
+    `inner_commands(reply, keys, args)`: how many redis.call()s the run that
+    replied `reply` made; `args` as given to run_script or read_script.
+    """
+
+    source: str
+    inner_commands: Callable[[object, list, tuple], int]
 
 
 @dataclass(frozen=True)
@@ -395,6 +442,12 @@ class StoreClient:
         except ValueError as error:
             raise unreadable(self.host, f"a result that is not what the store sends ({error})") from None
 
+    def run_script(self, script, keys, *args, read_only=False):
+        """Run a Script (EVAL, or EVAL_RO with read_only); its reply. Its redis.call()s count with its EVAL."""
+        reply = self.call("EVAL_RO" if read_only else "EVAL", script.source, len(keys), *keys, *args)
+        self._count(script.inner_commands(reply, keys, args), round_trips=0)
+        return reply
+
     def totals(self):
         """Commands and round trips this client has had answered so far."""
         with self._totals_lock:
@@ -525,13 +578,14 @@ class StoreClient:
             "It may be overloaded or unreachable; try again in a moment."
         )
 
-    def _count(self, commands):
+    def _count(self, commands, round_trips=1):
         with self._totals_lock:
             self._totals.commands += commands
-            self._totals.round_trips += 1
-        for count in _open_counts.get():
-            count.commands += commands
-            count.round_trips += 1
+            self._totals.round_trips += round_trips
+        with _counting:
+            for count in _open_counts.get():
+                count.commands += commands
+                count.round_trips += round_trips
 
 
 class ConnectionClients:
@@ -589,20 +643,19 @@ def get_writer(connection):
 
 
 def read_script(connection, script, keys, *args):
-    """Run a script that only reads, as EVAL_RO: the store refuses any write it tries, whoever sends it.
+    """Run a Script that only reads, as EVAL_RO: the store refuses any write it tries, whoever sends it.
 
     With the read-only token; if the store refuses that token scripts, with the
     full token, still as EVAL_RO, so still unable to write.
     """
     clients = _clients_of(connection)
-    command = ("EVAL_RO", script, len(keys), *keys, *args)
     if clients.reader_runs_scripts and clients.reader is not clients.writer:
         try:
-            return clients.reader.call(*command)
+            return clients.reader.run_script(script, keys, *args, read_only=True)
         except StorePermissionError:
             clients.reader_runs_scripts = False
             log.info("%s: its read-only token may not run scripts; EVAL_RO goes with the full token", connection.name)
-    return clients.writer.call(*command)
+    return clients.writer.run_script(script, keys, *args, read_only=True)
 
 
 def read_atomically(connection, commands):

@@ -1,0 +1,94 @@
+"""The bill: what the app counts (per page, per job, scripts' inner commands) is what the store really ran.
+
+Valkey, behind the local store's gateway, counts every command it runs (INFO commandstats), the
+commands run by scripts included, each under its own name (an EVAL is `eval`, its redis.call()s
+`type`, `llen`...). Upstash bills the same way. So each test compares the app's count with the
+calls Valkey made meanwhile, read past the gateway with a direct client.
+"""
+
+import pytest
+import valkey
+from django.utils import timezone
+
+from memoryadmin.services import bulk, sessions
+from memoryadmin.services.summaries import write_summary
+from memoryadmin.services.summarizers import SummaryResult
+from memoryadmin.services.upstash import count_commands
+
+from .factories import llamaindex, write_langchain_session
+
+pytestmark = pytest.mark.django_db
+
+# Commands Valkey runs that are not the app's: INFO (this test's probe), connection setup by the
+# gateway's pool (AUTH, HELLO, CLIENT SETINFO), COMMAND (the gateway asking where keys are), and the
+# MULTI/EXEC the gateway wraps a /multi-exec in (a transaction counts its commands: see the README).
+NOT_THE_APPS = {"info", "auth", "hello", "client|setinfo", "client", "command", "command|getkeys", "multi", "exec"}
+
+
+class ValkeyCalls:
+    """The commands Valkey ran between two reads of INFO commandstats, by name."""
+
+    def __init__(self, local_store):
+        self.valkey = valkey.Valkey(**local_store.valkey_connection)
+        self.before = self._calls()
+
+    def _calls(self):
+        stats = self.valkey.info("commandstats")
+        return {name.removeprefix("cmdstat_"): entry["calls"] for name, entry in stats.items()}
+
+    def since(self):
+        """{command: calls} since the last time, the app's only; the next call counts from now."""
+        now = self._calls()
+        ran = {name: calls - self.before.get(name, 0) for name, calls in now.items() if name not in NOT_THE_APPS}
+        self.before = self._calls()
+        return {name: calls for name, calls in ran.items() if calls}
+
+    def total(self):
+        return sum(self.since().values())
+
+
+@pytest.fixture
+def ran(local_store, connection):
+    calls = ValkeyCalls(local_store)
+    yield calls
+    calls.valkey.close()
+
+
+@pytest.mark.parametrize(
+    ("count", "budget"),
+    [(250, 10**9), (100, 10**9), (1000, 10**9), (250, 250 * 40), (250, 100 * 40), (300, 1), (1, 10**9)],
+)
+def test_a_window_scripts_count_is_what_it_ran(connection, store, ran, count, budget):
+    """Every way WINDOW_SCRIPT ends: all it was asked for, past the list's end, over the byte budget."""
+    write_langchain_session(store, "s", [f"message {i:04}" for i in range(250)])
+    ran.since()
+    with count_commands() as counted:
+        sessions._read_from_oldest(connection, "s", sessions.NEWEST_FIRST, 0, count, budget, "memoryadmin:summary:s")
+    assert ran.total() == counted.commands
+    with count_commands() as counted, pytest.raises(sessions.SessionNotFound):
+        sessions._read_from_oldest(connection, "gone", sessions.NEWEST_FIRST, 0, count, budget)
+    assert ran.total() == counted.commands == 2
+
+
+def test_a_summary_write_counts_its_ttl_only_when_it_sets_one(connection, store, ran):
+    result = SummaryResult(text="t", method="extractive", message_count=2, duration_ms=1)
+    store.call("RPUSH", "s", llamaindex("user", "a"))
+    store.call("RPUSH", "ttl", llamaindex("user", "a"))
+    store.call("EXPIRE", "ttl", 100)
+    for key, expected in (("s", 5), ("ttl", 6), ("gone", 2)):
+        ran.since()
+        with count_commands() as counted:
+            write_summary(connection, key, result, timezone.now())
+        assert ran.total() == counted.commands == expected
+
+
+def test_a_batch_sent_again_counts_its_replay(connection, store, ran):
+    write_langchain_session(store, "a", ["x"])
+    receipt = ("memoryadmin:bulk-result:test", 0)
+    ran.since()
+    with count_commands() as first:
+        assert bulk.apply_to_batch(connection, ["a"], "clear", receipt=receipt) == [1]
+    assert ran.total() == first.commands == 1 + 2 + 3
+    with count_commands() as again:
+        assert bulk.apply_to_batch(connection, ["a"], "clear", receipt=receipt) == [1]  # answered from the receipt
+    assert ran.since() == {"eval": 1, "get": 1} and again.commands == 2
