@@ -6,16 +6,22 @@ commands run by scripts included, each under its own name (an EVAL is `eval`, it
 calls Valkey made meanwhile, read past the gateway with a direct client.
 """
 
+import html
+import logging
+import re
+
 import pytest
 import valkey
 from django.utils import timezone
 
+from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.services import bulk, sessions
 from memoryadmin.services.summaries import write_summary
 from memoryadmin.services.summarizers import SummaryResult
 from memoryadmin.services.upstash import count_commands
 
-from .factories import llamaindex, write_langchain_session
+from .conftest import SHOWN_ENV
+from .factories import llamaindex, write_langchain_session, write_llamaindex_session
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +60,56 @@ def ran(local_store, connection):
     calls.valkey.close()
 
 
+def text_of(response):
+    """A page's words, without tags."""
+    return " ".join(html.unescape(re.sub(r"<[^>]*>", "", response.content.decode())).split())
+
+
+def header(response):
+    return int(response["X-Store-Commands"]), int(response["X-Store-Round-Trips"])
+
+
+def test_a_list_page_says_what_it_cost_in_its_headers_and_footer(web, store, ran):
+    for n in range(60):
+        write_langchain_session(store, f"chat:{n}", ["hi", "hello"])
+    store.call("SET", "cache:x", "not a session")
+    ran.since()
+    response = web.get("/")
+    commands, round_trips = header(response)
+    assert ran.total() == commands  # SCAN, then LLEN, TTL, HGET and both ends' LINDEX per row
+    assert commands == 1 + 5 * 50 and round_trips == 2
+    assert f"store: {commands} commands in 2 round trips" in response.content.decode()
+
+
+def test_transcript_pages_count_every_read(web, store, ran):
+    write_langchain_session(store, "newest-first", [f"m{i}" for i in range(80)])
+    # An oldest-first session longer than the window: read as newest-first, then again.
+    write_llamaindex_session(store, "oldest-first", [f"m{i}" for i in range(80)])
+    for key in ("newest-first", "oldest-first"):
+        ran.since()
+        response = web.get(f"/sessions/{encode_key(key)}/")
+        assert response.status_code == 200
+        commands, round_trips = header(response)
+        assert ran.total() == commands
+        assert f"store: {commands} commands in {round_trips} round trip" in response.content.decode()
+
+
+def test_single_session_writes_count_their_scripts_inner_commands(web, store, ran):
+    write_langchain_session(store, "s", ["a", "b"])
+    store.call("HSET", "memoryadmin:summary:s", "text", "x")
+    ran.since()
+    response = web.post(f"/sessions/{encode_key('s')}/ttl/", {"preset": "86400", **SHOWN_ENV})
+    assert ran.since() == {"eval": 1, "type": 1, "ttl": 2, "expire": 2}
+    assert header(response) == (6, 1)
+    response = web.post(f"/sessions/{encode_key('s')}/persist/", SHOWN_ENV)
+    assert ran.since() == {"eval": 1, "type": 1, "ttl": 2, "persist": 2} and header(response) == (6, 1)
+    response = web.post(f"/sessions/{encode_key('s')}/clear/", SHOWN_ENV)
+    assert ran.since() == {"eval": 1, "type": 1, "llen": 1, "unlink": 1} and header(response) == (4, 1)
+    # Gone: the script stops at its TYPE.
+    response = web.post(f"/sessions/{encode_key('s')}/clear/", SHOWN_ENV)
+    assert ran.total() == 2 and header(response) == (2, 1)
+
+
 @pytest.mark.parametrize(
     ("count", "budget"),
     [(250, 10**9), (100, 10**9), (1000, 10**9), (250, 250 * 40), (250, 100 * 40), (300, 1), (1, 10**9)],
@@ -68,6 +124,19 @@ def test_a_window_scripts_count_is_what_it_ran(connection, store, ran, count, bu
     with count_commands() as counted, pytest.raises(sessions.SessionNotFound):
         sessions._read_from_oldest(connection, "gone", sessions.NEWEST_FIRST, 0, count, budget)
     assert ran.total() == counted.commands == 2
+
+
+def test_a_streamed_export_counts_what_it_reads_before_and_while_streaming(web, store, ran, caplog):
+    write_langchain_session(store, "long", [f"m{i}" for i in range(2500)])
+    ran.since()
+    with caplog.at_level(logging.DEBUG, logger="memoryadmin.bill"):
+        response = web.get(f"/sessions/{encode_key('long')}/export.json")
+        before_streaming = header(response)
+        b"".join(response.streaming_content)
+    total = ran.total()
+    assert before_streaming[0] < total  # the first window, read before the body starts
+    (logged,) = [record.getMessage() for record in caplog.records if "(streamed)" in record.getMessage()]
+    assert f": store {total} commands in 3 round trips" in logged
 
 
 def test_a_summary_write_counts_its_ttl_only_when_it_sets_one(connection, store, ran):
