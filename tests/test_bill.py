@@ -14,14 +14,17 @@ import pytest
 import valkey
 from django.utils import timezone
 
+from memoryadmin.audit.models import AuditEvent
+from memoryadmin.bulk.models import BulkJob, SearchJob
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.services import bulk, sessions
 from memoryadmin.services.summaries import write_summary
 from memoryadmin.services.summarizers import SummaryResult
 from memoryadmin.services.upstash import count_commands
+from memoryadmin.summaries.models import SummaryBatch
 
 from .conftest import SHOWN_ENV
-from .factories import llamaindex, write_langchain_session, write_llamaindex_session
+from .factories import langchain, llamaindex, write_langchain_session, write_llamaindex_session
 
 pytestmark = pytest.mark.django_db
 
@@ -151,6 +154,59 @@ def test_a_summary_write_counts_its_ttl_only_when_it_sets_one(connection, store,
         assert ran.total() == counted.commands == expected
 
 
+def job_of(response):
+    return BulkJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
+
+
+def test_a_bulk_runs_estimate_shown_before_confirming_is_what_it_costs(web, store, ran):
+    store.pipeline([["LPUSH", f"bot:{i}", langchain("human", "x")] for i in range(2500)])
+    store.call("SET", "bot:cache", "not a session")
+    ran.since()
+    response = web.post("/bulk/new/", {"action": "clear", "scope": "pattern", "q": "bot:*"})
+    job = job_of(response)
+    dry_run = ran.total()
+    assert header(response) == (dry_run, job.dry_run_round_trips) and job.dry_run_commands == dry_run
+    # 2,500 sessions in 3 batches: 3 × (EVAL, GET, SET) + 2,500 × (TYPE, LLEN, UNLINK) + the receipt's DEL.
+    assert (job.estimated_commands, job.estimated_round_trips) == (3 * 3 + 2500 * 3 + 1, 4)
+    page = text_of(web.get(f"/bulk/{job.pk}/"))
+    assert re.search(r"this dry run took [\d,]+ commands .* at most 7,510 commands in 4 round trips", page)
+    ran.since()
+    response = web.post(f"/bulk/{job.pk}/confirm/", {"typed": "2500"})
+    job.refresh_from_db()
+    assert job.status == "done"
+    assert header(response) == (ran.total(), 4) == (job.run_commands, job.run_round_trips)
+    assert job.run_commands == job.estimated_commands
+    finish = AuditEvent.objects.get(action="bulk.finish").details
+    assert (finish["run_commands"], finish["estimated_commands"]) == (7510, 7510)
+    assert "the run 7,510 commands in 4 round trips (estimated at the dry run: at most 7,510)" in text_of(
+        web.get(f"/bulk/{job.pk}/")
+    )
+
+
+def test_the_estimate_bounds_a_run_whose_sessions_changed(web, store, ran):
+    """The frozen keys are counted as lists; one gone or no longer a list costs less, never more."""
+    for key in ("a", "b", "c"):
+        write_langchain_session(store, key, ["x"])
+    job = job_of(
+        web.post(
+            "/bulk/new/",
+            {
+                "action": "expire",
+                "scope": "selected",
+                "preset": "86400",
+                "k": [encode_key(key) for key in ("a", "b", "c", "never-there")],
+            },
+        )
+    )
+    job.refresh_from_db()
+    assert (job.estimated_commands, job.estimated_round_trips) == (3 + 4 * 4 + 1, 2)
+    store.call("DEL", "b")
+    ran.since()
+    response = web.post(f"/bulk/{job.pk}/confirm/")
+    job.refresh_from_db()
+    assert header(response)[0] == ran.total() == job.run_commands == 3 + 2 * 4 + 2 * 1 + 1 < job.estimated_commands
+
+
 def test_a_batch_sent_again_counts_its_replay(connection, store, ran):
     write_langchain_session(store, "a", ["x"])
     receipt = ("memoryadmin:bulk-result:test", 0)
@@ -161,3 +217,41 @@ def test_a_batch_sent_again_counts_its_replay(connection, store, ran):
     with count_commands() as again:
         assert bulk.apply_to_batch(connection, ["a"], "clear", receipt=receipt) == [1]  # answered from the receipt
     assert ran.since() == {"eval": 1, "get": 1} and again.commands == 2
+
+
+def test_a_search_shows_its_estimate_before_and_its_cost_after(web, store, ran):
+    store.pipeline([["LPUSH", f"s{i}", langchain("human", f"hello {i}")] for i in range(2500)])
+    store.call("SET", "not-a-session", "x")
+    ran.since()
+    form = web.get("/bulk/search/")
+    assert ran.since() == {"dbsize": 1} and header(form) == (1, 1)
+    page = text_of(form)
+    # 2,501 keys: 3 SCAN steps, and at most one read per key.
+    assert "holds 2,501 keys" in page and "at most about 2,504 commands in 4 round trips" in page
+    response = web.post("/bulk/search/", {"query": "hello 2499", "key_pattern": "", "role": ""})
+    job = SearchJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
+    assert job.status == "done" and job.sessions_read == 2500
+    assert header(response)[0] == ran.total() == job.store_commands + 1  # + the DBSIZE of the estimate
+    assert (job.keys_in_store, job.estimated_commands, job.estimated_round_trips) == (2501, 2504, 4)
+    assert job.store_commands <= job.estimated_commands and job.store_round_trips <= job.estimated_round_trips
+    details = AuditEvent.objects.get(action="search.run").details
+    assert (details["store_commands"], details["estimated_commands"]) == (job.store_commands, 2504)
+    page = text_of(web.get(f"/bulk/search/{job.pk}/"))
+    assert f"{job.store_commands:,} commands in {job.store_round_trips} round trips" in page
+
+
+def test_a_resummarization_batch_bills_its_planning_and_each_job(web, store, ran):
+    write_langchain_session(store, "bot:stale", ["a", "b", "c"])
+    store.call("EXPIRE", "bot:stale", 1000)
+    write_langchain_session(store, "bot:none", ["a"])
+    ran.since()
+    response = web.post("/summaries/batches/", {"scope": "stale", "q": "bot:*"})
+    batch = SummaryBatch.objects.get()
+    jobs = list(batch.jobs.all())
+    assert len(jobs) == 2 and all(job.status == "done" for job in jobs)
+    spent = ran.total()
+    assert header(response)[0] == spent == batch.store_commands + sum(job.store_commands for job in jobs)
+    # Each job: one transaction of 4 reads, then the write script (EVAL, TYPE, DEL, HSET, PTTL, and PEXPIRE on a TTL).
+    assert sorted(job.store_commands for job in jobs) == [4 + 5, 4 + 6]
+    page = text_of(web.get(f"/summaries/batches/{batch.pk}/"))
+    assert f"Store cost (Upstash bills per command): {spent} commands in" in page

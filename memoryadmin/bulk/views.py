@@ -7,7 +7,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from memoryadmin.accounts.decorators import requires
 from memoryadmin.dashboard.downloads import streaming_csv
 from memoryadmin.dashboard.forms import ttl_form_for
-from memoryadmin.services import bulk
+from memoryadmin.services import bulk, content_search
 from memoryadmin.services.connections import StoreChanged, current_connection
 from memoryadmin.services.content_search import Matcher, QueryError
 
@@ -129,25 +129,27 @@ def search_new(request):
         except QueryError as error:
             form.add_error("query", str(error))
         else:
-            job = SearchJob.objects.create(
-                connection_slug=connection.slug,
-                connection_name=connection.name,
-                query=data["query"],
-                is_regex=data["is_regex"],
-                key_pattern=data["key_pattern"] or connection.key_pattern,
-                role=data["role"],
-                requested_by=request.user,
+            job = content_search.start_search(
+                connection,
+                request.user,
+                data["query"],
+                data["is_regex"],
+                data["key_pattern"] or connection.key_pattern,
+                data["role"],
             )
-            from memoryadmin.tasks import run_search
-
-            run_search.enqueue(job.pk)
             return redirect("search_job", job.pk)
     recent = SearchJob.objects.filter(connection_slug=connection.slug).select_related("requested_by")[:10]
+    keys_in_store = content_search.count_keys(connection)
     context = {
         "form": form,
         "recent": recent,
         "connection": connection,
         "budget_seconds": settings.MEMORYADMIN_SEARCH_BUDGET_SECONDS,
+        "keys_in_store": keys_in_store,
+        "estimate": content_search.estimated_cost(keys_in_store) if keys_in_store is not None else None,
+        "scan_count": content_search.SCAN_COUNT,
+        "first_read": content_search.FIRST_READ,
+        "more_read": content_search.MORE_READ,
     }
     return render(request, "bulk/search.html", context)
 

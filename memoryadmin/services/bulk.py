@@ -21,6 +21,7 @@ the counters; memory stays flat however many keys there are.
 """
 
 import logging
+import math
 import time
 from functools import partial
 
@@ -36,7 +37,7 @@ from .jobs import Claim, ClaimLost, end_unless_taken, unexpected
 from .sessions import SCAN_COUNT, scan_all
 from .summaries import summary_key
 from .summary_jobs import new_batch, queue_summaries
-from .upstash import Script, StoreError, get_writer, read_script
+from .upstash import CommandCount, Script, StoreError, get_writer, read_script
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,21 @@ def apply_to_batch(connection, keys, mode, seconds=0, receipt=None):
     else:
         reply = get_writer(connection).run_script(BATCH, names, mode, seconds, *extra)
     return reply[1:]
+
+
+def run_cost(action, frozen):
+    """The most a run on `frozen` keys costs: CommandCount(commands, round trips).
+
+    Exact when every key is still a list and no batch is sent twice (a retry, a resumed job):
+    per batch one EVAL, the receipt's GET and SET, a TYPE per key and LIST_COMMANDS per list;
+    then one DEL of the receipt. A key that is no longer a list costs LIST_COMMANDS less.
+    Re-summarizing sends nothing itself: each summary job it queues bills its own reads and write.
+    """
+    if action == BulkJob.SUMMARIZE:
+        return CommandCount(0, 0)
+    batches = math.ceil(frozen / BATCH_SIZE)
+    per_key = 1 + LIST_COMMANDS[MODES[action]]
+    return CommandCount(commands=3 * batches + per_key * frozen + 1, round_trips=batches + 1)
 
 
 def receipt_key(job):
@@ -290,7 +306,8 @@ def _cancelled(job_id):
 
 def count_job(job_id):
     """The dry run: freeze a pattern's keys (complete SCAN) and count what the selection covers."""
-    claim = Claim.take(BulkJob, job_id, BulkJob.COUNTING)  # not taken twice, nor from a worker running it
+    # Not taken twice, nor from a worker running it.
+    claim = Claim.take(BulkJob, job_id, BulkJob.COUNTING, bill="dry_run")
     if claim is None:
         return
     with claim:
@@ -312,8 +329,14 @@ def count_job(job_id):
         if _cancelled(job_id):
             claim.release(status=BulkJob.DISCARDED, finished_at=timezone.now())
             return
+        estimate = run_cost(job.action, BulkJobKey.objects.filter(job=job).count())
         # A run counts its attempts afresh.
-        if not claim.release(status=BulkJob.AWAITING, attempts=0):
+        if not claim.release(
+            status=BulkJob.AWAITING,
+            attempts=0,
+            estimated_commands=estimate.commands,
+            estimated_round_trips=estimate.round_trips,
+        ):
             return
     job.refresh_from_db()
     audit.record(
@@ -322,7 +345,15 @@ def count_job(job_id):
         user=job.requested_by,
         connection=_filed_under(job),
         job=job.audit_job,
-        details={"sessions": job.total, "messages": job.total_messages, "action": job.action},
+        details={
+            "sessions": job.total,
+            "messages": job.total_messages,
+            "action": job.action,
+            "dry_run_commands": job.dry_run_commands,
+            "dry_run_round_trips": job.dry_run_round_trips,
+            "estimated_commands": job.estimated_commands,
+            "estimated_round_trips": job.estimated_round_trips,
+        },
     )
 
 
@@ -391,7 +422,7 @@ def _batches(job, start=0):
 
 def run_job(job_id):
     """Act on the frozen keys in batches, saving progress after each; resumable."""
-    claim = Claim.take(BulkJob, job_id, BulkJob.QUEUED, BulkJob.RUNNING)
+    claim = Claim.take(BulkJob, job_id, BulkJob.QUEUED, BulkJob.RUNNING, bill="run")
     if claim is None:
         return
     with claim:
@@ -498,6 +529,7 @@ def _save_batch(job, claim, rows, replies):
                 messages_removed=F("messages_removed")
                 + (sum(reply for reply in replies if reply > 0) if job.action == BulkJob.CLEAR else 0),
                 heartbeat_at=timezone.now(),
+                **claim.unbilled(),
             )
         )
         if not counted:
@@ -547,6 +579,9 @@ def _counts(job):
         "skipped": job.skipped,
         "failed": job.failed,
         "messages_removed": job.messages_removed,
+        "estimated_commands": job.estimated_commands,
+        "run_commands": job.run_commands,
+        "run_round_trips": job.run_round_trips,
     }
 
 

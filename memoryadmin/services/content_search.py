@@ -17,6 +17,7 @@ request and in the worker alike. A search as a whole has a time budget
 keeping the hits found so far.
 """
 
+import contextvars
 import json
 import logging
 import math
@@ -38,7 +39,7 @@ from .connections import StoreChanged, binding_change, find_connection, store_bi
 from .jobs import Claim, end_unless_taken, unexpected
 from .messages import detect_order, parse_element
 from .sessions import NEWEST_FIRST, SCAN_COUNT, decode_keys
-from .upstash import StoreError, get_client
+from .upstash import CommandCount, StoreError, get_client
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,9 @@ def read_ahead(items):
         except BaseException as error:  # handed to the consumer, who raises it
             hand_over(("error", error))
 
-    threading.Thread(target=produce, name="search-read-ahead", daemon=True).start()
+    # In a copy of this thread's context: its store commands count in this one's open counts (the job's bill).
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(produce,), name="search-read-ahead", daemon=True).start()
     try:
         while True:
             kind, value = ready.get()
@@ -261,6 +264,52 @@ def read_ahead(items):
             yield value
     finally:
         stop.set()
+
+
+def estimated_cost(keys_in_store):
+    """About the most a search of a store holding `keys_in_store` keys costs: CommandCount(commands, round trips).
+
+    As scan_steps and read_sessions read (change it with them): a SCAN step per SCAN_COUNT keys,
+    each in one pipeline with one LRANGE per session of the step before, and a last pipeline.
+    The most: every key is a session in scope; a narrower pattern reads fewer. Not counted: sessions
+    longer than FIRST_READ messages, one more command per MORE_READ further messages, and one more
+    round trip per LONG_SESSIONS_PER_READ of them. SCAN's step count is about, not exactly, keys / COUNT.
+    """
+    steps = keys_in_store // SCAN_COUNT + 1
+    return CommandCount(commands=steps + keys_in_store, round_trips=steps + 1)
+
+
+def count_keys(connection):
+    """The keys in the store (DBSIZE: one command), or None when the store cannot say now."""
+    try:
+        return get_client(connection).call("DBSIZE")
+    except StoreError as error:
+        log.info("%s: no key count for a search estimate (%s)", connection.name, error)
+        return None
+
+
+def start_search(connection, user, query, is_regex, key_pattern, role):
+    """A queued search, with its estimated cost from the keys in the store now (if it can say)."""
+    from memoryadmin.tasks import run_search as run_search_task
+
+    keys_in_store = count_keys(connection)
+    estimate = {}
+    if keys_in_store is not None:
+        cost = estimated_cost(keys_in_store)
+        estimate = {"estimated_commands": cost.commands, "estimated_round_trips": cost.round_trips}
+    job = SearchJob.objects.create(
+        connection_slug=connection.slug,
+        connection_name=connection.name,
+        query=query,
+        is_regex=is_regex,
+        key_pattern=key_pattern,
+        role=role,
+        requested_by=user,
+        keys_in_store=keys_in_store,
+        **estimate,
+    )
+    run_search_task.enqueue(job.pk)
+    return job
 
 
 def run_search(job_id):
@@ -316,7 +365,15 @@ def _end(job, end, status, error, connection=None):
         outcome="failed" if status == SearchJob.FAILED else "ok",
         error=error,
         job=f"search:{job.pk}",
-        details={"status": status, "sessions_read": job.sessions_read, "matched_sessions": job.matched_sessions},
+        details={
+            "status": status,
+            "sessions_read": job.sessions_read,
+            "matched_sessions": job.matched_sessions,
+            "keys_in_store": job.keys_in_store,
+            "estimated_commands": job.estimated_commands,
+            "store_commands": job.store_commands,
+            "store_round_trips": job.store_round_trips,
+        },
     )
     return True
 
