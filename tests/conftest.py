@@ -13,6 +13,10 @@ from memoryadmin.services.upstash import StoreConnection, get_client
 TEST_TOKEN = "test-token-0123456789"
 # What a write form carries on a page of the environment's connection (the operator's by default).
 SHOWN_ENV = {"connection": "env"}
+# Task backends for tests that queue jobs without running them (dummy) or for a real worker (database);
+# both with the search queue, which memoryadmin.tasks names at import.
+DUMMY_TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend", "QUEUES": ["default", "search"]}}
+DATABASE_TASKS = {"default": {"BACKEND": "django_tasks_db.backend.DatabaseBackend", "QUEUES": ["default", "search"]}}
 
 
 @pytest.fixture(scope="session")

@@ -1,23 +1,27 @@
 """The bill: what the app counts (per page, per job, scripts' inner commands) is what the store really ran.
 
 Valkey, behind the local store's gateway, counts every command it runs (INFO commandstats), the
-commands run by scripts included, each under its own name (an EVAL is `eval`, its redis.call()s
-`type`, `llen`...). Upstash bills the same way. So each test compares the app's count with the
-calls Valkey made meanwhile, read past the gateway with a direct client.
+commands run by scripts included, each under its own name (a script sent whole is `eval`, by its
+digest `evalsha`, read-only `eval_ro` / `evalsha_ro`; its redis.call()s `type`, `llen`...). Upstash
+bills the same way. So each test compares the app's count with the calls Valkey made meanwhile,
+read past the gateway with a direct client.
 """
 
 import html
+import importlib
 import logging
+import pkgutil
 import re
 
 import pytest
 import valkey
 from django.utils import timezone
 
+from memoryadmin import services
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, SearchJob
 from memoryadmin.dashboard.converters import encode_key
-from memoryadmin.services import bulk, sessions
+from memoryadmin.services import bulk, scripts, sessions
 from memoryadmin.services.summaries import write_summary
 from memoryadmin.services.summarizers import SummaryResult
 from memoryadmin.services.upstash import count_commands
@@ -29,9 +33,10 @@ from .factories import langchain, llamaindex, write_langchain_session, write_lla
 pytestmark = pytest.mark.django_db
 
 # Commands Valkey runs that are not the app's: INFO (this test's probe), connection setup by the
-# gateway's pool (AUTH, HELLO, CLIENT SETINFO), COMMAND (the gateway asking where keys are), and the
-# MULTI/EXEC the gateway wraps a /multi-exec in (a transaction counts its commands: see the README).
-NOT_THE_APPS = {"info", "auth", "hello", "client|setinfo", "client", "command", "command|getkeys", "multi", "exec"}
+# gateway's pool (AUTH, HELLO, CLIENT SETINFO), COMMAND (the gateway asking where keys are).
+NOT_THE_APPS = {"info", "auth", "hello", "client|setinfo", "client", "command", "command|getkeys"}
+# A script's run, whether its body was sent or its digest (which depends on what ran before).
+SCRIPT_RUNS = {"eval", "evalsha", "eval_ro", "evalsha_ro"}
 
 
 class ValkeyCalls:
@@ -46,11 +51,15 @@ class ValkeyCalls:
         return {name.removeprefix("cmdstat_"): entry["calls"] for name, entry in stats.items()}
 
     def since(self):
-        """{command: calls} since the last time, the app's only; the next call counts from now."""
+        """{command: calls} since the last time, the app's only, script runs as `script`; the next call counts from now."""
         now = self._calls()
-        ran = {name: calls - self.before.get(name, 0) for name, calls in now.items() if name not in NOT_THE_APPS}
+        ran = {}
+        for name, calls in now.items():
+            if name not in NOT_THE_APPS and calls > self.before.get(name, 0):
+                name_as_counted = "script" if name in SCRIPT_RUNS else name
+                ran[name_as_counted] = ran.get(name_as_counted, 0) + calls - self.before.get(name, 0)
         self.before = self._calls()
-        return {name: calls for name, calls in ran.items() if calls}
+        return ran
 
     def total(self):
         return sum(self.since().values())
@@ -79,8 +88,8 @@ def test_a_list_page_says_what_it_cost_in_its_headers_and_footer(web, store, ran
     ran.since()
     response = web.get("/")
     commands, round_trips = header(response)
-    assert ran.total() == commands  # SCAN, then LLEN, TTL, HGET and both ends' LINDEX per row
-    assert commands == 1 + 5 * 50 and round_trips == 2
+    assert ran.total() == commands  # SCAN, then a script: per row TYPE, LLEN, TTL, HGET and both ends' LINDEX
+    assert commands == 1 + 1 + 6 * 50 and round_trips == 2
     assert f"store: {commands} commands in 2 round trips" in response.content.decode()
 
 
@@ -102,12 +111,12 @@ def test_single_session_writes_count_their_scripts_inner_commands(web, store, ra
     store.call("HSET", "memoryadmin:summary:s", "text", "x")
     ran.since()
     response = web.post(f"/sessions/{encode_key('s')}/ttl/", {"preset": "86400", **SHOWN_ENV})
-    assert ran.since() == {"eval": 1, "type": 1, "ttl": 2, "expire": 2}
+    assert ran.since() == {"script": 1, "type": 1, "ttl": 2, "expire": 2}
     assert header(response) == (6, 1)
     response = web.post(f"/sessions/{encode_key('s')}/persist/", SHOWN_ENV)
-    assert ran.since() == {"eval": 1, "type": 1, "ttl": 2, "persist": 2} and header(response) == (6, 1)
+    assert ran.since() == {"script": 1, "type": 1, "ttl": 2, "persist": 2} and header(response) == (6, 1)
     response = web.post(f"/sessions/{encode_key('s')}/clear/", SHOWN_ENV)
-    assert ran.since() == {"eval": 1, "type": 1, "llen": 1, "unlink": 1} and header(response) == (4, 1)
+    assert ran.since() == {"script": 1, "type": 1, "llen": 1, "unlink": 1} and header(response) == (4, 1)
     # Gone: the script stops at its TYPE.
     response = web.post(f"/sessions/{encode_key('s')}/clear/", SHOWN_ENV)
     assert ran.total() == 2 and header(response) == (2, 1)
@@ -126,6 +135,78 @@ def test_a_window_scripts_count_is_what_it_ran(connection, store, ran, count, bu
     assert ran.total() == counted.commands
     with count_commands() as counted, pytest.raises(sessions.SessionNotFound):
         sessions._read_from_oldest(connection, "gone", sessions.NEWEST_FIRST, 0, count, budget)
+    assert ran.total() == counted.commands == 2
+
+
+def test_every_script_is_a_script_that_counts_what_it_runs():
+    """A script kept as a bare string would be sent some other way, and billed as its EVAL alone."""
+    modules = [
+        importlib.import_module(module.name)
+        for module in pkgutil.iter_modules(services.__path__, "memoryadmin.services.")
+    ]
+    found = [(f"{module.__name__}.{name}", value) for module in modules for name, value in vars(module).items()]
+    bodies = [value.body for _, value in found if isinstance(value, scripts.Script)]
+    lua = [(name, value) for name, value in found if isinstance(value, str) and "redis.call" in value]
+    # Lua that is no script's body, nor a part of one (a shared guard); docstrings aside.
+    bare = [name for name, value in lua if not name.endswith(".__doc__") and not any(value in body for body in bodies)]
+    assert len(bodies) >= 9 and bare == []
+
+
+SIZE = len(langchain("human", "message 0000")) + sessions.ELEMENT_OVERHEAD  # what a transcript budget counts of one
+
+
+@pytest.mark.parametrize("order", [sessions.NEWEST_FIRST, sessions.OLDEST_FIRST])
+@pytest.mark.parametrize(
+    ("before", "count", "budget"),
+    [
+        ("", 50, 10**9),  # the latest window
+        ("", 40, 10**9),  # a window of whole steps
+        (30, 50, 10**9),  # the list's start reached
+        (0, 50, 10**9),  # nothing before the first message
+        (500, 50, 10**9),  # past the list's end
+        ("", 50, 25 * SIZE + 5),  # over the budget inside a step
+        ("", 50, 20 * SIZE),  # over the budget at a step's first message
+        ("", 50, 1),  # one message, whatever the budget
+    ],
+)
+def test_a_transcript_windows_count_is_what_it_ran(connection, store, ran, order, before, count, budget):
+    """Every way TRANSCRIPT_SCRIPT ends: the window read, the list's start reached, over the byte budget."""
+    write_langchain_session(store, "s", [f"message {i:04}" for i in range(90)])
+    ran.since()
+    with count_commands() as counted:
+        scripts.read(connection, sessions.TRANSCRIPT_SCRIPT, ["s", "summary"], order, before, count, 100, budget)
+    assert ran.total() == counted.commands
+    with count_commands() as counted:
+        assert scripts.read(connection, sessions.TRANSCRIPT_SCRIPT, ["gone", "summary"], order, "", 50, 100, 1) == -2
+    assert ran.total() == counted.commands == 2
+
+
+def test_list_rows_count_what_they_read_of_each_row(connection, store, ran):
+    write_langchain_session(store, "a", ["hi", "hello"])
+    store.call("SET", "b", "no list")
+    names = ["a", "summary:a", "b", "summary:b", "gone", "summary:gone"]
+    for ends in ([0], [0, -1]):
+        ran.since()
+        with count_commands() as counted:
+            scripts.read(connection, sessions.ROWS_SCRIPT, names, *ends, 100)
+        # Its run; a TYPE per key; for the list LLEN, TTL, HGET and a LINDEX per end.
+        assert ran.total() == counted.commands == 1 + 3 + 3 + len(ends)
+
+
+def test_a_whole_message_read_in_parts_counts_each_part(web, connection, store, ran, settings, caplog):
+    settings.MEMORYADMIN_MAX_REQUEST_BYTES = 200_000  # parts of 120 KB
+    store.call("LPUSH", "s", langchain("human", "x" * 500_000), langchain("ai", "short"))
+    ran.since()
+    with caplog.at_level(logging.DEBUG, logger="memoryadmin.bill"):
+        response = web.get(f"/sessions/{encode_key('s')}/messages/0/raw/", {"order": "newest-first"})
+        b"".join(response.streaming_content)
+    (logged,) = [record.getMessage() for record in caplog.records if "(streamed)" in record.getMessage()]
+    assert f": store {ran.total()} commands in 5 round trips" in logged  # 5 parts: its run, TYPE, LINDEX each
+    with count_commands() as counted, pytest.raises(sessions.SessionNotFound):
+        sessions.read_element(connection, "s", 2)  # no such message
+    assert ran.total() == counted.commands == 3
+    with count_commands() as counted, pytest.raises(sessions.SessionNotFound):
+        sessions.read_element(connection, "gone", 0)
     assert ran.total() == counted.commands == 2
 
 
@@ -216,7 +297,7 @@ def test_a_batch_sent_again_counts_its_replay(connection, store, ran):
     assert ran.total() == first.commands == 1 + 2 + 3
     with count_commands() as again:
         assert bulk.apply_to_batch(connection, ["a"], "clear", receipt=receipt) == [1]  # answered from the receipt
-    assert ran.since() == {"eval": 1, "get": 1} and again.commands == 2
+    assert ran.since() == {"script": 1, "get": 1} and again.commands == 2
 
 
 def test_a_search_shows_its_estimate_before_and_its_cost_after(web, store, ran):
@@ -226,16 +307,16 @@ def test_a_search_shows_its_estimate_before_and_its_cost_after(web, store, ran):
     form = web.get("/bulk/search/")
     assert ran.since() == {"dbsize": 1} and header(form) == (1, 1)
     page = text_of(form)
-    # 2,501 keys: 3 SCAN steps, and at most one read per key.
-    assert "holds 2,501 keys" in page and "at most about 2,504 commands in 4 round trips" in page
+    # 2,501 keys: 3 SCAN steps, each with a script run reading its sessions, and at most one read per key.
+    assert "holds 2,501 keys" in page and "at most about 2,507 commands in 4 round trips" in page
     response = web.post("/bulk/search/", {"query": "hello 2499", "key_pattern": "", "role": ""})
     job = SearchJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
     assert job.status == "done" and job.sessions_read == 2500
     assert header(response)[0] == ran.total() == job.store_commands + 1  # + the DBSIZE of the estimate
-    assert (job.keys_in_store, job.estimated_commands, job.estimated_round_trips) == (2501, 2504, 4)
+    assert (job.keys_in_store, job.estimated_commands, job.estimated_round_trips) == (2501, 2507, 4)
     assert job.store_commands <= job.estimated_commands and job.store_round_trips <= job.estimated_round_trips
     details = AuditEvent.objects.get(action="search.run").details
-    assert (details["store_commands"], details["estimated_commands"]) == (job.store_commands, 2504)
+    assert (details["store_commands"], details["estimated_commands"]) == (job.store_commands, 2507)
     page = text_of(web.get(f"/bulk/search/{job.pk}/"))
     assert f"{job.store_commands:,} commands in {job.store_round_trips} round trips" in page
 
@@ -251,7 +332,43 @@ def test_a_resummarization_batch_bills_its_planning_and_each_job(web, store, ran
     assert len(jobs) == 2 and all(job.status == "done" for job in jobs)
     spent = ran.total()
     assert header(response)[0] == spent == batch.store_commands + sum(job.store_commands for job in jobs)
-    # Each job: one transaction of 4 reads, then the write script (EVAL, TYPE, DEL, HSET, PTTL, and PEXPIRE on a TTL).
-    assert sorted(job.store_commands for job in jobs) == [4 + 5, 4 + 6]
+    # Each job: the session read whole (a window script: its run, TYPE, HGETALL, LLEN, TTL, LRANGE), then
+    # the write script (its run, TYPE, DEL, HSET, PTTL, and PEXPIRE on a TTL).
+    assert sorted(job.store_commands for job in jobs) == [6 + 5, 6 + 6]
     page = text_of(web.get(f"/summaries/batches/{batch.pk}/"))
     assert f"Store cost (Upstash bills per command): {spent} commands in" in page
+
+
+def search(web, query, key_pattern=""):
+    response = web.post("/bulk/search/", {"query": query, "key_pattern": key_pattern, "role": ""})
+    return response, SearchJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
+
+
+def test_a_search_counts_every_read_of_long_big_and_split_sessions(web, store, ran, settings):
+    settings.MEMORYADMIN_MAX_REQUEST_BYTES = 200_000  # replies of 120,000 stored bytes
+    store.call("RPUSH", "big", langchain("ai", "b" * 300_000 + " needle"))  # too big for any reply: read in parts
+    write_langchain_session(store, "long", [f"message {i}" for i in range(250)])  # 3 LRANGEs
+    for n in range(30):  # 750 KB: a step read in several replies
+        write_langchain_session(store, f"wide:{n}", ["c" * 5000] * 5)
+    ran.since()
+    response, job = search(web, "needle")
+    assert job.status == "done" and job.sessions_read == 32 and job.matched_sessions == 1, job.error
+    assert header(response)[0] == ran.total() == job.store_commands + 1  # + the DBSIZE of the estimate
+
+
+def test_a_script_the_store_lost_is_counted_as_the_store_ran_it(web, store, ran):
+    """NOSCRIPT: the run by digest is refused (and counted by both), then its body is sent."""
+    for n in range(3):
+        write_langchain_session(store, f"chat:{n}", ["hi"])
+    web.get("/")
+    search(web, "hi")
+    try:
+        store.call("SCRIPT", "FLUSH")
+        ran.since()
+        response = web.get("/")  # the rows script
+        assert header(response) == (ran.total(), 3)
+        response, job = search(web, "hi")  # the step script, in a pipeline with a SCAN: both sent again
+        assert job.status == "done" and job.matched_sessions == 3
+        assert header(response)[0] == ran.total() == job.store_commands + 1
+    finally:
+        scripts._known.clear()  # the app's other clients believe the store has scripts it lost

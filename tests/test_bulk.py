@@ -21,7 +21,7 @@ from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.services import bulk, content_search
 from memoryadmin.services.upstash import StoreClient
 
-from .conftest import TEST_TOKEN
+from .conftest import DATABASE_TASKS, DUMMY_TASKS, TEST_TOKEN
 from .factories import langchain
 from .processes import app_env
 
@@ -160,7 +160,7 @@ def test_discard_changes_nothing(web, store):
 
 
 def test_cancel_stops_before_the_next_batch(connection, store, operator, settings):
-    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+    settings.TASKS = DUMMY_TASKS
     write_sessions(store, [f"s{i}" for i in range(2500)], messages=1)
     job = bulk.create_job(connection, operator, "clear", pattern="s*")
     bulk.count_job(job.pk)
@@ -251,7 +251,7 @@ def test_viewer_cannot_start_or_see_bulk_actions(client, viewer, connection, sto
 
 
 def test_a_worker_whose_job_was_taken_over_stops_without_counting(connection, store, operator, settings, monkeypatch):
-    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+    settings.TASKS = DUMMY_TASKS
     monkeypatch.setattr(bulk, "BATCH_SIZE", 2)
     write_sessions(store, [f"s{i}" for i in range(6)], messages=1)
     job = bulk.create_job(connection, operator, "clear", keys=[f"s{i}" for i in range(6)])
@@ -292,7 +292,7 @@ def row_locked(row):
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_killed_worker_resumes_from_the_last_saved_batch(connection, store, operator, settings, local_store):
-    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.backend.DatabaseBackend"}}
+    settings.TASKS = DATABASE_TASKS
     keys = [f"purge:{i:05}" for i in range(4000)]
     write_sessions(store, keys, messages=3)
     write_sessions(store, ["survivor"])
@@ -411,7 +411,7 @@ def test_other_edits_of_the_connection_do_not_unbind_the_job(on_bot, bot, store)
 def test_a_run_or_a_resume_on_a_changed_connection_pauses_and_says_what_changed(
     bot, operator, store, other, other_store, settings
 ):
-    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+    settings.TASKS = DUMMY_TASKS
     write_sessions(store, ["a", "b"])
     write_sessions(other, ["a", "b"])
     job = bulk.create_job(bot.to_store_connection(), operator, "clear", keys=["a", "b"])
@@ -442,7 +442,7 @@ def test_a_run_or_a_resume_on_a_changed_connection_pauses_and_says_what_changed(
 
 
 def test_a_dry_run_on_a_changed_connection_is_dropped(bot, operator, store, other_store, settings):
-    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+    settings.TASKS = DUMMY_TASKS
     write_sessions(store, ["a"])
     job = bulk.create_job(bot.to_store_connection(), operator, "clear", pattern="*")
     point_at(bot, other_store.url, other_store.token)

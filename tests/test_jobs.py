@@ -24,15 +24,12 @@ from memoryadmin.services import bulk, content_search, summary_jobs
 from memoryadmin.services.jobs import Claim, recover_interrupted_jobs
 from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, SummaryJob
 
-from .conftest import TEST_TOKEN
+from .conftest import DATABASE_TASKS, DUMMY_TASKS, TEST_TOKEN
 from .factories import langchain
 from .test_bulk import request_by, start, write_sessions
 from .test_summarizers import Answer, ChatCompletionsServer, completion
 
 pytestmark = pytest.mark.django_db
-
-DUMMY_TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend", "QUEUES": ["default", "search"]}}
-DATABASE_TASKS = {"default": {"BACKEND": "django_tasks_db.backend.DatabaseBackend", "QUEUES": ["default", "search"]}}
 
 
 def boom(*args, **kwargs):
@@ -326,13 +323,14 @@ def test_a_search_the_store_refuses_as_a_whole_fails_at_once_and_is_not_run_agai
     store.call("LPUSH", "jane", langchain("human", "jane@example.com"))
     response = web.post("/bulk/search/", {"query": "jane@example.com", "key_pattern": "", "role": ""})
     job = SearchJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
+    limit = local_store.gateway.max_request_bytes
     local_store.gateway.max_request_bytes = 10  # every request is refused: a top-level {"error": ...}
     try:
         workers()
         wait_for(lambda: SearchJob.objects.get(pk=job.pk).status == "failed", what="the search to fail")
         time.sleep(2.5)  # five rounds of the worker's recovery
     finally:
-        local_store.gateway.max_request_bytes = 10_000_000
+        local_store.gateway.max_request_bytes = limit
     job.refresh_from_db()
     assert job.status == "failed" and job.attempts == 1 and job.error
     assert html.escape(job.error) in web.get(f"/bulk/search/{job.pk}/").content.decode()

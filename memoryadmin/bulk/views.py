@@ -9,7 +9,7 @@ from memoryadmin.dashboard.downloads import streaming_csv
 from memoryadmin.dashboard.forms import ttl_form_for
 from memoryadmin.services import bulk, content_search
 from memoryadmin.services.connections import StoreChanged, current_connection
-from memoryadmin.services.content_search import Matcher, QueryError
+from memoryadmin.services.content_search import QueryError
 
 from .forms import BulkActionForm, ConfirmForm, SearchForm
 from .models import BulkJob, SearchJob
@@ -125,18 +125,12 @@ def search_new(request):
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            Matcher(data["query"], data["is_regex"])  # refuse a bad pattern now, not in the worker
+            job = content_search.start_search(
+                connection, request.user, data["query"], data["is_regex"], data["key_pattern"], data["role"]
+            )
         except QueryError as error:
             form.add_error("query", str(error))
         else:
-            job = content_search.start_search(
-                connection,
-                request.user,
-                data["query"],
-                data["is_regex"],
-                data["key_pattern"] or connection.key_pattern,
-                data["role"],
-            )
             return redirect("search_job", job.pk)
     recent = SearchJob.objects.filter(connection_slug=connection.slug).select_related("requested_by")[:10]
     keys_in_store = content_search.count_keys(connection)
@@ -148,8 +142,7 @@ def search_new(request):
         "keys_in_store": keys_in_store,
         "estimate": content_search.estimated_cost(keys_in_store) if keys_in_store is not None else None,
         "scan_count": content_search.SCAN_COUNT,
-        "first_read": content_search.FIRST_READ,
-        "more_read": content_search.MORE_READ,
+        "step_read": content_search.STEP_READ,
     }
     return render(request, "bulk/search.html", context)
 

@@ -31,13 +31,13 @@ from django.utils import timezone
 
 from memoryadmin.bulk.models import BulkJob, BulkJobKey
 
-from . import audit
+from . import audit, background, scripts
 from .connections import ConnectionChoice, StoreChanged, binding_change, find_connection, store_binding
 from .jobs import Claim, ClaimLost, end_unless_taken, unexpected
 from .sessions import SCAN_COUNT, scan_all
 from .summaries import summary_key
 from .summary_jobs import new_batch, queue_summaries
-from .upstash import CommandCount, Script, StoreError, get_writer, read_script
+from .upstash import CommandCount, StoreError, get_writer
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,25 @@ ONLY_ON_ITS_STORE = "The job goes on only once the connection points at that sto
 # before the action. A run's replies are kept in the receipt as "<first position>:<reply>,...": the
 # same batch sent again gets them back, after REPLAYED instead of 1, and changes nothing.
 REPLAYED = 0
-BATCH_SCRIPT = """
+# What BATCH_SCRIPT runs for a session that is still a list, after its TYPE: LLEN, then the mode's action.
+LIST_COMMANDS = {"count": 1, "clear": 2, "expire": 3, "persist": 3}
+
+
+def _batch_commands(reply, keys, args):
+    """The redis.call()s of one BATCH_SCRIPT run, from its reply.
+
+    A batch answered from its receipt: the receipt's GET. Else a TYPE per session, LIST_COMMANDS[mode]
+    more for each list, and for a run (an odd number of keys: the receipt is last) the receipt's GET and SET.
+    """
+    ran, *replies = reply
+    if ran == REPLAYED:
+        return 1
+    receipt = 2 if len(keys) % 2 else 0
+    return receipt + len(replies) + LIST_COMMANDS[args[0]] * sum(length >= 0 for length in replies)
+
+
+BATCH_SCRIPT = scripts.Script(
+    """
 local mode, seconds, batch, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local receipt = (#KEYS % 2 == 1) and KEYS[#KEYS] or nil
 local replies = {1}
@@ -93,25 +111,9 @@ if receipt then
   redis.call('SET', receipt, batch .. ':' .. table.concat(replies, ',', 2), 'EX', ttl)
 end
 return replies
-"""
-# What BATCH_SCRIPT runs for a session that is still a list, after its TYPE: LLEN, then the mode's action.
-LIST_COMMANDS = {"count": 1, "clear": 2, "expire": 3, "persist": 3}
-
-
-def _batch_commands(reply, keys, args):
-    """The redis.call()s of one BATCH_SCRIPT run, from its reply.
-
-    A batch answered from its receipt: the receipt's GET. Else a TYPE per session, LIST_COMMANDS[mode]
-    more for each list, and for a run (an odd number of keys: the receipt is last) the receipt's GET and SET.
-    """
-    ran, *replies = reply
-    if ran == REPLAYED:
-        return 1
-    receipt = 2 if len(keys) % 2 else 0
-    return receipt + len(replies) + LIST_COMMANDS[args[0]] * sum(reply >= 0 for reply in replies)
-
-
-BATCH = Script(BATCH_SCRIPT, _batch_commands)
+""",
+    _batch_commands,
+)
 
 
 def apply_to_batch(connection, keys, mode, seconds=0, receipt=None):
@@ -127,9 +129,9 @@ def apply_to_batch(connection, keys, mode, seconds=0, receipt=None):
         names.append(receipt[0])
         extra = [receipt[1], RECEIPT_TTL]
     if mode == "count":  # the dry run: it only reads
-        reply = read_script(connection, BATCH, names, mode, seconds)
+        reply = scripts.read(connection, BATCH_SCRIPT, names, mode, seconds)
     else:
-        reply = get_writer(connection).run_script(BATCH, names, mode, seconds, *extra)
+        reply = scripts.write(connection, BATCH_SCRIPT, names, mode, seconds, *extra)
     return reply[1:]
 
 
@@ -196,9 +198,7 @@ def create_job(connection, user, action, *, ttl_seconds=None, keys=None, pattern
             keys = search.hits.order_by("id").values_list("session_key", flat=True).iterator()
         if keys is not None:
             _freeze(job, keys)
-    from memoryadmin.tasks import count_bulk_job
-
-    count_bulk_job.enqueue(job.pk)
+    background.enqueue(background.COUNT_BULK_JOB, job.pk)
     return job
 
 
@@ -237,9 +237,7 @@ def confirm_job(job, request, typed=""):
         details={"action": job.action, "sessions": job.total, "typed": typed},
     )
     if problem is None:
-        from memoryadmin.tasks import run_bulk_job
-
-        run_bulk_job.enqueue(job.pk)
+        background.enqueue(background.RUN_BULK_JOB, job.pk)
     return problem
 
 
@@ -287,9 +285,7 @@ def resume_job(job, request):
         details={"action": job.action, "resumed_at": job.next_position, "sessions": job.total},
     )
     if problem is None:
-        from memoryadmin.tasks import run_bulk_job
-
-        run_bulk_job.enqueue(job.pk)
+        background.enqueue(background.RUN_BULK_JOB, job.pk)
     return problem
 
 

@@ -48,6 +48,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
+from . import background
 from .upstash import CommandCount, count_commands
 
 log = logging.getLogger(__name__)
@@ -226,23 +227,22 @@ def end_unless_taken(job, **changes):
 
 
 def _resumable():
-    """(model, status while a worker runs it, status to queue it again in, its task, how to give it up)."""
-    from memoryadmin import tasks
+    """(model, status while a worker runs it, status to queue it again in, the name of its task, how to give it up)."""
     from memoryadmin.bulk.models import BulkJob, SearchJob
     from memoryadmin.summaries.models import SummaryBatch, SummaryJob
 
     from . import bulk, content_search, summary_jobs
 
     return [
-        (BulkJob, BulkJob.RUNNING, BulkJob.QUEUED, tasks.run_bulk_job, bulk.give_up),
-        (BulkJob, BulkJob.COUNTING, BulkJob.COUNTING, tasks.count_bulk_job, bulk.give_up),
-        (SearchJob, SearchJob.RUNNING, SearchJob.QUEUED, tasks.run_search, content_search.give_up),
-        (SummaryJob, SummaryJob.RUNNING, SummaryJob.QUEUED, tasks.summarize_session, summary_jobs.give_up_job),
+        (BulkJob, BulkJob.RUNNING, BulkJob.QUEUED, background.RUN_BULK_JOB, bulk.give_up),
+        (BulkJob, BulkJob.COUNTING, BulkJob.COUNTING, background.COUNT_BULK_JOB, bulk.give_up),
+        (SearchJob, SearchJob.RUNNING, SearchJob.QUEUED, background.RUN_SEARCH, content_search.give_up),
+        (SummaryJob, SummaryJob.RUNNING, SummaryJob.QUEUED, background.SUMMARIZE_SESSION, summary_jobs.give_up_job),
         (
             SummaryBatch,
             SummaryBatch.PLANNING,
             SummaryBatch.PLANNING,
-            tasks.plan_stale_batch,
+            background.PLAN_STALE_BATCH,
             summary_jobs.give_up_batch,
         ),
     ]
@@ -266,12 +266,11 @@ def recover_interrupted_jobs():
                     log.error("Gave up %s %s: %s", model.__name__, job.pk, error)
                 continue
             delay = retry_delay(job.attempts)
-            deferred = task.using(run_after=timezone.now() + timedelta(seconds=delay)) if delay else task
             with transaction.atomic():  # queued again together with its task, or not at all
                 if model.objects.filter(pk=job.pk, status=running, worker=job.worker).update(
                     status=requeued, worker=""
                 ):
-                    deferred.enqueue(job.pk)
+                    background.enqueue(task, job.pk, delay)
                     log.warning(
                         "Resuming %s %s (attempt %s of %s, in %s s): %s",
                         model.__name__,

@@ -8,7 +8,8 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from .upstash import Script, get_client, get_writer
+from . import scripts
+from .upstash import get_client
 
 
 @dataclass
@@ -81,7 +82,7 @@ def _write_commands(reply, keys, args):
     return {0: 1, WRITTEN: 4, WRITTEN_WITH_TTL: 5}[reply]
 
 
-WRITE_SCRIPT = Script(
+WRITE_SCRIPT = scripts.Script(
     """
 if redis.call('TYPE', KEYS[1]).ok ~= 'list' then return 0 end
 redis.call('DEL', KEYS[2])
@@ -100,7 +101,8 @@ return 1
 
 def write_summary(connection, session_key, result, generated_at):
     """Store a SummaryResult; False when the session is gone (nothing written)."""
-    written = get_writer(connection).run_script(
+    written = scripts.write(
+        connection,
         WRITE_SCRIPT,
         [session_key, summary_key(connection, session_key)],
         result.text,

@@ -16,25 +16,21 @@ from django.utils import timezone
 
 from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, SummaryJob
 
-from . import audit
+from . import audit, background
 from .connections import ConnectionChoice, find_connection
 from .jobs import Claim, end_unless_taken, unexpected
+from .messages import parse_element
 from .secrets import SecretUnreadable
-from .sessions import SCAN_COUNT, SessionNotFound, get_transcript, scan_all
+from .sessions import SCAN_COUNT, SessionNotFound, read_whole_session, scan_all
 from .summaries import summary_key, summary_state, write_summary
 from .summarizers import SummarizerError, summarize
 from .upstash import CommandCount, StoreError, get_client
 
 log = logging.getLogger(__name__)
 
-# A summary reads the whole session: one LRANGE of every element.
-WHOLE_SESSION = 10**9
-
 
 def request_summary(connection, session_key, user, batch=None):
     """The active job for this session, or a new queued one; (job, created)."""
-    from memoryadmin.tasks import summarize_session  # tasks import this module
-
     try:
         # With its task, or not at all: a queued job without one would hold its session forever.
         with transaction.atomic():
@@ -45,7 +41,7 @@ def request_summary(connection, session_key, user, batch=None):
                 requested_by=user,
                 batch=batch,
             )
-            summarize_session.enqueue(job.pk)
+            background.enqueue(background.SUMMARIZE_SESSION, job.pk)
     except IntegrityError:
         active = SummaryJob.objects.filter(
             connection_slug=connection.slug, session_key=session_key, status__in=SummaryJob.ACTIVE
@@ -70,8 +66,10 @@ def run_summary_job(job_id):
             connection = find_connection(job.connection_slug)
             if connection is None:
                 raise SummarizerError("The connection of this job was deleted.")
-            transcript = get_transcript(connection, job.session_key, window=WHOLE_SESSION)
-            result = summarize([message for _, message in transcript.messages], SummarizerSettings.load().to_config())
+            # The whole session, read as an export reads it: in windows, each under the store's request limit.
+            session = read_whole_session(connection, job.session_key)
+            messages = [parse_element(element) for window in session.windows for element in window]
+            result = summarize(messages, SummarizerSettings.load().to_config())
             claim.check()  # a worker that lost the job writes no summary
             if write_summary(connection, job.session_key, result, timezone.now()):
                 outcome = {"status": SummaryJob.DONE, "method": result.method, "message_count": result.message_count}
@@ -136,13 +134,11 @@ def queue_summaries(connection, batch, session_keys, user):
 
 def request_stale_batch(connection, pattern, user):
     """Re-summarize every stale (or unsummarized) session matching the pattern: found by a worker."""
-    from memoryadmin.tasks import plan_stale_batch
-
     # Within the description's 500 characters (PostgreSQL enforces them), an escaped NUL counting two.
     description = f"All sessions matching {_shortened(pattern, 200)} whose summary is missing or stale"
     with transaction.atomic():  # with its task, or not at all
         batch = new_batch(connection, user, description, pattern=pattern)
-        plan_stale_batch.enqueue(batch.pk)
+        background.enqueue(background.PLAN_STALE_BATCH, batch.pk)
     return batch
 
 

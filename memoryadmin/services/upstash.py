@@ -39,33 +39,15 @@ Each Upstash database has a full token and a read-only token. A connection may
 hold both: then every read goes with the read-only token and only writes with
 the full one, so that no bug of ours can write where the operator only reads.
 Callers say which they do: `get_client(connection)` reads, `get_writer(connection)`
-writes; a read-only script goes through `read_script`, a transaction of reads
-through `read_atomically`.
+writes; scripts go through `scripts`, which chooses for them.
 
-The bill. Upstash bills every command: a pipeline or a transaction of N is N,
-and a script is its EVAL plus every redis.call() it makes (Upstash's own
-Ratelimit cost tables count "EVAL, INCR, PEXPIRE" as 3). Every request the
-store answered counts its commands, refused ones too (they may have run). What
-runs inside a script is known only from its reply, so every script of ours is
-a `Script`: its Lua source and a function that works out, from a run's reply
-(and its keys and arguments), how many redis.call()s that run made. The Lua
-must reply enough for that to be exact (a flag, a count, one reply per key...).
-Run one with `client.run_script(script, keys, *args)` (EVAL) or
-`read_script(connection, script, keys, *args)` (EVAL_RO); both count its
-inner commands with its EVAL. Never send "EVAL" through `call()`: its inner
-commands would go uncounted. A script, next to its Lua (sessions.py has more):
-
-    def _clear_commands(reply, keys, args):
-        return 1 if reply in (-2, -3) else 3  # TYPE; for a list, LLEN and UNLINK too
-
-    CLEAR = Script(CLEAR_LUA, _clear_commands)
-    count = get_writer(connection).run_script(CLEAR, [key, summary], *args)
-
-A script whose reply is an error counts its EVAL only (how far it got is unknown).
-`count_commands()` counts one unit of work (a request, a job step) across any
-stores; `client.totals()` what a client has had answered. On a Global
-database Upstash bills each write 1 + its read regions; these counts are of
-commands sent, once each.
+The bill. Upstash bills every command: a pipeline of N is N, and a script is
+its EVAL (or EVALSHA) plus every redis.call() it makes (`scripts` counts
+those). Every request the store answered counts its commands, refused ones
+too (they may have run). `count_commands()` counts one unit of work (a
+request, a job step) across any stores; `client.totals()` what a client has
+had answered. On a Global database Upstash bills each write 1 + its read
+regions; these counts are of commands sent, once each.
 """
 
 import contextvars
@@ -75,7 +57,6 @@ import re
 import threading
 import time
 from binascii import a2b_base64
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -153,10 +134,10 @@ class StoreReplyError(StoreError):
 
 # What each limit means for the operator; the store's own text follows. Matched in lower case.
 REQUEST_TOO_BIG = (
-    "This request was too big for the store's request limit (10 MB on Free and Pay-as-you-go): "
-    "it, or its reply, holds very large data, most likely a session with very large messages. "
-    "What still works: the session list, other sessions, and clearing a session or changing its TTL, "
-    "which do not read its messages. Pro plans and quota increases allow larger requests."
+    "This request, or its reply, was over the store's size limit (10 MB on Free and Pay-as-you-go). "
+    "The app keeps every read under the connection's request limit setting (10 MB unless raised): if "
+    "this store's limit is lower, lower the setting. What still works: other pages and sessions, and clearing a "
+    "session or changing its TTL, which do not read its messages."
 )
 PLAN_LIMITS = (
     (
@@ -275,18 +256,6 @@ def count_commands():
 
 
 @dataclass(frozen=True)
-class Script:
-    """A Lua script of ours and its inner cost (see "The bill" above).
-
-    `inner_commands(reply, keys, args)`: how many redis.call()s the run that
-    replied `reply` made; `args` as given to run_script or read_script.
-    """
-
-    source: str
-    inner_commands: Callable[[object, list, tuple], int]
-
-
-@dataclass(frozen=True)
 class StoreConnection:
     """Where a store is and how the app reads it (one per configured connection)."""
 
@@ -303,6 +272,7 @@ class StoreConnection:
     retries: int = 2
     page_size: int = 50
     scan_budget: int = 10_000
+    max_request_bytes: int = 10_000_000  # the store's request/reply limit: 10 MB on Free and Pay-as-you-go
     default_ttl: int = 7 * 86400
     is_production: bool = False
 
@@ -442,11 +412,9 @@ class StoreClient:
         except ValueError as error:
             raise unreadable(self.host, f"a result that is not what the store sends ({error})") from None
 
-    def run_script(self, script, keys, *args, read_only=False):
-        """Run a Script (EVAL, or EVAL_RO with read_only); its reply. Its redis.call()s count with its EVAL."""
-        reply = self.call("EVAL_RO" if read_only else "EVAL", script.source, len(keys), *keys, *args)
-        self._count(script.inner_commands(reply, keys, args), round_trips=0)
-        return reply
+    def count_inner_commands(self, commands):
+        """Count the commands a script ran inside a request already counted (scripts.py works them out)."""
+        self._count(commands, round_trips=0)
 
     def totals(self):
         """Commands and round trips this client has had answered so far."""
@@ -592,10 +560,10 @@ class ConnectionClients:
     """The clients of one connection: one per token, sharing the sync token.
 
     Without a read-only token, `reader` is `writer`. A read-only token may be
-    refused more than plain read commands: a transaction (MULTI/EXEC) or a
-    script, even a read-only one (EVAL_RO); an ACL of `+@read` alone refuses
-    both, and Upstash does not document what its read-only token allows. What
-    it was refused is remembered here, so each refusal costs one request.
+    refused more than plain read commands: a script, even a read-only one
+    (EVAL_RO); an ACL of `+@read` alone refuses it, and Upstash does not
+    document what its read-only token allows. Whether it was refused is
+    remembered here (by `scripts`), so the refusal costs one request.
     """
 
     def __init__(self, connection):
@@ -608,14 +576,13 @@ class ConnectionClients:
                 connection.url, connection.read_only_token, *settings, sync=sync, token_name="read-only token"
             )
         self.reader_runs_scripts = True
-        self.reader_runs_transactions = True
 
 
 _clients = {}
 _clients_lock = threading.Lock()
 
 
-def _clients_of(connection):
+def connection_clients(connection):
     """The connection's clients, built once and rebuilt when its settings change."""
     fingerprint = connection.client_fingerprint()
     entry = _clients.get(connection.slug)
@@ -634,44 +601,9 @@ def _clients_of(connection):
 
 def get_client(connection):
     """The client for reads: with the read-only token when the connection has one, else the full token."""
-    return _clients_of(connection).reader
+    return connection_clients(connection).reader
 
 
 def get_writer(connection):
     """The client for writes: with the connection's full token."""
-    return _clients_of(connection).writer
-
-
-def read_script(connection, script, keys, *args):
-    """Run a Script that only reads, as EVAL_RO: the store refuses any write it tries, whoever sends it.
-
-    With the read-only token; if the store refuses that token scripts, with the
-    full token, still as EVAL_RO, so still unable to write.
-    """
-    clients = _clients_of(connection)
-    if clients.reader_runs_scripts and clients.reader is not clients.writer:
-        try:
-            return clients.reader.run_script(script, keys, *args, read_only=True)
-        except StorePermissionError:
-            clients.reader_runs_scripts = False
-            log.info("%s: its read-only token may not run scripts; EVAL_RO goes with the full token", connection.name)
-    return clients.writer.run_script(script, keys, *args, read_only=True)
-
-
-def read_atomically(connection, commands):
-    """Read commands in one transaction, with the read-only token when the connection has one.
-
-    If the store refuses that token transactions, they go as a plain pipeline
-    with it, still one round trip: the replies may then straddle a write the
-    chat app makes meanwhile, but the read stays with the read-only token.
-    """
-    clients = _clients_of(connection)
-    if clients.reader_runs_transactions:
-        try:
-            return clients.reader.pipeline(commands, transaction=True)
-        except StorePermissionError:
-            if clients.reader is clients.writer:
-                raise
-            clients.reader_runs_transactions = False
-            log.info("%s: its read-only token may not run transactions; reads go as pipelines", connection.name)
-    return clients.reader.pipeline(commands)
+    return connection_clients(connection).writer

@@ -21,7 +21,7 @@ def test_find_and_purge_a_persons_conversations(operator_page, store):
     estimate = page.locator("#search-estimate")
     expect(estimate).to_contain_text("one command per session")
     expect(estimate).to_contain_text("This store holds 121 keys now (DBSIZE)")
-    expect(estimate).to_contain_text("at most about 122 commands in 2 round trips")
+    expect(estimate).to_contain_text("at most about 123 commands in 2 round trips")
     page.get_by_label("Text to find").fill(ADDRESS)
     page.get_by_role("button", name="Search").click()
     results = page.locator("#search-results")
