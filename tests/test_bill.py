@@ -346,7 +346,12 @@ def search(web, query, key_pattern=""):
 
 def test_a_search_counts_every_read_of_long_big_and_split_sessions(web, store, ran, settings):
     settings.MEMORYADMIN_MAX_REQUEST_BYTES = 200_000  # replies of 120,000 stored bytes
-    store.call("RPUSH", "big", langchain("ai", "b" * 300_000 + " needle"))  # too big for any reply: read in parts
+    budget, overhead = 120_000, sessions.ELEMENT_OVERHEAD
+    # Its first message fills a reply but for less than a placeholder's cost: the next one, too big
+    # for any reply, stops that reply, and is read in parts by the next.
+    first = langchain("human", "")
+    first = langchain("human", "a" * (budget - 10 - overhead - len(first)))
+    store.call("RPUSH", "edge", first, langchain("ai", "b" * 300_000 + " needle"))
     write_langchain_session(store, "long", [f"message {i}" for i in range(250)])  # 3 LRANGEs
     for n in range(30):  # 750 KB: a step read in several replies
         write_langchain_session(store, f"wide:{n}", ["c" * 5000] * 5)

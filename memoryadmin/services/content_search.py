@@ -220,13 +220,14 @@ for k = 1, #KEYS do
     if chunk.err then chunk = {} end
     for n = 1, #chunk do
       local element, size = chunk[n], cost(chunk[n])
-      if size > budget then
-        element, size = {#element, position + n - 1 - redis.call('LLEN', KEYS[k])}, cost('')
-      end
+      local big = size > budget
+      if big then size = cost('') end
       if bytes > 0 and bytes + size > budget then
         reply[1], reply[2] = k - 1, position + n - 1
         return reply
       end
+      -- Only for an element it takes: the bill counts an LLEN per placeholder in the reply.
+      if big then element = {#element, position + n - 1 - redis.call('LLEN', KEYS[k])} end
       bytes = bytes + size
       reply[#reply + 1] = element
       reply[counted] = reply[counted] + 1
