@@ -51,6 +51,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
     "memoryadmin.audit.middleware.RequestIdMiddleware",
+    # Around everything that may reach a store: the request's commands, in its headers and page footer.
+    "memoryadmin.bill.StoreBillMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -80,6 +82,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "memoryadmin.connections.context_processors.connections",
+                "memoryadmin.bill.store_bill",
             ],
         },
     },

@@ -276,8 +276,9 @@ def sent(fake):
 
 def test_a_read_only_token_refused_scripts_runs_them_read_only_with_the_full_token(strict):
     fake, conn = strict
-    assert scripts.read(conn, "return 1", []) == 1
-    assert scripts.read(conn, "return 1", []) == 1  # the refusal is remembered: one request, by digest now
+    one = scripts.Script("return 1", lambda reply, keys, args: 0)
+    assert scripts.read(conn, one, []) == 1
+    assert scripts.read(conn, one, []) == 1  # the refusal is remembered: one request, by digest now
     assert sent(fake) == [(READ_ONLY, "/", "EVAL_RO"), ("full-1234", "/", "EVAL_RO"), ("full-1234", "/", "EVALSHA_RO")]
 
 

@@ -177,6 +177,7 @@ def test_a_search_job_whose_pipeline_is_refused_fails_with_the_stores_text(web, 
     """A background job records the refusal as its failure instead of crashing."""
     settings.UPSTASH_REDIS_REST_URL = fake.url
     fake.replies["/pipeline"] = Reply(400, {"error": REQUEST_SIZE})
+    fake.replies["/"] = Reply(200, {"result": 7})  # DBSIZE, for the search's estimate
     response = web.post("/bulk/search/", {"key_pattern": "", "role": "", "query": "jane"})
     assert response.status_code == 302
     job = SearchJob.objects.get()

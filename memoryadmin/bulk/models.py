@@ -28,6 +28,16 @@ class WorkerJob(Claimed):
         abstract = True
 
 
+class Billed(models.Model):
+    """What a job's work cost in store commands (Upstash bills each), added up as it goes (services/jobs.py)."""
+
+    store_commands = models.PositiveBigIntegerField(default=0)
+    store_round_trips = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
 class StoreJob(models.Model):
     """Which store, exactly, a job works on: it goes on only while its connection still points there."""
 
@@ -40,7 +50,7 @@ class StoreJob(models.Model):
         abstract = True
 
 
-class SearchJob(WorkerJob, StoreJob):
+class SearchJob(WorkerJob, StoreJob, Billed):
     """A content search over the sessions of a connection (for erasure requests)."""
 
     QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancelled", "failed"
@@ -62,6 +72,10 @@ class SearchJob(WorkerJob, StoreJob):
     error = StoreTextField(blank=True)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Its estimated cost, before it started: from the keys in the store then (DBSIZE), when they could be counted.
+    keys_in_store = models.PositiveBigIntegerField(null=True, blank=True)
+    estimated_commands = models.PositiveBigIntegerField(null=True, blank=True)
+    estimated_round_trips = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -141,6 +155,14 @@ class BulkJob(WorkerJob, StoreJob):
     skipped = models.PositiveIntegerField(default=0, help_text="Gone, or no longer a list.")
     failed = models.PositiveIntegerField(default=0)
     messages_removed = models.PositiveBigIntegerField(default=0)
+    # Store commands (Upstash bills each) and round trips: the dry run's, the most the run can cost
+    # (worked out at the end of the dry run, see services/bulk.py run_cost), and the run's.
+    dry_run_commands = models.PositiveBigIntegerField(default=0)
+    dry_run_round_trips = models.PositiveBigIntegerField(default=0)
+    estimated_commands = models.PositiveBigIntegerField(null=True, blank=True)
+    estimated_round_trips = models.PositiveBigIntegerField(null=True, blank=True)
+    run_commands = models.PositiveBigIntegerField(default=0)
+    run_round_trips = models.PositiveBigIntegerField(default=0)
     error = StoreTextField(blank=True)
     summary_batch = models.ForeignKey("summaries.SummaryBatch", null=True, blank=True, on_delete=models.SET_NULL)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")

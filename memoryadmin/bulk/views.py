@@ -133,11 +133,16 @@ def search_new(request):
         else:
             return redirect("search_job", job.pk)
     recent = SearchJob.objects.filter(connection_slug=connection.slug).select_related("requested_by")[:10]
+    keys_in_store = content_search.count_keys(connection)
     context = {
         "form": form,
         "recent": recent,
         "connection": connection,
         "budget_seconds": settings.MEMORYADMIN_SEARCH_BUDGET_SECONDS,
+        "keys_in_store": keys_in_store,
+        "estimate": content_search.estimated_cost(keys_in_store) if keys_in_store is not None else None,
+        "scan_count": content_search.SCAN_COUNT,
+        "step_read": content_search.STEP_READ,
     }
     return render(request, "bulk/search.html", context)
 

@@ -21,6 +21,7 @@ the counters; memory stays flat however many keys there are.
 """
 
 import logging
+import math
 import time
 from functools import partial
 
@@ -36,7 +37,7 @@ from .jobs import Claim, ClaimLost, end_unless_taken, unexpected
 from .sessions import SCAN_COUNT, scan_all
 from .summaries import summary_key
 from .summary_jobs import new_batch, queue_summaries
-from .upstash import StoreError, get_writer
+from .upstash import CommandCount, StoreError, get_writer
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +52,36 @@ ONLY_ON_ITS_STORE = "The job goes on only once the connection points at that sto
 
 # KEYS: session, summary, session, summary, ..., and last, for a run (not a count), the job's receipt.
 # ARGV: mode (count|clear|expire|persist), seconds, and for a run the batch's first position, receipt TTL.
-# One reply per session: -2 gone, -3 not a list (left alone), else its length before the action.
-# A run's replies are kept in the receipt as "<first position>:<reply>,<reply>,...": the same batch
-# sent again gets them back and changes nothing.
-BATCH_SCRIPT = """
+# Reply: 1 (ran), then one reply per session: -2 gone, -3 not a list (left alone), else its length
+# before the action. A run's replies are kept in the receipt as "<first position>:<reply>,...": the
+# same batch sent again gets them back, after REPLAYED instead of 1, and changes nothing.
+REPLAYED = 0
+# What BATCH_SCRIPT runs for a session that is still a list, after its TYPE: LLEN, then the mode's action.
+LIST_COMMANDS = {"count": 1, "clear": 2, "expire": 3, "persist": 3}
+
+
+def _batch_commands(reply, keys, args):
+    """The redis.call()s of one BATCH_SCRIPT run, from its reply.
+
+    A batch answered from its receipt: the receipt's GET. Else a TYPE per session, LIST_COMMANDS[mode]
+    more for each list, and for a run (an odd number of keys: the receipt is last) the receipt's GET and SET.
+    """
+    ran, *replies = reply
+    if ran == REPLAYED:
+        return 1
+    receipt = 2 if len(keys) % 2 else 0
+    return receipt + len(replies) + LIST_COMMANDS[args[0]] * sum(length >= 0 for length in replies)
+
+
+BATCH_SCRIPT = scripts.Script(
+    """
 local mode, seconds, batch, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local receipt = (#KEYS % 2 == 1) and KEYS[#KEYS] or nil
-local replies = {}
+local replies = {1}
 if receipt then
   local saved, tag = redis.call('GET', receipt), batch .. ':'
   if saved and string.sub(saved, 1, #tag) == tag then
+    replies = {0}
     for reply in string.gmatch(string.sub(saved, #tag + 1), '-?%d+') do
       replies[#replies + 1] = tonumber(reply)
     end
@@ -87,10 +108,12 @@ for i = 1, #KEYS - 1, 2 do
   end
 end
 if receipt then
-  redis.call('SET', receipt, batch .. ':' .. table.concat(replies, ','), 'EX', ttl)
+  redis.call('SET', receipt, batch .. ':' .. table.concat(replies, ',', 2), 'EX', ttl)
 end
 return replies
-"""
+""",
+    _batch_commands,
+)
 
 
 def apply_to_batch(connection, keys, mode, seconds=0, receipt=None):
@@ -106,8 +129,25 @@ def apply_to_batch(connection, keys, mode, seconds=0, receipt=None):
         names.append(receipt[0])
         extra = [receipt[1], RECEIPT_TTL]
     if mode == "count":  # the dry run: it only reads
-        return scripts.read(connection, BATCH_SCRIPT, names, mode, seconds)
-    return scripts.write(connection, BATCH_SCRIPT, names, mode, seconds, *extra)
+        reply = scripts.read(connection, BATCH_SCRIPT, names, mode, seconds)
+    else:
+        reply = scripts.write(connection, BATCH_SCRIPT, names, mode, seconds, *extra)
+    return reply[1:]
+
+
+def run_cost(action, frozen):
+    """The most a run on `frozen` keys costs: CommandCount(commands, round trips).
+
+    Exact when every key is still a list and no batch is sent twice (a retry, a resumed job):
+    per batch one EVAL, the receipt's GET and SET, a TYPE per key and LIST_COMMANDS per list;
+    then one DEL of the receipt. A key that is no longer a list costs LIST_COMMANDS less.
+    Re-summarizing sends nothing itself: each summary job it queues bills its own reads and write.
+    """
+    if action == BulkJob.SUMMARIZE:
+        return CommandCount(0, 0)
+    batches = math.ceil(frozen / BATCH_SIZE)
+    per_key = 1 + LIST_COMMANDS[MODES[action]]
+    return CommandCount(commands=3 * batches + per_key * frozen + 1, round_trips=batches + 1)
 
 
 def receipt_key(job):
@@ -262,7 +302,8 @@ def _cancelled(job_id):
 
 def count_job(job_id):
     """The dry run: freeze a pattern's keys (complete SCAN) and count what the selection covers."""
-    claim = Claim.take(BulkJob, job_id, BulkJob.COUNTING)  # not taken twice, nor from a worker running it
+    # Not taken twice, nor from a worker running it.
+    claim = Claim.take(BulkJob, job_id, BulkJob.COUNTING, bill="dry_run")
     if claim is None:
         return
     with claim:
@@ -284,8 +325,14 @@ def count_job(job_id):
         if _cancelled(job_id):
             claim.release(status=BulkJob.DISCARDED, finished_at=timezone.now())
             return
+        estimate = run_cost(job.action, BulkJobKey.objects.filter(job=job).count())
         # A run counts its attempts afresh.
-        if not claim.release(status=BulkJob.AWAITING, attempts=0):
+        if not claim.release(
+            status=BulkJob.AWAITING,
+            attempts=0,
+            estimated_commands=estimate.commands,
+            estimated_round_trips=estimate.round_trips,
+        ):
             return
     job.refresh_from_db()
     audit.record(
@@ -294,7 +341,15 @@ def count_job(job_id):
         user=job.requested_by,
         connection=_filed_under(job),
         job=job.audit_job,
-        details={"sessions": job.total, "messages": job.total_messages, "action": job.action},
+        details={
+            "sessions": job.total,
+            "messages": job.total_messages,
+            "action": job.action,
+            "dry_run_commands": job.dry_run_commands,
+            "dry_run_round_trips": job.dry_run_round_trips,
+            "estimated_commands": job.estimated_commands,
+            "estimated_round_trips": job.estimated_round_trips,
+        },
     )
 
 
@@ -363,7 +418,7 @@ def _batches(job, start=0):
 
 def run_job(job_id):
     """Act on the frozen keys in batches, saving progress after each; resumable."""
-    claim = Claim.take(BulkJob, job_id, BulkJob.QUEUED, BulkJob.RUNNING)
+    claim = Claim.take(BulkJob, job_id, BulkJob.QUEUED, BulkJob.RUNNING, bill="run")
     if claim is None:
         return
     with claim:
@@ -470,6 +525,7 @@ def _save_batch(job, claim, rows, replies):
                 messages_removed=F("messages_removed")
                 + (sum(reply for reply in replies if reply > 0) if job.action == BulkJob.CLEAR else 0),
                 heartbeat_at=timezone.now(),
+                **claim.unbilled(),
             )
         )
         if not counted:
@@ -519,6 +575,9 @@ def _counts(job):
         "skipped": job.skipped,
         "failed": job.failed,
         "messages_removed": job.messages_removed,
+        "estimated_commands": job.estimated_commands,
+        "run_commands": job.run_commands,
+        "run_round_trips": job.run_round_trips,
     }
 
 

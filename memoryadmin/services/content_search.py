@@ -19,6 +19,7 @@ request and in the worker alike. A search as a whole has a time budget
 keeping the hits found so far.
 """
 
+import contextvars
 import json
 import logging
 import math
@@ -49,7 +50,7 @@ from .sessions import (
     read_element,
     reply_budget,
 )
-from .upstash import StoreError
+from .upstash import CommandCount, StoreError, get_client
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +187,27 @@ def match_session(matcher, elements, role, deadline=math.inf):
 # still to read. ARGV: the element of the first one to start from, the budget. An element over the budget
 # is not read: {its size, its index from the tail} stands in its place (it is read in parts). A key that
 # is no list (any more) reads as empty. Reply: {sessions finished, the element of the next one to go on
-# from, then per session read: how many of its elements follow, the elements}. Read in chunks of 100.
-STEP_SCRIPT = (
+# from, then per session read: how many of its elements follow, the elements}. Read in steps of STEP_READ.
+STEP_READ = 100
+
+
+def _step_commands(reply, keys, args):
+    """Per session it read (the one it stopped in too), an LRANGE per STEP_READ elements it took, and one more:
+    the short one that ended it, or the one holding the element it stopped at; an LLEN per element too big.
+    """
+    _, _, *records = reply
+    commands, position = 0, 0
+    while position < len(records):
+        count = records[position]
+        elements = records[position + 1 : position + 1 + count]
+        commands += count // STEP_READ + 1 + sum(type(element) is list for element in elements)
+        position += 1 + count
+    return commands
+
+
+STEP_SCRIPT = scripts.Script(
     COST_FUNCTION
+    + f"local step = {STEP_READ}\n"
     + """
 local from, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
 local reply, bytes = {0, 0}, 0
@@ -197,28 +216,30 @@ for k = 1, #KEYS do
   reply[counted] = 0
   local position = from
   repeat
-    local chunk = redis.pcall('LRANGE', KEYS[k], position, position + 99)
+    local chunk = redis.pcall('LRANGE', KEYS[k], position, position + step - 1)
     if chunk.err then chunk = {} end
     for n = 1, #chunk do
       local element, size = chunk[n], cost(chunk[n])
-      if size > budget then
-        element, size = {#element, position + n - 1 - redis.call('LLEN', KEYS[k])}, cost('')
-      end
+      local big = size > budget
+      if big then size = cost('') end
       if bytes > 0 and bytes + size > budget then
         reply[1], reply[2] = k - 1, position + n - 1
         return reply
       end
+      -- Only for an element it takes: the bill counts an LLEN per placeholder in the reply.
+      if big then element = {#element, position + n - 1 - redis.call('LLEN', KEYS[k])} end
       bytes = bytes + size
       reply[#reply + 1] = element
       reply[counted] = reply[counted] + 1
     end
-    position = position + 100
-  until #chunk < 100
+    position = position + step
+  until #chunk < step
   from = 0
 end
 reply[1] = #KEYS
 return reply
-"""
+""",
+    _step_commands,
 )
 
 
@@ -346,7 +367,9 @@ def read_ahead(items):
         except BaseException as error:  # handed to the consumer, who raises it
             hand_over(("error", error))
 
-    threading.Thread(target=produce, name="search-read-ahead", daemon=True).start()
+    # In a copy of this thread's context: its store commands count in this one's open counts (the job's bill).
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(produce,), name="search-read-ahead", daemon=True).start()
     try:
         while True:
             kind, value = ready.get()
@@ -359,9 +382,40 @@ def read_ahead(items):
         stop.set()
 
 
+def estimated_cost(keys_in_store):
+    """About the most a search of a store holding `keys_in_store` keys costs: CommandCount(commands, round trips).
+
+    As scan_steps and read_sessions read (change it with them): a SCAN step per SCAN_COUNT keys, each in
+    one pipeline with one STEP_SCRIPT run on the step before's sessions (an LRANGE each), and a last
+    pipeline. The most: every key is a session in scope; a narrower pattern reads fewer. Not counted: an
+    LRANGE per STEP_READ further messages of a longer session; a step whose sessions hold more than a
+    reply may carry, one more round trip (a run and an LRANGE) per further reply; a message too big for
+    a reply, its parts. SCAN's step count is about, not exactly, keys / SCAN_COUNT.
+    """
+    steps = keys_in_store // SCAN_COUNT + 1
+    return CommandCount(commands=2 * steps + keys_in_store, round_trips=steps + 1)
+
+
+def count_keys(connection):
+    """The keys in the store (DBSIZE: one command), or None when the store cannot say now."""
+    try:
+        return get_client(connection).call("DBSIZE")
+    except StoreError as error:
+        log.info("%s: no key count for a search estimate (%s)", connection.name, error)
+        return None
+
+
 def start_search(connection, user, query, is_regex, key_pattern, role):
-    """A queued search; QueryError (nothing queued) when the query cannot be searched for."""
+    """A queued search, with its estimated cost from the keys in the store now (if it can say).
+
+    QueryError (nothing queued) when the query cannot be searched for.
+    """
     Matcher(query, is_regex)  # refuse a bad pattern now, in the request, not in the worker
+    keys_in_store = count_keys(connection)
+    estimate = {}
+    if keys_in_store is not None:
+        cost = estimated_cost(keys_in_store)
+        estimate = {"estimated_commands": cost.commands, "estimated_round_trips": cost.round_trips}
     job = SearchJob.objects.create(
         connection_slug=connection.slug,
         connection_name=connection.name,
@@ -370,6 +424,8 @@ def start_search(connection, user, query, is_regex, key_pattern, role):
         key_pattern=key_pattern or connection.key_pattern,
         role=role,
         requested_by=user,
+        keys_in_store=keys_in_store,
+        **estimate,
     )
     background.enqueue(background.RUN_SEARCH, job.pk)
     return job
@@ -428,7 +484,15 @@ def _end(job, end, status, error, connection=None):
         outcome="failed" if status == SearchJob.FAILED else "ok",
         error=error,
         job=f"search:{job.pk}",
-        details={"status": status, "sessions_read": job.sessions_read, "matched_sessions": job.matched_sessions},
+        details={
+            "status": status,
+            "sessions_read": job.sessions_read,
+            "matched_sessions": job.matched_sessions,
+            "keys_in_store": job.keys_in_store,
+            "estimated_commands": job.estimated_commands,
+            "store_commands": job.store_commands,
+            "store_round_trips": job.store_round_trips,
+        },
     )
     return True
 

@@ -15,6 +15,14 @@ exception is recorded too ("Unexpected error: ..."), audited, and raised
 again, so django-tasks marks the task failed and the worker's log has the
 traceback. Nothing re-runs a failed job by itself.
 
+A claim also keeps the job's bill: the store commands and round trips its
+work costs (services/upstash.py, count_commands), added to the job's
+`<bill>_commands` and `<bill>_round_trips` columns with each save of progress
+and with the last save, so they accumulate across resumes. What a worker
+spent after its last save is not recorded if it is killed. A job run inside
+another's (the immediate task backend runs a queued task at once) is billed
+to itself only.
+
 django-tasks-db leaves the task of a killed worker marked running forever, so
 our `worker` command looks, at start and then regularly, for running jobs
 whose worker is gone (same host: its process has ended, or it is this process
@@ -26,10 +34,12 @@ stopped MEMORYADMIN_JOB_MAX_ATTEMPTS times is ended as failed, with the reason,
 instead of being queued again.
 """
 
+import contextvars
 import logging
 import os
 import socket
 import threading
+from contextlib import ExitStack
 from datetime import timedelta
 
 from django.conf import settings
@@ -39,9 +49,12 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from . import background
+from .upstash import CommandCount, count_commands
 
 log = logging.getLogger(__name__)
 
+# The claim whose job this thread (or task) works for now.
+_working_for = contextvars.ContextVar("working_for", default=None)
 # The claims this process holds now (their tasks are running here).
 _held = set()
 _held_lock = threading.Lock()
@@ -60,15 +73,22 @@ def unexpected(error):
 
 
 class Claim:
-    """This worker's hold on one job row: `with claim:` beats its heartbeat while the task runs."""
+    """This worker's hold on one job row: `with claim:` beats its heartbeat and counts store commands.
 
-    def __init__(self, model, pk, worker):
+    `bill`: the prefix of the job's columns its store commands are added to (`store`: store_commands...).
+    """
+
+    def __init__(self, model, pk, worker, bill="store"):
         self.model, self.pk, self.worker = model, pk, worker
         self._stop = threading.Event()
         self._beating = None
+        self._bill = (f"{bill}_commands", f"{bill}_round_trips")
+        self._counting = ExitStack()
+        self._counted = CommandCount()  # while `with claim:` is open: the count of this worker's store commands
+        self._billed = CommandCount()  # what of it is saved on the job
 
     @classmethod
-    def take(cls, model, pk, status, new_status=None, **changes):
+    def take(cls, model, pk, status, new_status=None, bill="store", **changes):
         """Claim a job in `status` that no worker holds (and set `new_status`); None when it is not there to take."""
         worker = f"{socket.gethostname()}:{os.getpid()}:{get_random_string(8)}"
         with _held_lock:  # held before it is taken: this process's recovery never sees it as ended
@@ -81,7 +101,7 @@ class Claim:
             **changes,
         )
         if taken:
-            return cls(model, pk, worker)
+            return cls(model, pk, worker, bill)
         _let_go(worker)
         return None
 
@@ -95,15 +115,33 @@ class Claim:
             raise ClaimLost
 
     def save(self, **changes):
-        """Save progress (a heartbeat too); ClaimLost when another worker holds the job now."""
-        if not self.mine().update(heartbeat_at=timezone.now(), **changes):
+        """Save progress (a heartbeat and the bill too); ClaimLost when another worker holds the job now."""
+        if not self.mine().update(heartbeat_at=timezone.now(), **self.unbilled(), **changes):
             raise ClaimLost
 
     def release(self, **changes):
-        """End this worker's hold, saving the job's outcome; False (nothing saved) when it was lost."""
-        return bool(self.mine().update(worker="", **changes))
+        """End this worker's hold, saving the job's outcome and bill; False (nothing saved) when it was lost."""
+        return bool(self.mine().update(worker="", **self.unbilled(), **changes))
+
+    def unbilled(self):
+        """The update that adds to the job's bill what its store commands cost since the last one.
+
+        Taken as saved: pass it to an update of the job that saves progress (save() and release() do).
+        """
+        counted = self._counted.copy()
+        commands, round_trips = counted.commands - self._billed.commands, counted.round_trips - self._billed.round_trips
+        self._billed = counted
+        if not (commands or round_trips):
+            return {}
+        return {self._bill[0]: F(self._bill[0]) + commands, self._bill[1]: F(self._bill[1]) + round_trips}
 
     def __enter__(self):
+        self._counted = self._counting.enter_context(count_commands())
+        outer = _working_for.get()
+        working_for = _working_for.set(self)
+        self._counting.callback(_working_for.reset, working_for)
+        if outer is not None:  # that job's count sees this one's commands: they are billed here, not there
+            self._counting.callback(outer._billed_elsewhere, self._counted)
         # Not when the task runs inside a transaction (the immediate backend, in a request): no other
         # worker sees the job to take it over, and a beat, from another connection, would wait for it.
         if not transaction.get_connection().in_atomic_block:
@@ -111,7 +149,12 @@ class Claim:
             self._beating.start()
         return self
 
+    def _billed_elsewhere(self, counted):
+        self._billed.commands += counted.commands
+        self._billed.round_trips += counted.round_trips
+
     def __exit__(self, kind, error, traceback):
+        self._counting.close()
         self._stop.set()
         if self._beating:
             self._beating.join()

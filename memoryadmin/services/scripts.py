@@ -13,14 +13,28 @@ token when the connection has one; if the store refuses that token scripts
 (an ACL of +@read alone does, and Upstash does not document what its read-only
 token allows), they run read-only with the full token, still unable to write.
 The refusal is remembered, so it costs one request.
+
+Billed as Upstash bills them: a run is its EVAL (or EVALSHA) plus every
+redis.call() it makes (Upstash's Ratelimit cost tables count "EVAL, INCR,
+PEXPIRE" as 3). What ran inside is known only from the reply, so every script
+is a `Script`: its body, its digest and `inner_commands`, which works out from
+a run's reply (with its keys and arguments) how many redis.call()s that run
+made; the Lua must reply enough for that to be exact (a flag, a count, one
+reply per key...). `write`, `read` and `read_pipeline` count them with the
+request. A run whose reply is an error (or that shares a pipeline with one)
+counts its EVAL only: how far it got is unknown. A script, next to its Lua
+(sessions.py has more):
+
+    CLEAR = Script(CLEAR_LUA, lambda reply, keys, args: 1 if reply in (-2, -3) else 3)  # TYPE, LLEN, UNLINK
+    count = scripts.write(connection, CLEAR, [key, summary])
 """
 
-import functools
 import hashlib
 import logging
 import threading
 import weakref
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from .upstash import StoreCommandError, StorePermissionError, connection_clients, get_writer
 
@@ -28,10 +42,26 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Script:
+    """A Lua script: its body, its SHA1 digest, and what a run of it runs inside.
+
+    `inner_commands(reply, keys, args)`: how many redis.call()s the run that replied `reply` made
+    (`args` as given to `write`, `read` or `Run`).
+    """
+
+    body: str
+    inner_commands: Callable[[object, list, tuple], int]
+    digest: str = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "digest", hashlib.sha1(self.body.encode()).hexdigest())
+
+
+@dataclass(frozen=True)
 class Run:
     """A script run on keys with arguments, among the commands of a `read_pipeline`."""
 
-    script: str
+    script: Script
     keys: list
     args: tuple = ()
 
@@ -65,11 +95,6 @@ def _read(connection, commands, pipeline):
     return _send(clients.writer, commands, read_only=True, pipeline=pipeline)
 
 
-@functools.cache
-def _digest(script):
-    return hashlib.sha1(script.encode()).hexdigest()
-
-
 # The digests of the scripts each client has had the store run, so the store has them. Per client:
 # a client is rebuilt when its connection changes, and may then reach another store.
 _known = weakref.WeakKeyDictionary()
@@ -88,12 +113,12 @@ def _send(client, commands, read_only, pipeline):
             if not isinstance(command, Run):
                 sent.append(command)
                 continue
-            digest = _digest(command.script)
+            digest = command.script.digest
             # A body goes once per request: the commands after it run it by its digest.
             if (trusting and digest in known) or digest in digests:
                 sent.append([f"EVALSHA{suffix}", digest, len(command.keys), *command.keys, *command.args])
             else:
-                sent.append([f"EVAL{suffix}", command.script, len(command.keys), *command.keys, *command.args])
+                sent.append([f"EVAL{suffix}", command.script.body, len(command.keys), *command.keys, *command.args])
             digests.add(digest)
         return sent, digests
 
@@ -107,4 +132,7 @@ def _send(client, commands, read_only, pipeline):
                 continue
             raise
         known.update(digests)
+        for command, reply in zip(commands, replies):
+            if isinstance(command, Run):
+                client.count_inner_commands(command.script.inner_commands(reply, command.keys, command.args))
         return replies

@@ -41,15 +41,36 @@ local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'none' then return -2 end
 if kind ~= 'list' then return -3 end
 """
-CLEAR_SCRIPT = (
+
+
+def _after_guard(commands):
+    """The inner cost of a script that starts with _GUARD: its TYPE, then, for a list, `commands` more."""
+
+    def inner_commands(reply, keys, args):
+        return 1 if reply in (-2, -3) else 1 + commands
+
+    return inner_commands
+
+
+def _steps(taken, wanted, step):
+    """The LRANGEs of a read in steps of `step` elements that took `taken` of the `wanted` ones.
+
+    Every step when it took them all; else it stopped inside the step holding the first element it did
+    not take (over its byte budget, or past the list's end).
+    """
+    return -(-wanted // step) if taken >= wanted else taken // step + 1
+
+
+CLEAR_SCRIPT = scripts.Script(
     _GUARD
     + """
 local count = redis.call('LLEN', KEYS[1])
 redis.call('UNLINK', KEYS[1], KEYS[2])
 return count
-"""
+""",
+    _after_guard(2),  # LLEN, UNLINK
 )
-EXPIRE_SCRIPT = (
+EXPIRE_SCRIPT = scripts.Script(
     _GUARD
     + """
 local before = redis.call('TTL', KEYS[1])
@@ -61,7 +82,8 @@ else
   redis.call('EXPIRE', KEYS[2], ARGV[1])
 end
 return {before, redis.call('TTL', KEYS[1])}
-"""
+""",
+    _after_guard(4),  # TTL, two PERSIST or two EXPIRE, TTL
 )
 
 # What a reply may carry (reply_budget): each element counts as its bytes plus ELEMENT_OVERHEAD.
@@ -73,10 +95,17 @@ TRANSCRIPT_BYTES = 2_000_000  # of a transcript window in all: a window of big m
 PART_BYTES = 4_000_000  # of a message read in parts
 DIGEST_BYTES = 64 * 1024  # of a message read in parts, that each part checks is still the same
 
+
+def _rows_commands(reply, keys, args):
+    """Per session a TYPE; for a list, LLEN, TTL, the summary's HGET and a LINDEX per end (all ARGV but the last)."""
+    return sum(1 if row is None else 3 + len(args) for row in reply)
+
+
 # The rows of a list page. KEYS: session, its summary, session, its summary... ARGV: the list indexes
 # of the ends to read (0, -1 or both), then how many bytes of each. Reply, per session: nil if it is no
 # list (any more), else {length, TTL, the summary's message_count, then per end: its size, its first bytes}.
-ROWS_SCRIPT = """
+ROWS_SCRIPT = scripts.Script(
+    """
 local bytes = tonumber(ARGV[#ARGV])
 local reply = {}
 for i = 1, #KEYS, 2 do
@@ -92,16 +121,32 @@ for i = 1, #KEYS, 2 do
   reply[#reply + 1] = row
 end
 return reply
-"""
+""",
+    _rows_commands,
+)
 
 # A transcript window: the messages before chronological index `before` (the latest without it), at most
 # `count`, newest first, each cut to `cap` bytes, until a byte budget (a window holds at least one).
 # KEYS: session, summary. ARGV: list order, before ('' for the latest), count, cap, budget. Reply:
 # {length, TTL, the summary's HGETALL, the chronological index after the newest message read, then
-# per message, newest first: its size, its first `cap` bytes}. Read in chunks of 20 from the newest.
-TRANSCRIPT_SCRIPT = (
+# per message, newest first: its size, its first `cap` bytes}. Read in steps of TRANSCRIPT_STEP from the newest.
+TRANSCRIPT_STEP = 20
+
+
+def _transcript_commands(reply, keys, args):
+    """TYPE; for a list, LLEN, TTL, the summary's HGETALL, and an LRANGE per step it read (`_steps`)."""
+    if reply in (-2, -3):
+        return 1
+    length, _, _, top, *read = reply
+    before = length if args[1] == "" else int(args[1])
+    wanted = max(0, top - max(0, before - int(args[2])))
+    return 4 + _steps(len(read) // 2, wanted, TRANSCRIPT_STEP)
+
+
+TRANSCRIPT_SCRIPT = scripts.Script(
     _GUARD
     + COST_FUNCTION
+    + f"local step = {TRANSCRIPT_STEP}\n"
     + """
 local newest_first = ARGV[1] == 'newest-first'
 local count, cap, budget = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -111,7 +156,7 @@ local top, bottom = math.min(before, length), math.max(0, before - count)
 local reply = {length, redis.call('TTL', KEYS[1]), redis.call('HGETALL', KEYS[2]), top}
 local bytes, position = 0, top
 while position > bottom do
-  local low = math.max(bottom, position - 20)
+  local low = math.max(bottom, position - step)
   local chunk
   if newest_first then
     chunk = redis.call('LRANGE', KEYS[1], length - position, length - 1 - low)
@@ -129,7 +174,8 @@ while position > bottom do
   position = low
 end
 return reply
-"""
+""",
+    _transcript_commands,
 )
 
 # A window of an export, counted from the oldest end of the list so that messages the chat app adds
@@ -137,9 +183,23 @@ return reply
 # chronological index of the first message, how many at most, a byte budget (a window holds at least
 # one message), the list order. Reply: {length, TTL, the summary's HGETALL, elements oldest first...}.
 # An element over the budget is a window of its own, and its size stands in its place: it is read in
-# parts. It reads in steps of 100, so that a budget reached early reads no further.
-WINDOW_SCRIPT = (
+# parts. It reads in steps of WINDOW_STEP, so that a budget reached early reads no further.
+WINDOW_STEP = 100
+
+
+def _window_commands(reply, keys, args):
+    """TYPE; for a list, the summary's HGETALL (with its key), LLEN, TTL, and an LRANGE per step it read (`_steps`).
+
+    A big element's size stands in for it: it was taken.
+    """
+    if reply in (-2, -3):
+        return 1
+    return 3 + (len(keys) == 2) + _steps(len(reply) - 3, int(args[1]), WINDOW_STEP)
+
+
+WINDOW_SCRIPT = scripts.Script(
     _GUARD
+    + f"local step = {WINDOW_STEP}\n"
     + """
 local first, count, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local newest_first = ARGV[4] == 'newest-first'
@@ -147,7 +207,7 @@ local summary = KEYS[2] and redis.call('HGETALL', KEYS[2]) or {}
 local reply = {redis.call('LLEN', KEYS[1]), redis.call('TTL', KEYS[1]), summary}
 local bytes, position, stop = 0, first, first + count
 while position < stop do
-  local last = math.min(position + 100, stop) - 1
+  local last = math.min(position + step, stop) - 1
   local chunk
   if newest_first then
     chunk = redis.call('LRANGE', KEYS[1], -(last + 1), -(position + 1))
@@ -168,7 +228,8 @@ while position < stop do
   position = last + 1
 end
 return reply
-"""
+""",
+    _window_commands,
 )
 # An export holds one window in memory, not the session; the byte budget keeps windows of big
 # messages far below the store's request limit.
@@ -178,14 +239,15 @@ EXPORT_WINDOW_BYTES = 1_000_000
 # A part of one element. KEYS: session. ARGV: its list index, the offset of the part, its size, how many
 # bytes of the element's start to digest. Reply: -1 if there is no such element, else {the element's size,
 # the digest of its start, the part}.
-PART_SCRIPT = (
+PART_SCRIPT = scripts.Script(
     _GUARD
     + """
 local element = redis.call('LINDEX', KEYS[1], ARGV[1])
 if not element then return -1 end
 local offset, bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
 return {#element, redis.sha1hex(string.sub(element, 1, tonumber(ARGV[4]))), string.sub(element, offset + 1, offset + bytes)}
-"""
+""",
+    _after_guard(1),  # LINDEX, found or not
 )
 
 

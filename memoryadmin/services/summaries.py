@@ -8,7 +8,8 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from .upstash import get_client, get_writer
+from . import scripts
+from .upstash import get_client
 
 
 @dataclass
@@ -72,32 +73,45 @@ def parse_summary(hgetall_reply):
 # Write the summary only if the session still exists (a session cleared
 # meanwhile gets none), replace any older one, and give it the session's TTL.
 # KEYS: session, summary. ARGV: text, method, message_count, generated_at, duration_ms.
-WRITE_SCRIPT = """
+# Reply: 0 when the session is gone, 1 when written, 2 when written with the session's TTL.
+WRITTEN, WRITTEN_WITH_TTL = 1, 2
+
+
+def _write_commands(reply, keys, args):
+    """TYPE; then, when it wrote, DEL, HSET, PTTL, and PEXPIRE when the session has a TTL."""
+    return {0: 1, WRITTEN: 4, WRITTEN_WITH_TTL: 5}[reply]
+
+
+WRITE_SCRIPT = scripts.Script(
+    """
 if redis.call('TYPE', KEYS[1]).ok ~= 'list' then return 0 end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], 'text', ARGV[1], 'method', ARGV[2], 'message_count', ARGV[3],
            'generated_at', ARGV[4], 'duration_ms', ARGV[5])
 local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  return 2
+end
 return 1
-"""
+""",
+    _write_commands,
+)
 
 
 def write_summary(connection, session_key, result, generated_at):
     """Store a SummaryResult; False when the session is gone (nothing written)."""
-    written = get_writer(connection).call(
-        "EVAL",
+    written = scripts.write(
+        connection,
         WRITE_SCRIPT,
-        2,
-        session_key,
-        summary_key(connection, session_key),
+        [session_key, summary_key(connection, session_key)],
         result.text,
         result.method,
         result.message_count,
         generated_at.isoformat().replace("+00:00", "Z"),
         result.duration_ms,
     )
-    return written == 1
+    return written in (WRITTEN, WRITTEN_WITH_TTL)
 
 
 def read_summary(connection, session_key):

@@ -11,7 +11,7 @@ import time
 from functools import partial
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, SummaryJob
@@ -24,7 +24,7 @@ from .secrets import SecretUnreadable
 from .sessions import SCAN_COUNT, SessionNotFound, read_whole_session, scan_all
 from .summaries import summary_key, summary_state, write_summary
 from .summarizers import SummarizerError, summarize
-from .upstash import StoreError, get_client
+from .upstash import CommandCount, StoreError, get_client
 
 log = logging.getLogger(__name__)
 
@@ -219,10 +219,11 @@ def _shortened(text, length):
 
 
 def batch_progress(batch):
-    """Jobs of the batch counted by status, plus those that did not succeed."""
+    """Jobs of the batch counted by status, those that did not succeed, and the store commands of it all."""
     counts = {status: 0 for status, _ in SummaryJob.STATUSES}
     for status in batch.jobs.values_list("status", flat=True):
         counts[status] += 1
+    jobs_bill = batch.jobs.aggregate(commands=Sum("store_commands"), round_trips=Sum("store_round_trips"))
     total = sum(counts.values())
     finished = counts[SummaryJob.DONE] + counts[SummaryJob.FAILED] + counts[SummaryJob.GONE]
     return {
@@ -232,4 +233,9 @@ def batch_progress(batch):
         "complete": batch.status == SummaryBatch.QUEUED and finished == total,
         "percent": int(100 * finished / total) if total else 100,
         "problems": batch.jobs.exclude(status__in=[*SummaryJob.ACTIVE, SummaryJob.DONE])[:50],
+        # Finding the sessions (a planning's SCAN), then each job's reads and write.
+        "bill": CommandCount(
+            batch.store_commands + (jobs_bill["commands"] or 0),
+            batch.store_round_trips + (jobs_bill["round_trips"] or 0),
+        ),
     }

@@ -33,13 +33,21 @@ it, StoreClient adds what the SDK does not do:
   clients of a connection (below) share it: a read with the read-only token
   waits for the writes made with the full one;
 - counting commands (billing is per command: a pipeline of N is N) and round
-  trips, per client and per unit of work (`count_commands`).
+  trips, per client and per unit of work (`count_commands`): see "The bill" below.
 
 Each Upstash database has a full token and a read-only token. A connection may
 hold both: then every read goes with the read-only token and only writes with
 the full one, so that no bug of ours can write where the operator only reads.
 Callers say which they do: `get_client(connection)` reads, `get_writer(connection)`
 writes; scripts go through `scripts`, which chooses for them.
+
+The bill. Upstash bills every command: a pipeline of N is N, and a script is
+its EVAL (or EVALSHA) plus every redis.call() it makes (`scripts` counts
+those). Every request the store answered counts its commands, refused ones
+too (they may have run). `count_commands()` counts one unit of work (a
+request, a job step) across any stores; `client.totals()` what a client has
+had answered. On a Global database Upstash bills each write 1 + its read
+regions; these counts are of commands sent, once each.
 """
 
 import contextvars
@@ -219,8 +227,15 @@ class CommandCount:
     commands: int = 0
     round_trips: int = 0
 
+    def copy(self):
+        """The count as it stands (another thread may be adding to this one)."""
+        with _counting:
+            return CommandCount(self.commands, self.round_trips)
+
 
 _open_counts = contextvars.ContextVar("open_command_counts", default=())
+# A thread started with a copy of this one's context (contextvars.copy_context().run) adds to the same counts.
+_counting = threading.Lock()
 
 
 @contextmanager
@@ -228,7 +243,9 @@ def count_commands():
     """Count the commands sent to any store while open, by this unit of work (a request, a job).
 
     A context variable, so each thread (each asyncio task) counts its own
-    work only; counts nest (an outer one sees what an inner one counts).
+    work only, unless it was started in a copy of another's context (then it
+    adds to that one's counts); counts nest (an outer one sees what an inner
+    one counts).
     """
     count = CommandCount()
     token = _open_counts.set((*_open_counts.get(), count))
@@ -395,6 +412,10 @@ class StoreClient:
         except ValueError as error:
             raise unreadable(self.host, f"a result that is not what the store sends ({error})") from None
 
+    def count_inner_commands(self, commands):
+        """Count the commands a script ran inside a request already counted (scripts.py works them out)."""
+        self._count(commands, round_trips=0)
+
     def totals(self):
         """Commands and round trips this client has had answered so far."""
         with self._totals_lock:
@@ -525,13 +546,14 @@ class StoreClient:
             "It may be overloaded or unreachable; try again in a moment."
         )
 
-    def _count(self, commands):
+    def _count(self, commands, round_trips=1):
         with self._totals_lock:
             self._totals.commands += commands
-            self._totals.round_trips += 1
-        for count in _open_counts.get():
-            count.commands += commands
-            count.round_trips += 1
+            self._totals.round_trips += round_trips
+        with _counting:
+            for count in _open_counts.get():
+                count.commands += commands
+                count.round_trips += round_trips
 
 
 class ConnectionClients:

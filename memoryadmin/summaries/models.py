@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from memoryadmin.bulk.models import Claimed
+from memoryadmin.bulk.models import Billed, Claimed
 from memoryadmin.fields import StoreCharField, StoreTextField
 from memoryadmin.services.secrets import masked, secret_property
 from memoryadmin.services.summarizers import DEFAULT_PROMPT, EXTRACTIVE, OPENAI, SummarizerConfig
@@ -60,7 +60,7 @@ class SummarizerSettings(models.Model):
         )
 
 
-class SummaryBatch(Claimed):
+class SummaryBatch(Claimed, Billed):
     """Many re-summarizations asked for at once (selected rows, or all stale sessions of a filter).
 
     "All stale" is planned by a worker (status planning) that queues a job per stale session
@@ -82,7 +82,7 @@ class SummaryBatch(Claimed):
     created_at = models.DateTimeField(auto_now_add=True)
 
 
-class SummaryJob(Claimed):
+class SummaryJob(Claimed, Billed):
     """One re-summarization of one session: queued, then run by the worker."""
 
     QUEUED, RUNNING, DONE, FAILED, GONE = "queued", "running", "done", "failed", "gone"

@@ -18,7 +18,10 @@ def test_find_and_purge_a_persons_conversations(operator_page, store):
 
     page.goto("/")
     page.get_by_role("link", name="Search content").click()
-    expect(page.locator(".alert-warning")).to_contain_text("about one command per session")
+    estimate = page.locator("#search-estimate")
+    expect(estimate).to_contain_text("one command per session")
+    expect(estimate).to_contain_text("This store holds 121 keys now (DBSIZE)")
+    expect(estimate).to_contain_text("at most about 123 commands in 2 round trips")
     page.get_by_label("Text to find").fill(ADDRESS)
     page.get_by_role("button", name="Search").click()
     results = page.locator("#search-results")
@@ -30,6 +33,8 @@ def test_find_and_purge_a_persons_conversations(operator_page, store):
     status = page.locator("#job-status")
     expect(status).to_contain_text("awaiting confirmation")
     expect(status).to_contain_text("The dry run found 2 sessions")
+    # 1 batch: EVAL, the receipt's GET and SET, TYPE, LLEN and UNLINK per session; then the receipt's DEL.
+    expect(status).to_contain_text("The run will take at most 10 commands in 2 round trips")
 
     page.get_by_label(re.compile("Type 2 or the connection name")).fill("3")
     page.get_by_role("button", name="Clear 2 sessions").click()
@@ -40,6 +45,7 @@ def test_find_and_purge_a_persons_conversations(operator_page, store):
     page.get_by_role("button", name="Clear 2 sessions").click()
     expect(status).to_contain_text("Status: done")
     expect(page.locator(".counters")).to_contain_text("Done2")
+    expect(status).to_contain_text("the run 10 commands in 2 round trips (estimated at the dry run: at most 10)")
     with page.expect_download() as download:
         page.get_by_role("link", name=re.compile("Download the report")).click()
     with open(download.value.path(), encoding="utf-8", newline="") as report:
