@@ -256,3 +256,6 @@ MEMORYADMIN_PAGE_SIZE = env.int("MEMORYADMIN_PAGE_SIZE", default=50)
 MEMORYADMIN_SCAN_BUDGET = env.int("MEMORYADMIN_SCAN_BUDGET", default=10_000)
 MEMORYADMIN_TRANSCRIPT_WINDOW = env.int("MEMORYADMIN_TRANSCRIPT_WINDOW", default=50)
 MEMORYADMIN_DEFAULT_TTL = env.int("MEMORYADMIN_DEFAULT_TTL", default=7 * 86400)
+# Upstash refuses any request, or reply, over this many bytes: 10 MB on Free and Pay-as-you-go. Every read
+# is sized to stay under it (README, "Running against Upstash"); Pro plans and quota increases raise it.
+MEMORYADMIN_MAX_REQUEST_BYTES = env.int("MEMORYADMIN_MAX_REQUEST_BYTES", default=10_000_000)

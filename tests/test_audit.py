@@ -110,6 +110,7 @@ def test_connection_changes_are_recorded_without_secrets(admin_web):
             "default_ttl": "60",
             "page_size": "50",
             "scan_budget": "10000",
+            "max_request_bytes": "10000000",
             "timeout": "5",
         },
     )

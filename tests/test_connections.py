@@ -30,6 +30,7 @@ def form_data(**overrides):
         "default_ttl": "604800",
         "page_size": "50",
         "scan_budget": "10000",
+        "max_request_bytes": "10000000",
         "timeout": "5",
     }
     return {**data, **overrides}
@@ -61,12 +62,22 @@ def test_empty_token_on_edit_keeps_the_stored_one(admin_web):
         ({"url": "ftp://x"}, "Enter a valid URL"),
         ({"token": ""}, "needs its REST token"),
         ({"page_size": "0"}, "Between 1 and 500"),
+        ({"max_request_bytes": "999999"}, "Between 1,000,000 and 1,000,000,000"),
     ],
 )
 def test_validation(admin_web, overrides, error):
     response = admin_web.post("/connections/new/", form_data(**overrides))
     assert error in response.content.decode()
     assert not Connection.objects.exists()
+
+
+def test_a_pro_plan_raises_the_request_limit_its_reads_are_sized_by(admin_web):
+    from memoryadmin.services.sessions import reply_budget
+
+    admin_web.post("/connections/new/", form_data(max_request_bytes="100000000"))
+    connection = Connection.objects.get(name="staging").to_store_connection()
+    assert connection.max_request_bytes == 100_000_000
+    assert reply_budget(connection) == 60_000_000
 
 
 def test_http_is_allowed_for_localhost(admin_web):

@@ -10,7 +10,7 @@ from memoryadmin.bulk.models import BulkJob, SearchHit, SearchJob
 from memoryadmin.services.content_search import Matcher, QueryError, match_session
 from memoryadmin.services.upstash import StoreUnavailable
 
-from .conftest import DUMMY_TASKS
+from .conftest import DUMMY_TASKS, replace_connection
 from .factories import langchain, llamaindex
 
 pytestmark = pytest.mark.django_db
@@ -166,23 +166,34 @@ def test_viewer_cannot_search(client, viewer, connection):
     assert client.post("/bulk/search/", {"query": "jane"}).status_code == 403
 
 
-def test_long_sessions_are_read_to_the_end(connection, store, monkeypatch):
+def test_sessions_are_read_whole_in_replies_of_a_bounded_size(connection, store, local_store):
     from memoryadmin.services import content_search
 
-    monkeypatch.setattr(content_search, "FIRST_READ", 3)
-    monkeypatch.setattr(content_search, "MORE_READ", 4)
-    monkeypatch.setattr(content_search, "LONG_SESSIONS_PER_READ", 1)
+    connection = replace_connection(connection, max_request_bytes=1000)  # replies of about 600 stored bytes
     lengths = {"short": 2, "edge": 3, "long": 12, "longer": 15}
-    for key, length in lengths.items():
-        store.call("RPUSH", key, *[f"{key}-{i}" for i in range(length)])
-    from memoryadmin.services.upstash import get_client
+    expected = {key: [f"{key}-{i}" * 5 for i in range(length)] for key, length in lengths.items()}
+    expected["big"] = ["small", "x" * 5000 + "the end", "after"]  # one element over any reply: read in parts
+    for key, elements in expected.items():
+        store.call("RPUSH", key, *elements)
+    before = local_store.gateway.requests_served
+    read = {}
+    for keys, first, _ in content_search.scan_steps(connection, "*", "0"):
+        read.update(content_search.read_sessions(connection, keys, first))
+    assert {key: [e.decode() for e in elements] for key, elements in read.items()} == expected
+    stored = sum(len(element) + 16 for elements in expected.values() for element in elements)
+    assert local_store.gateway.requests_served - before > stored // 600  # replies of at most ~600 bytes
 
-    client = get_client(connection)
-    first = client.pipeline([["LRANGE", key, 0, content_search.FIRST_READ - 1] for key in lengths])
-    read = dict(content_search.read_sessions(client, list(lengths), first))
-    assert {key: [e.decode() for e in elements] for key, elements in read.items()} == {
-        key: [f"{key}-{i}" for i in range(length)] for key, length in lengths.items()
-    }
+
+def test_a_message_too_big_for_a_reply_is_read_whole_while_the_chat_app_writes(connection, store):
+    from memoryadmin.services import content_search
+
+    connection = replace_connection(connection, max_request_bytes=10_000)  # replies of 6 KB
+    big = langchain("human", "x" * 20_000 + " jane@example.com")
+    store.call("LPUSH", "chat", big, langchain("ai", "short"))
+    ((keys, first, _),) = content_search.scan_steps(connection, "*", "0")
+    store.call("LPUSH", "chat", langchain("human", "y" * 20_000))  # before the big one is read in parts
+    ((key, elements),) = content_search.read_sessions(connection, keys, first)
+    assert elements == [langchain("ai", "short").encode(), big.encode()]
 
 
 def test_read_ahead_hands_over_items_in_order_and_errors_in_place():

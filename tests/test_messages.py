@@ -495,3 +495,50 @@ LLAMAINDEX = parse_element(element({"role": "user", "content": "hi"}))
 )
 def test_detect_order(session, order):
     assert detect_order(session) == order
+
+
+# --- the start of a cut element (a list preview, a transcript window of big messages) ----------------
+
+IMAGE = json.dumps(
+    {
+        "type": "human",
+        "data": {
+            "content": [
+                {"type": "text", "text": "Qu'y a-t-il sur l'image ? 😀"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "iVBOR" * 20_000}},
+            ],
+            "additional_kwargs": {},
+        },
+    }
+).encode()
+
+
+def test_the_start_of_a_cut_element_gives_its_writer_role_and_text():
+    message = parse_element(IMAGE[:2048], len(IMAGE))
+    assert message.cut and message.size == len(IMAGE) and not message.problem
+    assert (message.format, message.role, message.role_label) == ("langchain", "human", "human")
+    assert message.text == "Qu'y a-t-il sur l'image ? 😀"  # ensure_ascii: stored as \\u escapes
+    assert [(part.kind, part.text) for part in message.parts] == [
+        ("text", message.text),
+        ("image_url", "[image_url part]"),
+    ]
+    llamaindex = json.dumps({"role": "assistant", "content": "word " * 1000}).encode()
+    message = parse_element(llamaindex[:100], len(llamaindex))
+    assert (message.format, message.role, message.text.split()[:2]) == ("llamaindex", "ai", ["word", "word"])
+    assert message.newest_first is False  # the list order is still detected from a cut element
+
+
+def test_an_element_cut_anywhere_reads_without_error_and_keeps_no_half_character():
+    element = json.dumps({"type": "ai", "data": {"content": 'Dis "oui" \\ café 😀 ' * 20}}, ensure_ascii=False)
+    data = element.encode()
+    for end in range(len(data)):
+        message = parse_element(data[:end], len(data))
+        assert message.cut and not message.problem and "\ufffd" not in message.text + message.raw
+        assert element.startswith(message.raw)
+        assert 'Dis "oui" \\ café 😀 ' * 20 == message.text + ('Dis "oui" \\ café 😀 ' * 20)[len(message.text) :]
+
+
+def test_a_cut_element_of_no_known_shape_is_its_start_as_text():
+    message = parse_element(b"not json at all " * 10, 10_000)
+    assert message.cut and message.format == "unknown" and message.raw.startswith("not json at all")
+    assert parse_element(IMAGE).cut is False  # whole: read as usual

@@ -21,7 +21,7 @@ from memoryadmin.bulk.models import BulkJob
 from memoryadmin.connections.models import Connection
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.localstore.store import LocalStore
-from memoryadmin.services import bulk, sessions, summaries
+from memoryadmin.services import bulk, scripts, sessions, summaries
 from memoryadmin.services.connections import check_connection, environment_connection
 from memoryadmin.services.summarizers import SummaryResult
 from memoryadmin.services.upstash import (
@@ -32,8 +32,6 @@ from memoryadmin.services.upstash import (
     StorePermissionError,
     get_client,
     get_writer,
-    read_atomically,
-    read_script,
 )
 
 from .conftest import SHOWN_ENV, TEST_TOKEN
@@ -144,7 +142,7 @@ def test_reads_go_with_the_read_only_token(routed, dbs, router):
     assert [message.text for _, message in transcript.messages] == ["read", "with", "the read-only token"]
     export = sessions.read_whole_session(routed, "chat", window=2)  # two windows: EVAL_RO, twice
     assert b"the read-only token" in [element for window in export.windows for element in window][-1]
-    assert b"the read-only token" in sessions.read_message(routed, "chat", 2, sessions.NEWEST_FIRST)
+    assert b"the read-only token" in b"".join(sessions.read_message(routed, "chat", 2, sessions.NEWEST_FIRST).parts)
     summary, length = summaries.read_summary(routed, "chat")
     assert summary.text == "summary read with the read-only token" and length == 3
     assert bulk.apply_to_batch(routed, ["chat", "nothing"], "count") == [3, -2]  # a dry run's count
@@ -222,7 +220,7 @@ def test_a_read_only_script_cannot_write_whoever_sends_it(connection, store):
     """The full token may run EVAL_RO for a read-only token refused scripts: the store still refuses its writes."""
     write_langchain_session(store, "chat", ["hi"])
     with pytest.raises(StoreCommandError, match="Write commands are not allowed from read-only scripts"):
-        read_script(connection, bulk.BATCH_SCRIPT, ["chat", "memoryadmin:summary:chat"], "clear", 0)
+        scripts.read(connection, bulk.BATCH_SCRIPT, ["chat", "memoryadmin:summary:chat"], "clear", 0)
     assert store.call("EXISTS", "chat") == 1
 
 
@@ -278,20 +276,9 @@ def sent(fake):
 
 def test_a_read_only_token_refused_scripts_runs_them_read_only_with_the_full_token(strict):
     fake, conn = strict
-    assert read_script(conn, "return 1", []) == 1
-    assert read_script(conn, "return 1", []) == 1  # the refusal is remembered: one request
-    assert sent(fake) == [(READ_ONLY, "/", "EVAL_RO"), ("full-1234", "/", "EVAL_RO"), ("full-1234", "/", "EVAL_RO")]
-
-
-def test_a_read_only_token_refused_transactions_reads_as_a_pipeline_with_it(strict):
-    fake, conn = strict
-    assert read_atomically(conn, [["LLEN", "k"], ["TTL", "k"]]) == [1, 1]
-    assert read_atomically(conn, [["LLEN", "k"]]) == [1]
-    assert sent(fake) == [
-        (READ_ONLY, "/multi-exec", None),
-        (READ_ONLY, "/pipeline", None),
-        (READ_ONLY, "/pipeline", None),
-    ]
+    assert scripts.read(conn, "return 1", []) == 1
+    assert scripts.read(conn, "return 1", []) == 1  # the refusal is remembered: one request, by digest now
+    assert sent(fake) == [(READ_ONLY, "/", "EVAL_RO"), ("full-1234", "/", "EVAL_RO"), ("full-1234", "/", "EVALSHA_RO")]
 
 
 @pytest.mark.parametrize(

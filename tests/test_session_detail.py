@@ -114,7 +114,7 @@ def test_huge_message_is_truncated_with_a_link_to_all_of_it(web, store):
     raw_link = re.search(r'href="([^"]+/raw/[^"]*)"', page).group(1).replace("&amp;", "&")
     raw = web.get(raw_link)
     assert raw["Content-Type"].startswith("text/plain")
-    assert json.loads(raw.content)["data"]["content"] == big
+    assert json.loads(b"".join(raw.streaming_content))["data"]["content"] == big
 
 
 def test_summary_panel_shows_stale_summary(web, store):

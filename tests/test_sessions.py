@@ -207,7 +207,7 @@ def test_missing_key_and_non_list_are_not_found(connection, store):
 
 def test_read_message_returns_the_exact_element(connection, store):
     write_langchain_session(store, "lc", texts(3))
-    assert b'"m0"' in sessions.read_message(connection, "lc", 0, "newest-first")
+    assert b'"m0"' in b"".join(sessions.read_message(connection, "lc", 0, "newest-first").parts)
     with pytest.raises(SessionNotFound):
         sessions.read_message(connection, "lc", 10, "newest-first")
 

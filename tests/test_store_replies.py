@@ -95,7 +95,7 @@ def test_what_each_category_tells_the_operator(fake, store_client):
         with pytest.raises(Exception) as caught:
             send(store_client, "/pipeline")
         messages[text] = str(caught.value)
-    assert "too big for the store's request limit (10 MB on Free and Pay-as-you-go)" in messages[REQUEST_SIZE]
+    assert "over the store's size limit (10 MB on Free and Pay-as-you-go)" in messages[REQUEST_SIZE]
     assert "What still works" in messages[REQUEST_SIZE]
     assert "try again later or raise the plan" in messages[REQUESTS_LIMIT]
     assert "try again in a moment" in messages[CONCURRENT]

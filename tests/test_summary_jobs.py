@@ -52,6 +52,15 @@ def test_job_writes_a_real_summary_with_the_sessions_ttl(connection, store, oper
     assert abs(store.call("TTL", "memoryadmin:summary:refund") - store.call("TTL", "refund")) <= 1
 
 
+def test_a_summary_covers_every_message_of_a_session_too_big_for_one_transcript_window(connection, store, operator):
+    turns = [("human" if i % 2 == 0 else "ai", f"Part {i}: " + "lorem ipsum " * 10_000) for i in range(40)]
+    write_conversation(store, "long", turns)  # 4.8 MB: a transcript window holds fewer of them
+    job, _ = summary_jobs.request_summary(connection, "long", operator)
+    job.refresh_from_db()
+    assert job.status == "done" and job.message_count == 40
+    assert summary_hash(store, "long")["message_count"] == "40"
+
+
 def test_a_session_without_ttl_gets_a_summary_without_ttl(connection, store, operator):
     write_conversation(store, "forever")
     summary_jobs.request_summary(connection, "forever", operator)

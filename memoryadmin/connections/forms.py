@@ -128,6 +128,7 @@ class ConnectionForm(WriteOnlySecretForm):
             "default_ttl",
             "page_size",
             "scan_budget",
+            "max_request_bytes",
             "timeout",
             "is_default",
             "is_production",
@@ -137,6 +138,7 @@ class ConnectionForm(WriteOnlySecretForm):
         super().__init__(*args, **kwargs)
         self.fields["page_size"].validators.append(between(1, 500))
         self.fields["scan_budget"].validators.append(between(1000, 1_000_000))
+        self.fields["max_request_bytes"].validators.append(between(1_000_000, 1_000_000_000))
         self.fields["timeout"].validators.append(between(0.5, 60))
 
     def clean(self):
@@ -167,8 +169,11 @@ class ConnectionForm(WriteOnlySecretForm):
 
 
 def between(low, high):
+    def number(value):
+        return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
     def validate(value):
         if not low <= value <= high:
-            raise forms.ValidationError(f"Between {low:g} and {high:g}.")
+            raise forms.ValidationError(f"Between {number(low)} and {number(high)}.")
 
     return validate

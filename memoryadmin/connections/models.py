@@ -32,6 +32,11 @@ class Connection(models.Model):
     default_ttl = models.PositiveIntegerField("default TTL (seconds)", default=7 * 86400)
     page_size = models.PositiveIntegerField(default=50)
     scan_budget = models.PositiveIntegerField(default=10_000, help_text="Keys SCAN may examine for one page.")
+    max_request_bytes = models.PositiveIntegerField(
+        "request limit (bytes)",
+        default=10_000_000,
+        help_text="The store's request and reply size limit: 10 MB on Upstash Free and Pay-as-you-go, more on Pro.",
+    )
     timeout = models.FloatField("timeout (seconds)", default=5.0)
     is_default = models.BooleanField(default=False, help_text="Selected for operators who have not chosen one.")
     is_production = models.BooleanField(default=False, help_text="Marked in red on every page.")
@@ -73,6 +78,7 @@ class Connection(models.Model):
             timeout=self.timeout,
             page_size=self.page_size,
             scan_budget=self.scan_budget,
+            max_request_bytes=self.max_request_bytes,
             default_ttl=self.default_ttl,
             is_production=self.is_production,
         )

@@ -1,3 +1,5 @@
+import codecs
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
@@ -205,7 +207,7 @@ def session_clear(request, key):
 @require_GET
 @requires("accounts.view_session", "session.read", connection_of=viewed_connection)
 def message_raw(request, key, index):
-    """The whole stored element, as text, for messages too long to show inline."""
+    """The whole stored element, as text, for messages too long to show inline: streamed as it is read, in parts."""
     form = RawMessageForm({**request.GET.dict(), "index": index})
     if not form.is_valid():
         return HttpResponseBadRequest(f"That link is damaged: {form.problem()}. Open the message from its session.")
@@ -213,12 +215,32 @@ def message_raw(request, key, index):
     if connection is None:
         return render_not_found(request, "This link names a connection that no longer exists.")
     order = form.cleaned_data["order"] or sessions.NEWEST_FIRST
+    chunks = _message_chunks(request, connection, key, index, order)
     try:
-        with audit.audited(request, "session.read", connection=connection, session_key=key, details={"message": index}):
-            element = sessions.read_message(connection, key, index, order)
+        next(chunks)  # the first part: a message that is not there is a page, not a broken download
     except SessionNotFound as error:
         return render_not_found(request, str(error))
-    return HttpResponse(element.decode("utf-8", errors="replace"), content_type="text/plain; charset=utf-8")
+    return StreamingHttpResponse(chunks, content_type="text/plain; charset=utf-8")
+
+
+def _message_chunks(request, connection, key, index, order):
+    """The element as it begins to be read, then its text part by part; audited to its end.
+
+    If it changes between parts, the text ends with a note saying so rather than run on with another message.
+    """
+    with audit.audited(
+        request, "session.read", connection=connection, session_key=key, details={"message": index}
+    ) as result:
+        element = sessions.read_message(connection, key, index, order)
+        yield element
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            for part in element.parts:
+                yield decoder.decode(part)
+            yield decoder.decode(b"", final=True)
+        except sessions.MessageChanged as error:
+            result["incomplete"] = str(error)
+            yield f"\n\n[Memory Admin: {error}]\n"
 
 
 # Export formats by file extension: the content type of each download.

@@ -30,13 +30,13 @@ from django.utils import timezone
 
 from memoryadmin.bulk.models import BulkJob, BulkJobKey
 
-from . import audit, background
+from . import audit, background, scripts
 from .connections import ConnectionChoice, StoreChanged, binding_change, find_connection, store_binding
 from .jobs import Claim, ClaimLost, end_unless_taken, unexpected
 from .sessions import SCAN_COUNT, scan_all
 from .summaries import summary_key
 from .summary_jobs import new_batch, queue_summaries
-from .upstash import StoreError, get_writer, read_script
+from .upstash import StoreError, get_writer
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,8 @@ def apply_to_batch(connection, keys, mode, seconds=0, receipt=None):
         names.append(receipt[0])
         extra = [receipt[1], RECEIPT_TTL]
     if mode == "count":  # the dry run: it only reads
-        return read_script(connection, BATCH_SCRIPT, names, mode, seconds)
-    return get_writer(connection).call("EVAL", BATCH_SCRIPT, len(names), *names, mode, seconds, *extra)
+        return scripts.read(connection, BATCH_SCRIPT, names, mode, seconds)
+    return scripts.write(connection, BATCH_SCRIPT, names, mode, seconds, *extra)
 
 
 def receipt_key(job):

@@ -69,6 +69,7 @@ def environment_connection():
         retries=settings.MEMORYADMIN_STORE_RETRIES,
         page_size=settings.MEMORYADMIN_PAGE_SIZE,
         scan_budget=settings.MEMORYADMIN_SCAN_BUDGET,
+        max_request_bytes=settings.MEMORYADMIN_MAX_REQUEST_BYTES,
         default_ttl=settings.MEMORYADMIN_DEFAULT_TTL,
     )
 

@@ -1,7 +1,9 @@
 """Content search: which sessions mention this text (an e-mail address, a name...)?
 
 Upstash lists have no index, so the search reads every session in scope: a
-SCAN step at a time, its sessions' elements in pipelined batches. Each
+SCAN step at a time, its sessions' elements in replies sized in bytes (the
+store refuses a reply over its request limit), by a script that reads
+session after session until a reply's budget. Each
 element is matched as stored (the raw JSON, case-insensitively) and, where
 that cannot be decisive, as decoded text: JSON writers in Python escape
 non-ASCII (`é` is stored as `\\u00e9`), so a query with non-ASCII letters
@@ -33,12 +35,21 @@ from django.utils import timezone
 
 from memoryadmin.bulk.models import SearchHit, SearchJob
 
-from . import audit, background
+from . import audit, background, scripts
 from .connections import StoreChanged, binding_change, find_connection, store_binding
 from .jobs import Claim, end_unless_taken, unexpected
 from .messages import detect_order, parse_element
-from .sessions import NEWEST_FIRST, SCAN_COUNT, decode_keys
-from .upstash import StoreError, get_client
+from .sessions import (
+    COST_FUNCTION,
+    NEWEST_FIRST,
+    SCAN_COUNT,
+    MessageChanged,
+    SessionNotFound,
+    decode_keys,
+    read_element,
+    reply_budget,
+)
+from .upstash import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +57,6 @@ MAX_QUERY_LENGTH = 500
 # RE2's own default: enough for any pattern an operator types; refused above it. Compiling
 # the largest pattern it allows peaks at ~60 MB and takes ~0.2 s (measured).
 REGEX_MAX_MEMORY = 8 << 20
-FIRST_READ = 100  # elements of each session in the first read of a SCAN step: most sessions fit
-MORE_READ = 5000  # then a longer session is read on in windows of this size
-LONG_SESSIONS_PER_READ = 20  # long sessions per pipeline
 SNIPPET_CONTEXT = 80  # characters either side of the match
 ROLES = ["human", "ai", "system", "tool"]
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -174,20 +182,60 @@ def match_session(matcher, elements, role, deadline=math.inf):
     return len(found), chronological, order, snippet, (start - left, end - left)
 
 
-def scan_steps(client, pattern, cursor):
-    """(keys, their first reads, the cursor after their step) for each SCAN step from `cursor`.
+# Sessions of a SCAN step, read whole one after the other until a reply's byte budget. KEYS: the sessions
+# still to read. ARGV: the element of the first one to start from, the budget. An element over the budget
+# is not read: {its size, its index from the tail} stands in its place (it is read in parts). A key that
+# is no list (any more) reads as empty. Reply: {sessions finished, the element of the next one to go on
+# from, then per session read: how many of its elements follow, the elements}. Read in chunks of 100.
+STEP_SCRIPT = (
+    COST_FUNCTION
+    + """
+local from, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
+local reply, bytes = {0, 0}, 0
+for k = 1, #KEYS do
+  local counted = #reply + 1
+  reply[counted] = 0
+  local position = from
+  repeat
+    local chunk = redis.pcall('LRANGE', KEYS[k], position, position + 99)
+    if chunk.err then chunk = {} end
+    for n = 1, #chunk do
+      local element, size = chunk[n], cost(chunk[n])
+      if size > budget then
+        element, size = {#element, position + n - 1 - redis.call('LLEN', KEYS[k])}, cost('')
+      end
+      if bytes > 0 and bytes + size > budget then
+        reply[1], reply[2] = k - 1, position + n - 1
+        return reply
+      end
+      bytes = bytes + size
+      reply[#reply + 1] = element
+      reply[counted] = reply[counted] + 1
+    end
+    position = position + 100
+  until #chunk < 100
+  from = 0
+end
+reply[1] = #KEYS
+return reply
+"""
+)
 
-    One round trip per step: its pipeline reads the first FIRST_READ elements
-    (all of most sessions) of the previous step's keys and scans the next step.
+
+def scan_steps(connection, pattern, cursor):
+    """(keys, their first read, the cursor after their step) for each SCAN step from `cursor`.
+
+    One round trip per step: its pipeline reads the previous step's sessions, as many as one
+    reply may carry (all of them, for most steps), and scans the next step.
     """
     keys, last = None, False
     while True:
-        commands = [["LRANGE", key, 0, FIRST_READ - 1] for key in keys or []]
+        commands = [scripts.Run(STEP_SCRIPT, keys, (0, reply_budget(connection)))] if keys else []
         if not last:
             commands.append(["SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, "TYPE", "list"])
-        replies = client.pipeline(commands)
+        replies = scripts.read_pipeline(connection, commands)
         if keys is not None:
-            yield keys, replies[: len(keys)], cursor
+            yield keys, replies[0] if keys else None, cursor
         if last:
             return
         raw_cursor, raw_keys = replies[-1]
@@ -195,33 +243,81 @@ def scan_steps(client, pattern, cursor):
         last = cursor == "0"
 
 
-def read_sessions(client, keys, first, deadline=math.inf):
-    """(key, every element in list order) for each session of a step, given the step's first reads.
+def read_sessions(connection, keys, first, deadline=math.inf):
+    """(key, every element in list order) for each session of a step, given the step's first read.
 
-    Longer sessions are read on in windows, a few sessions per pipeline, and
-    each session is handed over as soon as it is complete, so only a step's
-    first reads and a few long sessions are ever held at once. Raises
-    OutOfTime once time.monotonic() passes the deadline: long sessions take many reads.
+    What the first read could not carry is read on from where it stopped, a reply's budget at a time,
+    the next reply made while this one is matched; an element too big for any reply is read in parts.
+    Each session is handed over as soon as it is complete, so a few replies and one session are held
+    at once. Raises OutOfTime once time.monotonic() passes the deadline: long sessions take many reads.
     """
-    pending = []
-    for key, elements in zip(keys, first):
-        if len(elements) < FIRST_READ:
-            yield key, elements
-        else:
-            pending.append((key, elements))
-    while pending:
+    if not keys:
+        return
+    replies = _step_replies(connection, keys, first, deadline)
+    if first[0] < len(keys):
+        replies = read_ahead(replies)
+    elements = []  # of the session being read, which a reply may leave unfinished
+    for done, (finished, _, *records) in replies:
+        position, session = 0, done
+        while position < len(records):
+            count = records[position]
+            elements += records[position + 1 : position + 1 + count]
+            position += 1 + count
+            if session < done + finished:
+                yield keys[session], _whole(connection, keys[session], elements)
+                elements, session = [], session + 1
+
+
+def _step_replies(connection, keys, first, deadline):
+    """(sessions finished before it, reply) for each read of a step: the first, then on from where each stopped."""
+    done, reply = 0, first
+    while True:
+        yield done, reply
+        done += reply[0]
+        if done == len(keys):
+            return
         if time.monotonic() > deadline:
             raise OutOfTime
-        batch, pending = pending[:LONG_SESSIONS_PER_READ], pending[LONG_SESSIONS_PER_READ:]
-        replies = client.pipeline(
-            [["LRANGE", key, len(elements), len(elements) + MORE_READ - 1] for key, elements in batch]
+        reply = scripts.read(connection, STEP_SCRIPT, keys[done:], reply[1], reply_budget(connection))
+
+
+def _whole(connection, key, elements):
+    """A session's elements, those too big for a reply read in parts ({size, index from the tail} stands for them).
+
+    One that is gone by then (the session cleared or trimmed) is left out.
+    """
+    whole = []
+    for index, element in enumerate(elements):
+        if type(element) is list:
+            element = _read_big(connection, key, element[0], (index, element[1]))
+        if element is not None:
+            whole.append(element)
+    return whole
+
+
+def _read_big(connection, key, size, indexes):
+    """An element too big for a reply, read in parts: by its index from the head, else from the tail.
+
+    The chat app may push meanwhile, which moves the indexes counted from the end it pushes at: from the
+    head for LPUSH writers, the tail for RPUSH ones. So the element is the one of its size at either index.
+    """
+    changed = False
+    for index in indexes:
+        try:
+            element = read_element(connection, key, index)
+            if element.size == size:
+                return b"".join(element.parts)
+        except SessionNotFound:
+            continue
+        except MessageChanged:
+            pass
+        changed = True
+    if changed:
+        raise MessageChanged(
+            f"A message of session {key!r} changed while the search read it: the chat app trimmed or rewrote "
+            "the session meanwhile. Search again."
         )
-        for (key, elements), more in zip(batch, replies):
-            elements += more
-            if len(more) < MORE_READ:
-                yield key, elements
-            else:
-                pending.append((key, elements))
+    return None
 
 
 def read_ahead(items):
@@ -346,12 +442,11 @@ def give_up(job, error):
 
 
 def _search(job, connection, matcher, claim, deadline):
-    client = get_client(connection)
     # From the saved cursor: a resumed search goes on where it was.
-    for keys, first, cursor in read_ahead(scan_steps(client, job.key_pattern, job.cursor)):
+    for keys, first, cursor in read_ahead(scan_steps(connection, job.key_pattern, job.cursor)):
         if time.monotonic() > deadline:  # also where SCAN steps find no sessions at all
             raise OutOfTime
-        hits, sessions, messages, out_of_time = _match_step(job, client, keys, first, matcher, deadline)
+        hits, sessions, messages, out_of_time = _match_step(job, connection, keys, first, matcher, deadline)
         # Hits of a step and the cursor after it are saved together: a resumed search neither
         # repeats nor skips a step's hits. A step cut short by the budget keeps its hits so far
         # (the search ends there, so its cursor does not move on).
@@ -374,11 +469,11 @@ def _search(job, connection, matcher, claim, deadline):
             return
 
 
-def _match_step(job, client, keys, first, matcher, deadline):
+def _match_step(job, connection, keys, first, matcher, deadline):
     """(hits, sessions read, messages read, whether the budget ran out) for one SCAN step."""
     hits, sessions, messages = [], 0, 0
     try:
-        for key, elements in read_sessions(client, keys, first, deadline):
+        for key, elements in read_sessions(connection, keys, first, deadline):
             found = match_session(matcher, elements, job.role, deadline)
             sessions += 1
             messages += len(elements)

@@ -13,6 +13,11 @@ The writers (see DESIGN.md, "What is in the store"):
 Nothing guarantees the data is well formed, so every reader below tolerates
 missing fields and wrong types, and anything unreadable becomes a Message
 with `problem` set and `raw` kept: the page shows it with a warning.
+
+A very large element is often read only in part (its first bytes: the store
+limits the size of a reply). A cut element is no JSON, so its start is read
+leniently: the writer and role from its first key, and the beginning of its
+text; the Message says it is `cut` and how big the whole element is.
 """
 
 import json
@@ -76,6 +81,7 @@ class Message:
     size: int = 0  # bytes
     format: str = UNKNOWN  # langchain | llamaindex | unknown
     problem: str = ""
+    cut: bool = False  # only the start of the element was read: `raw` is that start, `size` the whole one's
 
     @property
     def newest_first(self) -> bool | None:
@@ -83,20 +89,24 @@ class Message:
         return {LANGCHAIN: True, LLAMAINDEX: False}.get(self.format)
 
 
-def parse_element(value: bytes | str) -> Message:
-    """One stored list element (as LRANGE returns it) -> a Message; a problem note instead of an exception."""
+def parse_element(value: bytes | str, size: int | None = None) -> Message:
+    """One stored list element (as LRANGE returns it) -> a Message; a problem note instead of an exception.
+
+    `size`: the whole element's size in bytes, when `value` is only its start (a cut element).
+    """
     data = _as_bytes(value)
-    raw, is_utf8 = _decode(data)
+    cut = size is not None and size > len(data)
+    raw, is_utf8 = _decode(data, cut)
     problems = [] if is_utf8 else ["Contains bytes that are not valid UTF-8"]
     try:
-        message = _interpret(raw, problems)
+        message = _interpret_start(raw) if cut else _interpret(raw, problems)
     except Exception as error:
         # Stored data is arbitrary: a shape no reader foresaw must cost one
         # warning on one message, never the page.
         log.warning("Could not read a stored message (%s bytes)", len(data), exc_info=True)
         problems.append(f"Could not read this message ({type(error).__name__})")
         message = Message()
-    message.raw, message.size, message.problem = raw, len(data), "; ".join(problems)
+    message.raw, message.size, message.problem, message.cut = raw, size if cut else len(data), "; ".join(problems), cut
     return message
 
 
@@ -115,11 +125,13 @@ def _as_bytes(value):
     return str(value).encode("utf-8", errors="surrogatepass")
 
 
-def _decode(data):
-    """The element as text, and whether it was valid UTF-8."""
+def _decode(data, cut=False):
+    """The element as text, and whether it was valid UTF-8 (a cut one's last character may have been cut in two)."""
     try:
         return data.decode("utf-8"), True
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as error:
+        if cut and error.start >= len(data) - 3 and error.reason == "unexpected end of data":
+            return data[: error.start].decode("utf-8"), True
         return data.decode("utf-8", errors="replace"), False
 
 
@@ -150,6 +162,51 @@ def _interpret(raw, problems):
         return _from_llamaindex(value, problems)
     problems.append(f"Unknown message shape (keys: {_key_list(value)})")
     return Message()
+
+
+# The first key of each writer's element, as json.dumps and JSON.stringify write it: LangChain's
+# {"type": ..., "data": {...}}, LlamaIndex's {"role": ...}.
+_LANGCHAIN_START = re.compile(r'\s*\{\s*"type"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"data"\s*:\s*\{')
+_LLAMAINDEX_START = re.compile(r'\s*\{\s*"role"\s*:\s*"((?:[^"\\]|\\.)*)"')
+# Where the message's text begins: its content as a string, or its first text part or block.
+_TEXT_START = re.compile(r'"(?:content|text)"\s*:\s*"')
+# The longest run of complete JSON string characters (a cut may fall inside an escape, or between the two
+# halves of a surrogate pair, which would leave a lone surrogate).
+_STRING_CHARACTERS = re.compile(
+    r'(?:[^"\\]|\\["\\/bfnrt]|\\u(?![dD][89abAB])[0-9a-fA-F]{4}|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[0-9a-fA-F]{4})*'
+)
+_PART_KINDS = re.compile(r'"(?:type|block_type)"\s*:\s*"(image_url|image|audio|video|file|document)"')
+
+
+def _interpret_start(raw):
+    """What the start of a cut element says: its writer and role from its first key, the start of its text.
+
+    The first key is the one the writers write first; the text is the first string under "content" or
+    "text" (a message's content comes before its other fields). Parts it names (images...) are listed.
+    """
+    if match := _LANGCHAIN_START.match(raw):
+        message = Message(format=LANGCHAIN)
+        message.role, message.role_label = _langchain_role(_json_string(match.group(1)), {})
+    elif match := _LLAMAINDEX_START.match(raw):
+        message = Message(format=LLAMAINDEX, role_label=_json_string(match.group(1)))
+        message.role = _normalise_role(message.role_label)
+    else:
+        return Message()
+    if text := _TEXT_START.search(raw, match.end()):
+        message.text = _json_string(_STRING_CHARACTERS.match(raw, text.end()).group())
+    kinds = _PART_KINDS.findall(raw, match.end())
+    if kinds:
+        message.parts = [Part(kind="text", text=message.text)] if message.text else []
+        message.parts += [Part(kind=kind, text=f"[{kind} part]") for kind in kinds]
+    return message
+
+
+def _json_string(characters):
+    """The text of JSON string characters (without their quotes)."""
+    try:
+        return json.loads(f'"{characters}"')
+    except ValueError:
+        return characters
 
 
 # ``` on a line of its own opens a block (an optional language word after it), and the next ``` closes it.

@@ -1,12 +1,19 @@
 """Sessions: discovery by SCAN, page metadata, transcript windows, TTL and clear.
 
 Costs, by design (DESIGN.md, "Upstash access rules"): a page of the session
-list is one SCAN call per cursor step plus one pipeline for all rows'
-metadata; a transcript page is one transaction (two for the first page of an
+list is one SCAN call per cursor step plus one script call for all rows'
+metadata; a transcript page is one script call (two for the first page of an
 oldest-first session longer than the window, whose order is only known once
 its elements are read); single-session writes are one atomic script each.
 An export reads the whole session, one script call per window, bounded in
 messages and in bytes. Nothing reads a whole list to count it.
+
+Every read is bounded in bytes too: the store refuses any request or reply
+over its size limit (the connection's `max_request_bytes`; Upstash's 10 MB on Free
+and Pay-as-you-go). A list row reads the first PREVIEW_BYTES of the messages
+at its ends; a transcript window cuts each message to TRANSCRIPT_MESSAGE_BYTES
+and stops at TRANSCRIPT_BYTES; a message too big for one reply is read in
+parts (`read_element`), for "show the whole message", exports and searches.
 """
 
 import gc
@@ -14,9 +21,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from . import scripts
 from .messages import Message, detect_order, parse_element
 from .summaries import Summary, parse_summary, summary_key, summary_state
-from .upstash import StoreCommandError, get_client, get_writer, read_atomically, read_script
+from .upstash import StoreError, get_client
 
 # Upstash caps SCAN's COUNT near 1,000; asking for more buys nothing.
 SCAN_COUNT = 1000
@@ -56,12 +64,80 @@ return {before, redis.call('TTL', KEYS[1])}
 """
 )
 
+# What a reply may carry (reply_budget): each element counts as its bytes plus ELEMENT_OVERHEAD.
+ELEMENT_OVERHEAD = 16
+COST_FUNCTION = f"local function cost(text) return #text + {ELEMENT_OVERHEAD} end\n"
+PREVIEW_BYTES = 2048  # of each message a list row shows: enough for its role and the start of its text
+TRANSCRIPT_MESSAGE_BYTES = 64 * 1024  # of each message of a transcript window (a page shows 20,000 characters)
+TRANSCRIPT_BYTES = 2_000_000  # of a transcript window in all: a window of big messages holds fewer of them
+PART_BYTES = 4_000_000  # of a message read in parts
+DIGEST_BYTES = 64 * 1024  # of a message read in parts, that each part checks is still the same
+
+# The rows of a list page. KEYS: session, its summary, session, its summary... ARGV: the list indexes
+# of the ends to read (0, -1 or both), then how many bytes of each. Reply, per session: nil if it is no
+# list (any more), else {length, TTL, the summary's message_count, then per end: its size, its first bytes}.
+ROWS_SCRIPT = """
+local bytes = tonumber(ARGV[#ARGV])
+local reply = {}
+for i = 1, #KEYS, 2 do
+  local row = false
+  if redis.call('TYPE', KEYS[i]).ok == 'list' then
+    row = {redis.call('LLEN', KEYS[i]), redis.call('TTL', KEYS[i]), redis.call('HGET', KEYS[i + 1], 'message_count')}
+    for n = 1, #ARGV - 1 do
+      local element = redis.call('LINDEX', KEYS[i], ARGV[n])
+      row[#row + 1] = #element
+      row[#row + 1] = string.sub(element, 1, bytes)
+    end
+  end
+  reply[#reply + 1] = row
+end
+return reply
+"""
+
+# A transcript window: the messages before chronological index `before` (the latest without it), at most
+# `count`, newest first, each cut to `cap` bytes, until a byte budget (a window holds at least one).
+# KEYS: session, summary. ARGV: list order, before ('' for the latest), count, cap, budget. Reply:
+# {length, TTL, the summary's HGETALL, the chronological index after the newest message read, then
+# per message, newest first: its size, its first `cap` bytes}. Read in chunks of 20 from the newest.
+TRANSCRIPT_SCRIPT = (
+    _GUARD
+    + COST_FUNCTION
+    + """
+local newest_first = ARGV[1] == 'newest-first'
+local count, cap, budget = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local length = redis.call('LLEN', KEYS[1])
+local before = ARGV[2] == '' and length or tonumber(ARGV[2])
+local top, bottom = math.min(before, length), math.max(0, before - count)
+local reply = {length, redis.call('TTL', KEYS[1]), redis.call('HGETALL', KEYS[2]), top}
+local bytes, position = 0, top
+while position > bottom do
+  local low = math.max(bottom, position - 20)
+  local chunk
+  if newest_first then
+    chunk = redis.call('LRANGE', KEYS[1], length - position, length - 1 - low)
+  else
+    chunk = redis.call('LRANGE', KEYS[1], low, position - 1)
+  end
+  for n = 1, #chunk do
+    local element = chunk[newest_first and n or #chunk + 1 - n]
+    local piece = string.sub(element, 1, cap)
+    if #reply > 4 and bytes + cost(piece) > budget then return reply end
+    bytes = bytes + cost(piece)
+    reply[#reply + 1] = #element
+    reply[#reply + 1] = piece
+  end
+  position = low
+end
+return reply
+"""
+)
 
 # A window of an export, counted from the oldest end of the list so that messages the chat app adds
 # meanwhile do not shift it. KEYS: session, and the summary (on the first window only). ARGV: the
 # chronological index of the first message, how many at most, a byte budget (a window holds at least
 # one message), the list order. Reply: {length, TTL, the summary's HGETALL, elements oldest first...}.
-# It reads in steps of 100, so that a budget reached early reads no further.
+# An element over the budget is a window of its own, and its size stands in its place: it is read in
+# parts. It reads in steps of 100, so that a budget reached early reads no further.
 WINDOW_SCRIPT = (
     _GUARD
     + """
@@ -81,6 +157,10 @@ while position < stop do
   for n = 1, #chunk do
     local element = chunk[newest_first and #chunk + 1 - n or n]
     if #reply > 3 and bytes + #element > budget then return reply end
+    if #element > budget then
+      reply[#reply + 1] = #element
+      return reply
+    end
     bytes = bytes + #element
     reply[#reply + 1] = element
   end
@@ -90,14 +170,45 @@ end
 return reply
 """
 )
-# An export holds one window in memory, not the session. Upstash refuses a request whose reply passes
-# its size limit (10 MB on most plans): the byte budget keeps windows of big messages far below it.
+# An export holds one window in memory, not the session; the byte budget keeps windows of big
+# messages far below the store's request limit.
 EXPORT_WINDOW = 1000
 EXPORT_WINDOW_BYTES = 1_000_000
+
+# A part of one element. KEYS: session. ARGV: its list index, the offset of the part, its size, how many
+# bytes of the element's start to digest. Reply: -1 if there is no such element, else {the element's size,
+# the digest of its start, the part}.
+PART_SCRIPT = (
+    _GUARD
+    + """
+local element = redis.call('LINDEX', KEYS[1], ARGV[1])
+if not element then return -1 end
+local offset, bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
+return {#element, redis.sha1hex(string.sub(element, 1, tonumber(ARGV[4]))), string.sub(element, offset + 1, offset + bytes)}
+"""
+)
+
+
+def reply_budget(connection):
+    """The stored bytes one reply may carry under the connection's request limit (`max_request_bytes`).
+
+    A reply is JSON with every string in base64, 4 bytes for 3, and a few bytes of framing each: counted
+    as its bytes plus ELEMENT_OVERHEAD, an element takes at most 4/3 of its count in the reply, so 60% of
+    the limit makes replies of at most about 80% of it.
+    """
+    return connection.max_request_bytes * 3 // 5
 
 
 class SessionNotFound(Exception):
     """The key is gone (cleared or expired) or is not a list."""
+
+
+class MessageChanged(StoreError):
+    """A message read in parts changed between two of them: the chat app rewrote or trimmed its list."""
+
+    http_status = 409
+    title = "The message changed while it was read"
+    check_connection = False
 
 
 @dataclass
@@ -235,7 +346,7 @@ def scan_sessions(connection, pattern=None, cursor="0", after=None):
             break
         elif len(keys) == connection.page_size or page.examined >= connection.scan_budget:
             page.next_cursor = cursor
-    page.rows = _session_rows(connection, client, keys)
+    page.rows = _session_rows(connection, keys)
     return page
 
 
@@ -265,39 +376,29 @@ def _exact_lookup(connection, client, pattern):
     candidates = list(dict.fromkeys(keys))
     kinds = client.pipeline([["TYPE", candidate] for candidate in candidates])
     lists = [candidate for candidate, kind in zip(candidates, kinds) if kind == b"list"]
-    return SessionPage(pattern=pattern, rows=_session_rows(connection, client, lists), exact=True)
+    return SessionPage(pattern=pattern, rows=_session_rows(connection, lists), exact=True)
 
 
-def _session_rows(connection, client, keys):
-    """Metadata of all rows in ONE pipeline: LLEN, TTL, the summary's coverage and the elements at both ends.
+def _session_rows(connection, keys):
+    """Metadata of all rows in ONE script call: length, TTL, the summary's coverage and the messages at both ends.
 
     Both ends, because which one is the newest depends on the writer, known
-    only from the element itself (unless the connection forces an order).
+    only from the element itself (unless the connection forces an order). Of
+    each, its first PREVIEW_BYTES: a row shows the start of one message.
     """
     if not keys:
         return []
     ends = {NEWEST_FIRST: [0], OLDEST_FIRST: [-1]}.get(connection.list_order, [0, -1])
-    per_key = 3 + len(ends)
-    commands = []
-    for key in keys:
-        commands += [["LLEN", key], ["TTL", key], ["HGET", summary_key(connection, key), "message_count"]]
-        commands += [["LINDEX", key, index] for index in ends]
-    try:
-        replies = client.pipeline(commands)
-    except StoreCommandError as error:
-        if "WRONGTYPE" not in str(error):
-            raise
-        # A key stopped being a list since SCAN saw it: drop such keys, read again.
-        kinds = client.pipeline([["TYPE", key] for key in keys])
-        return _session_rows(connection, client, [key for key, kind in zip(keys, kinds) if kind == b"list"])
+    names = [name for key in keys for name in (key, summary_key(connection, key))]
+    replies = scripts.read(connection, ROWS_SCRIPT, names, *ends, PREVIEW_BYTES)
     rows = []
-    for position, key in enumerate(keys):
-        length, ttl, covered, *elements = replies[position * per_key : (position + 1) * per_key]
-        if ttl == -2:
-            continue  # expired or cleared since SCAN saw it
-        parsed = [parse_element(element) if element is not None else None for element in elements]
+    for key, reply in zip(keys, replies):
+        if reply is None:
+            continue  # expired, cleared or no list any more since SCAN saw it
+        length, ttl, covered, *read = reply
+        parsed = [parse_element(start, size) for size, start in zip(read[::2], read[1::2])]
         preview = parsed[0]
-        if len(parsed) == 2 and preview is not None and preview.newest_first is False:
+        if len(parsed) == 2 and preview.newest_first is False:
             preview = parsed[1]
         rows.append(
             SessionRow(
@@ -313,55 +414,36 @@ def _session_rows(connection, client, keys):
     return rows
 
 
-def _window_range(order, start, end):
-    """LRANGE indexes of the chronological messages [start, end).
-
-    Counted from the end where the oldest message is, so the indexes of
-    messages already shown do not move while the chat app keeps writing.
-    """
-    if order == NEWEST_FIRST:
-        return -end, -(start + 1)
-    return start, end - 1
-
-
 def _read_window(connection, key, order, before, window):
-    """One transaction: length, TTL, summary and the window's elements."""
-    if before is None:
-        # The latest messages: their indexes from the newest end need no length.
-        lrange = [0, window - 1] if order == NEWEST_FIRST else [-window, -1]
-    else:
-        start = max(0, before - window)
-        lrange = list(_window_range(order, start, before)) if before > 0 else [1, 0]
-    try:
-        length, ttl, summary, elements = read_atomically(
-            connection,
-            [
-                ["LLEN", key],
-                ["TTL", key],
-                ["HGETALL", summary_key(connection, key)],
-                ["LRANGE", key, *lrange],
-            ],
-        )
-    except StoreCommandError as error:
-        if "WRONGTYPE" in str(error):
-            raise SessionNotFound(f"{key!r} is not a list, so it is not a chat session.") from error
-        raise
-    if ttl == -2:
+    """One script call: length, TTL, summary and the window's messages, each cut to a size, in a byte budget."""
+    budget = min(TRANSCRIPT_BYTES, reply_budget(connection))
+    cap = min(TRANSCRIPT_MESSAGE_BYTES, budget)
+    names = [key, summary_key(connection, key)]
+    reply = scripts.read(
+        connection, TRANSCRIPT_SCRIPT, names, order, "" if before is None else before, window, cap, budget
+    )
+    _check_found(reply, key)
+    length, ttl, summary, top, *read = reply
+    messages = [parse_element(start, size) for size, start in zip(read[::2], read[1::2])]
+    messages.reverse()  # read newest first
+    return length, ttl, parse_summary(summary), list(enumerate(messages, start=top - len(messages)))
+
+
+def _check_found(reply, key):
+    """A guarded script's reply, when it says the key is gone (-2) or is not a list (-3)."""
+    if reply == -2:
         raise SessionNotFound(f"There is no session {key!r}: it was cleared or has expired.")
-    messages = [parse_element(element) for element in elements]
-    if order == NEWEST_FIRST:
-        messages.reverse()
-    # A window asked for past the end (a link made before messages were removed) holds fewer.
-    start = max(0, before - window) if before is not None else max(0, length - len(messages))
-    return length, ttl, parse_summary(summary), list(enumerate(messages, start=start))
+    if reply == -3:
+        raise SessionNotFound(f"{key!r} is not a list, so it is not a chat session.")
 
 
 def get_transcript(connection, key, before=None, order=None, window=50):
     """A window of a session in chronological order: the latest messages, or those before `before`.
 
-    `order` is the list order found by an earlier page of the same session;
-    without it (and when the connection does not force one) it is detected
-    from the elements read.
+    At most `window` messages, fewer when they are big (TRANSCRIPT_BYTES); a message over
+    TRANSCRIPT_MESSAGE_BYTES comes cut (Message.cut). `order` is the list order found by an
+    earlier page of the same session; without it (and when the connection does not force one)
+    it is detected from the messages read.
     """
     if connection.list_order in (NEWEST_FIRST, OLDEST_FIRST):
         order = connection.list_order
@@ -372,7 +454,7 @@ def get_transcript(connection, key, before=None, order=None, window=50):
         if detected != guessed:
             # Read as newest-first, but it is an oldest-first list: the window
             # holds the wrong end (unless the whole list fit in it).
-            if before is not None or length > window:
+            if before is not None or len(messages) < length:
                 length, ttl, summary, messages = _read_window(connection, key, detected, before, window)
             else:
                 messages = [(index, message) for index, (_, message) in enumerate(reversed(messages))]
@@ -392,19 +474,24 @@ def get_transcript(connection, key, before=None, order=None, window=50):
 
 
 def _read_from_oldest(connection, key, order, first, count, budget, summary=None):
-    """Elements from chronological index `first` on (at most `count`, about `budget` bytes), in one round trip."""
+    """Elements from chronological index `first` on (at most `count`, about `budget` bytes), in one round trip.
+
+    An element over the budget comes alone, and is read in parts.
+    """
     keys = [key, summary] if summary else [key]
-    reply = read_script(connection, WINDOW_SCRIPT, keys, first, count, budget, order)
-    if reply == -2:
-        raise SessionNotFound(f"There is no session {key!r}: it was cleared or has expired.")
-    if reply == -3:
-        raise SessionNotFound(f"{key!r} is not a list, so it is not a chat session.")
+    reply = scripts.read(connection, WINDOW_SCRIPT, keys, first, count, budget, order)
+    _check_found(reply, key)
     length, ttl, summary_fields, *elements = reply
+    if elements and type(elements[0]) is int:
+        elements = [b"".join(read_element(connection, key, list_index(order, first)).parts)]
     return length, ttl, parse_summary(summary_fields), elements
 
 
 def read_whole_session(connection, key, window=EXPORT_WINDOW, window_bytes=EXPORT_WINDOW_BYTES):
     """The whole session, oldest message first, read window by window as `windows` is iterated.
+
+    Windows of at most `window` messages and about `window_bytes` (and a message too big for
+    one reply, read in parts, in a window of its own).
 
     The first window is read here, so a session that is not there raises SessionNotFound at once.
     The order is found as for a transcript page: the connection's, else detected from the first
@@ -415,6 +502,7 @@ def read_whole_session(connection, key, window=EXPORT_WINDOW, window_bytes=EXPOR
     forced = connection.list_order in (NEWEST_FIRST, OLDEST_FIRST)
     order = connection.list_order if forced else NEWEST_FIRST
     summary = summary_key(connection, key)
+    window_bytes = min(window_bytes, reply_budget(connection))
     length, ttl, summary_read, elements = _read_from_oldest(connection, key, order, 0, window, window_bytes, summary)
     messages = [parse_element(element) for element in elements]
     detected = order if forced else detect_order(messages) or NEWEST_FIRST
@@ -460,20 +548,61 @@ def _windows(connection, key, order, first_window, length, window, window_bytes)
         position += len(elements)
 
 
+def list_index(order, index):
+    """The list index of chronological message `index`, counted from the oldest end (messages added meanwhile
+    do not move it)."""
+    return -(index + 1) if order == NEWEST_FIRST else index
+
+
+@dataclass
+class ElementParts:
+    """A stored element being read in parts, each its own reply under the store's request limit."""
+
+    size: int
+    parts: Iterator[bytes]  # read as iterated; MessageChanged if the element changes meanwhile
+
+
+def read_element(connection, key, index):
+    """The element at list index `index`, in parts of PART_BYTES; the first is read here (SessionNotFound).
+
+    Each part checks that the element is still the same one, by its size and a digest of its
+    start: a list the chat app trims or rewrites meanwhile moves another element to that index.
+    """
+    part_bytes = min(PART_BYTES, reply_budget(connection))
+    reply = scripts.read(connection, PART_SCRIPT, [key], index, 0, part_bytes, DIGEST_BYTES)
+    _check_found(reply, key)
+    if reply == -1:
+        raise SessionNotFound(f"Session {key!r} has no message #{_position(index)} (any more).")
+    size, digest, first = reply
+    return ElementParts(size, _parts(connection, key, index, (size, digest), first, part_bytes))
+
+
+def _position(index):
+    """The message number (from 1, oldest first) of a list index counted from the oldest end."""
+    return -index if index < 0 else index + 1
+
+
+def _parts(connection, key, index, identity, first, part_bytes):
+    yield first
+    offset = len(first)
+    while offset < identity[0]:
+        reply = scripts.read(connection, PART_SCRIPT, [key], index, offset, part_bytes, DIGEST_BYTES)
+        if type(reply) is not list or tuple(reply[:2]) != identity or not reply[2]:
+            raise MessageChanged(
+                f"The message changed while it was being read ({offset:,} of its {identity[0]:,} bytes had been "
+                "read): the chat app trimmed or rewrote the session meanwhile. Read it again to see it whole."
+            )
+        yield reply[2]
+        offset += len(reply[2])
+
+
 def read_message(connection, key, index, order):
-    """The element at chronological `index` (for "show all" of a long message)."""
-    list_index = -(index + 1) if order == NEWEST_FIRST else index
-    try:
-        element = get_client(connection).call("LINDEX", key, list_index)
-    except StoreCommandError as error:
-        raise SessionNotFound(f"{key!r} is not a list.") from error
-    if element is None:
-        raise SessionNotFound(f"Session {key!r} has no message #{index + 1} (any more).")
-    return element
+    """The element at chronological `index` (for "show the whole message"), being read in parts."""
+    return read_element(connection, key, list_index(order, index))
 
 
 def _guarded(connection, script, key, *args):
-    result = get_writer(connection).call("EVAL", script, 2, key, summary_key(connection, key), *args)
+    result = scripts.write(connection, script, [key, summary_key(connection, key)], *args)
     if result == -2:
         raise SessionNotFound(f"There is no session {key!r}: it was cleared or has expired.")
     if result == -3:

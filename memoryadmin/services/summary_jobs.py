@@ -19,16 +19,14 @@ from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, Summa
 from . import audit, background
 from .connections import ConnectionChoice, find_connection
 from .jobs import Claim, end_unless_taken, unexpected
+from .messages import parse_element
 from .secrets import SecretUnreadable
-from .sessions import SCAN_COUNT, SessionNotFound, get_transcript, scan_all
+from .sessions import SCAN_COUNT, SessionNotFound, read_whole_session, scan_all
 from .summaries import summary_key, summary_state, write_summary
 from .summarizers import SummarizerError, summarize
 from .upstash import StoreError, get_client
 
 log = logging.getLogger(__name__)
-
-# A summary reads the whole session: one LRANGE of every element.
-WHOLE_SESSION = 10**9
 
 
 def request_summary(connection, session_key, user, batch=None):
@@ -68,8 +66,10 @@ def run_summary_job(job_id):
             connection = find_connection(job.connection_slug)
             if connection is None:
                 raise SummarizerError("The connection of this job was deleted.")
-            transcript = get_transcript(connection, job.session_key, window=WHOLE_SESSION)
-            result = summarize([message for _, message in transcript.messages], SummarizerSettings.load().to_config())
+            # The whole session, read as an export reads it: in windows, each under the store's request limit.
+            session = read_whole_session(connection, job.session_key)
+            messages = [parse_element(element) for window in session.windows for element in window]
+            result = summarize(messages, SummarizerSettings.load().to_config())
             claim.check()  # a worker that lost the job writes no summary
             if write_summary(connection, job.session_key, result, timezone.now()):
                 outcome = {"status": SummaryJob.DONE, "method": result.method, "message_count": result.message_count}

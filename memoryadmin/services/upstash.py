@@ -39,8 +39,7 @@ Each Upstash database has a full token and a read-only token. A connection may
 hold both: then every read goes with the read-only token and only writes with
 the full one, so that no bug of ours can write where the operator only reads.
 Callers say which they do: `get_client(connection)` reads, `get_writer(connection)`
-writes; a read-only script goes through `read_script`, a transaction of reads
-through `read_atomically`.
+writes; scripts go through `scripts`, which chooses for them.
 """
 
 import contextvars
@@ -127,10 +126,10 @@ class StoreReplyError(StoreError):
 
 # What each limit means for the operator; the store's own text follows. Matched in lower case.
 REQUEST_TOO_BIG = (
-    "This request was too big for the store's request limit (10 MB on Free and Pay-as-you-go): "
-    "it, or its reply, holds very large data, most likely a session with very large messages. "
-    "What still works: the session list, other sessions, and clearing a session or changing its TTL, "
-    "which do not read its messages. Pro plans and quota increases allow larger requests."
+    "This request, or its reply, was over the store's size limit (10 MB on Free and Pay-as-you-go). "
+    "The app keeps every read under the connection's request limit setting (10 MB unless raised): if "
+    "this store's limit is lower, lower the setting. What still works: other pages and sessions, and clearing a "
+    "session or changing its TTL, which do not read its messages."
 )
 PLAN_LIMITS = (
     (
@@ -256,6 +255,7 @@ class StoreConnection:
     retries: int = 2
     page_size: int = 50
     scan_budget: int = 10_000
+    max_request_bytes: int = 10_000_000  # the store's request/reply limit: 10 MB on Free and Pay-as-you-go
     default_ttl: int = 7 * 86400
     is_production: bool = False
 
@@ -538,10 +538,10 @@ class ConnectionClients:
     """The clients of one connection: one per token, sharing the sync token.
 
     Without a read-only token, `reader` is `writer`. A read-only token may be
-    refused more than plain read commands: a transaction (MULTI/EXEC) or a
-    script, even a read-only one (EVAL_RO); an ACL of `+@read` alone refuses
-    both, and Upstash does not document what its read-only token allows. What
-    it was refused is remembered here, so each refusal costs one request.
+    refused more than plain read commands: a script, even a read-only one
+    (EVAL_RO); an ACL of `+@read` alone refuses it, and Upstash does not
+    document what its read-only token allows. Whether it was refused is
+    remembered here (by `scripts`), so the refusal costs one request.
     """
 
     def __init__(self, connection):
@@ -554,14 +554,13 @@ class ConnectionClients:
                 connection.url, connection.read_only_token, *settings, sync=sync, token_name="read-only token"
             )
         self.reader_runs_scripts = True
-        self.reader_runs_transactions = True
 
 
 _clients = {}
 _clients_lock = threading.Lock()
 
 
-def _clients_of(connection):
+def connection_clients(connection):
     """The connection's clients, built once and rebuilt when its settings change."""
     fingerprint = connection.client_fingerprint()
     entry = _clients.get(connection.slug)
@@ -580,45 +579,9 @@ def _clients_of(connection):
 
 def get_client(connection):
     """The client for reads: with the read-only token when the connection has one, else the full token."""
-    return _clients_of(connection).reader
+    return connection_clients(connection).reader
 
 
 def get_writer(connection):
     """The client for writes: with the connection's full token."""
-    return _clients_of(connection).writer
-
-
-def read_script(connection, script, keys, *args):
-    """Run a script that only reads, as EVAL_RO: the store refuses any write it tries, whoever sends it.
-
-    With the read-only token; if the store refuses that token scripts, with the
-    full token, still as EVAL_RO, so still unable to write.
-    """
-    clients = _clients_of(connection)
-    command = ("EVAL_RO", script, len(keys), *keys, *args)
-    if clients.reader_runs_scripts and clients.reader is not clients.writer:
-        try:
-            return clients.reader.call(*command)
-        except StorePermissionError:
-            clients.reader_runs_scripts = False
-            log.info("%s: its read-only token may not run scripts; EVAL_RO goes with the full token", connection.name)
-    return clients.writer.call(*command)
-
-
-def read_atomically(connection, commands):
-    """Read commands in one transaction, with the read-only token when the connection has one.
-
-    If the store refuses that token transactions, they go as a plain pipeline
-    with it, still one round trip: the replies may then straddle a write the
-    chat app makes meanwhile, but the read stays with the read-only token.
-    """
-    clients = _clients_of(connection)
-    if clients.reader_runs_transactions:
-        try:
-            return clients.reader.pipeline(commands, transaction=True)
-        except StorePermissionError:
-            if clients.reader is clients.writer:
-                raise
-            clients.reader_runs_transactions = False
-            log.info("%s: its read-only token may not run transactions; reads go as pipelines", connection.name)
-    return clients.reader.pipeline(commands)
+    return connection_clients(connection).writer

@@ -55,7 +55,7 @@ def test_a_very_long_message_links_to_all_of_it(operator_page, store):
     page = operator_page
     page.goto(detail_path("huge"))
     expect(page.locator(".message .text")).not_to_contain_text("THE END")
-    page.get_by_role("link", name=re.compile(r"^Show all \(24\.\d\sKB\)$")).click()
+    page.get_by_role("link", name=re.compile(r"^Show the whole message \(24\.\d\sKB\)$")).click()
     expect(page.locator("body")).to_contain_text('THE END", "additional_kwargs"')  # the stored element, as text
 
 
