@@ -68,6 +68,16 @@ def parse_args(argv):
         "--search-sessions", type=int, default=20_000, help="sessions of 20 messages searched (default 20000)"
     )
     parser.add_argument(
+        "--realistic-sessions",
+        type=int,
+        default=2_000,
+        help="sessions of 40 messages of ~1.5 KB in the realistic corpus, besides its image session and its "
+        "5 MB message (default 2000)",
+    )
+    parser.add_argument(
+        "--realistic-runs", type=int, default=5, help="timed runs of each page over the realistic corpus (default 5)"
+    )
+    parser.add_argument(
         "--store-timeout",
         type=float,
         default=5,

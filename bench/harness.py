@@ -16,7 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import valkey
 from cryptography.fernet import Fernet
+
+from .store import usage as store_usage
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATOR = "bench-admin"
@@ -55,6 +58,10 @@ class StoreProcess:
     def set_latency(self, ms):
         self._ask(f"latency {ms}")
 
+    def usage(self):
+        """Round trips, commands and bytes so far; the largest request and reply since the last call."""
+        return json.loads(self._ask("usage"))
+
     def cpu_seconds(self):
         return tree_cpu_seconds(self._process.pid)
 
@@ -73,12 +80,16 @@ class InProcessStore:
     def __init__(self, local_store):
         self._store = local_store
         self.url, self.token = local_store.url, local_store.token
+        self._direct = valkey.Valkey(**local_store.valkey_connection)  # connects when first used
 
     def served(self):
         return self._store.gateway.requests_served
 
     def set_latency(self, ms):
         self._store.gateway.latency_ms = ms
+
+    def usage(self):
+        return store_usage(self._store, self._direct)
 
     def cpu_seconds(self):
         return None  # shares this process with the test
@@ -311,6 +322,7 @@ class Bench:
         self.app = app
         self.redis = redis  # the references' upstash-redis client
         self.keyspace = keyspace
+        self.realistic = None  # the realistic corpus (keyspace.RealisticCorpus) while it is in the store
         self.client = app.client()  # one logged-in operator, for page timings
         self.anonymous = httpx.Client(base_url=app.base_url, timeout=30.0)
         self._operators = []

@@ -7,6 +7,7 @@ keyspace. To add one, write the function and decorate it with
 `@measurement("name")`; its rows join the table, JSON and Markdown.
 """
 
+import html
 import random
 import re
 import time
@@ -19,7 +20,19 @@ from memoryadmin.dashboard.converters import encode_key
 
 from . import references
 from .harness import CSRF_FIELD, percentile, scan_more_link, session_links, timed
-from .keyspace import BIG_SESSION, DENSE_PATTERN, LONG_SESSION, NEEDLE, SPARSE_PATTERN, seed_job_sessions
+from .keyspace import (
+    BIG_MESSAGE_SESSION,
+    BIG_SESSION,
+    DENSE_PATTERN,
+    IMAGE_SESSION,
+    LONG_SESSION,
+    MEDIA_PATTERN,
+    NEEDLE,
+    REALISTIC_PATTERN,
+    SPARSE_PATTERN,
+    seed_job_sessions,
+    seed_realistic,
+)
 from .report import Goal, Row
 
 MEASUREMENTS = []
@@ -383,6 +396,16 @@ def number_after(label, page):
     return int(re.search(rf"<dt>{label}</dt><dd>([\d,]+)", page).group(1).replace(",", ""))
 
 
+def keys_left(redis, pattern):
+    """Keys that match the pattern, in a complete SCAN (one step sees only part of a large keyspace)."""
+    cursor, left = 0, 0
+    while True:
+        cursor, keys = redis.scan(cursor, match=pattern, count=1000)
+        left += len(keys)
+        if int(cursor) == 0:
+            return left
+
+
 @measurement("bulk purge")
 def bulk_purge(bench):
     """Purge every session of a pattern through the app: dry run, typed confirmation, the worker's batches.
@@ -409,7 +432,7 @@ def bulk_purge(bench):
                 purge = time.monotonic() - started
                 peak_mb = worker.peak_rss_mb()
             done = number_after("Done", page)
-            left = len(bench.redis.scan(0, match=prefix + "*", count=1000)[1])
+            left = keys_left(bench.redis, prefix + "*")
             cells = {
                 "sessions": size,
                 "dry run s": dry_run,
@@ -465,4 +488,219 @@ def content_search(bench):
         if latency == 0:  # the issue's goal is for the local store; 20 ms is reported beside it
             goals.append(Goal("≥ 5,000 sessions/s", size / elapsed >= 5000))
         rows.append(Row("content search", f"{size:,} sessions of 20 messages", latency, cells, goals))
+    return rows
+
+
+# --- the realistic corpus, under Upstash's limits ----------------------------------
+
+
+class Meter:
+    """What the store did from now until `read()`: round trips, commands (as Upstash bills them), bytes.
+
+    The store must be otherwise idle, and only one meter read at a time: the largest request
+    and reply are the store's since its last `usage()`.
+    """
+
+    def __init__(self, store):
+        self._store = store
+        self._start = store.usage()
+
+    def read(self):
+        end = self._store.usage()
+        trips = end["served"] - self._start["served"]
+        moved = end["request_bytes"] + end["reply_bytes"] - self._start["request_bytes"] - self._start["reply_bytes"]
+        return {
+            "round trips": trips,
+            "commands": end["commands"] - self._start["commands"],
+            "mean bytes/round trip": moved / trips if trips else None,
+            "largest request": end["largest_request"],
+            "largest reply": end["largest_reply"],
+            "limit": end["limit"],
+        }
+
+
+def limit_goal(usage):
+    """Every request and reply within the store's request size limit (Upstash's 10 MB)."""
+    largest = max(usage["largest request"], usage["largest reply"])
+    limit = usage["limit"]
+    return Goal(f"requests and replies ≤ {limit / 2**20:g} MiB (largest {largest / 1e6:.2f} MB)", largest <= limit)
+
+
+def error_goal(error, length=160):
+    """✓ no errors, or ✗ with the error's beginning (the row's JSON has all of it)."""
+    if error is None:
+        return Goal("no errors", True)
+    short = error if len(error) <= length else error[:length].rsplit(" ", 1)[0] + " …"
+    return Goal(f"no errors: {short}", False)
+
+
+PROBLEM = re.compile(r'<div class="alert alert-error problem"[^>]*>\s*<p>(.*?)</p>', re.S)
+JOB_ERROR = re.compile(r'<p class="alert alert-error">(.*?)</p>|<p class="muted">(Not confirmed:.*?)</p>', re.S)
+JOB_DECIDED = re.compile(
+    r"Status: <strong>(awaiting confirmation|done|failed|cancelled|paused after an error|not confirmed)</strong>"
+)
+REALISTIC_JOB_SECONDS = 300  # a job that runs longer has stalled: its row says so
+
+
+def page_text(html_fragment):
+    return html.unescape(re.sub(r"<[^>]+>", "", html_fragment)).strip()
+
+
+def page_error(response):
+    """None for a page that answered; else what went wrong, as the operator reads it."""
+    if response.status_code == 200:
+        return None
+    found = PROBLEM.search(response.text)
+    return f"HTTP {response.status_code}" + (f": {page_text(found.group(1))}" if found else "")
+
+
+def job_error(page):
+    found = JOB_ERROR.search(page)
+    return page_text(found.group(1) or found.group(2)) if found else None
+
+
+def realistic_corpus(bench):
+    """The corpus, seeded (at no latency) unless it is there: the purge takes it away."""
+    if bench.realistic is None:
+        bench.store.set_latency(0)
+        bench.realistic = seed_realistic(bench.redis, bench.options.realistic_sessions)
+    return bench.realistic
+
+
+@measurement("realistic pages")
+def realistic_pages(bench):
+    """List and transcript pages over the realistic corpus, with Upstash's 10 MB request limit on."""
+    corpus = realistic_corpus(bench)
+    cases = (
+        (f"list, {corpus.sessions - 2:,} sessions of 40 messages", f"/?q={REALISTIC_PATTERN}"),
+        ("list, the two media sessions", f"/?q={MEDIA_PATTERN}"),
+        ("transcript, 60 messages with a 300 KB image each", f"/sessions/{encode_key(IMAGE_SESSION)}/"),
+        ("transcript, newest message 5 MB", f"/sessions/{encode_key(BIG_MESSAGE_SESSION)}/"),
+    )
+    rows = []
+    for latency in at_latencies(bench):
+        for case, path in cases:
+            times, error = [], None
+            for run in range(bench.options.realistic_runs + 1):  # the first one warms up
+                meter = Meter(bench.store)
+                response, ms = timed(lambda path=path: bench.client.get(path))
+                usage = meter.read()
+                error = error or page_error(response)
+                if run:
+                    times.append(ms)
+            cells = {
+                "p50 ms": percentile(times, 50),
+                "p95 ms": percentile(times, 95),
+                "round trips": usage["round trips"],
+                "commands": usage["commands"],
+                "largest request": usage["largest request"],
+                "largest reply": usage["largest reply"],
+                "bytes to browser": len(response.content),
+            }
+            rows.append(
+                Row(
+                    "realistic pages",
+                    case,
+                    latency,
+                    cells,
+                    [error_goal(error), limit_goal(usage)],
+                    {"path": path, "error": error},
+                )
+            )
+    return rows
+
+
+@dataclass
+class Stage:
+    """One stage of a job through its page: from the POST that starts it until the page shows it decided."""
+
+    job: str  # the job page's path
+    page: str
+    error: str | None
+    seconds: float
+    usage: dict
+
+
+def job_stage(bench, path, page, data, decided):
+    """Post the form of `page` to `path`; the stage ends when `decided` shows on the job page it leads to."""
+    meter, started = Meter(bench.store), time.monotonic()
+    job = post_form(bench.client, path, page, data)
+    try:
+        page, _ = wait_for(bench.client, job, decided, seconds=REALISTIC_JOB_SECONDS, every=0.1)
+        error = job_error(page)
+    except RuntimeError:
+        page, error = bench.client.get(job).text, f"not finished after {REALISTIC_JOB_SECONDS} s"
+    return Stage(job, page, error, time.monotonic() - started, meter.read())
+
+
+def counted(label, page):
+    """The number before `label` on a search page (`1,234 sessions`)."""
+    return int(re.search(rf"([\d,]+) {label}", page).group(1).replace(",", ""))
+
+
+def stage_cells(stage, sessions, messages, result):
+    """The columns every job stage shares; `sessions`, `messages`: what it covered."""
+    usage = stage.usage
+    return {
+        "seconds": stage.seconds,
+        "sessions/s": sessions / stage.seconds,
+        "messages/s": messages / stage.seconds,
+        "round trips": usage["round trips"],
+        "commands/session": usage["commands"] / sessions if sessions else None,
+        "mean bytes/round trip": usage["mean bytes/round trip"],
+        "largest request": usage["largest request"],
+        "largest reply": usage["largest reply"],
+        "result": result,
+    }
+
+
+def stage_row(latency, case, stage, cells, *goals):
+    goals = [error_goal(stage.error), limit_goal(stage.usage), *goals]
+    return Row("realistic jobs", case, latency, cells, goals, {"usage": stage.usage, "error": stage.error})
+
+
+@measurement("realistic jobs")
+def realistic_jobs(bench):
+    """Content search of the whole realistic corpus for an e-mail address, then its purge (dry run, typed
+    confirmation, run), through the app and one worker; the corpus is seeded again for each latency.
+    """
+    rows = []
+    with bench.worker():
+        for latency in at_latencies(bench):
+            corpus = realistic_corpus(bench)
+            bench.store.set_latency(latency)
+            rows += search_and_purge(bench, latency, corpus)
+            bench.realistic = None  # purged (or meant to be): seeded again when next needed
+    return rows
+
+
+def search_and_purge(bench, latency, corpus):
+    """The rows of one content search and purge of the corpus: search, dry run, run."""
+    form = bench.client.get("/bulk/search/").text
+    fields = {"query": NEEDLE, "key_pattern": REALISTIC_PATTERN, "role": ""}
+    search = job_stage(bench, "/bulk/search/", form, fields, JOB_DONE)
+    sessions, messages = counted(r"sessions? \(", search.page), counted(r"messages\) read", search.page)
+    matched = counted(r"sessions? match</strong>", search.page)
+    case = f"content search, {corpus.sessions:,} sessions, {corpus.messages:,} messages, {corpus.bytes / 1e6:.0f} MB"
+    cells = stage_cells(search, sessions, messages, f"{matched:,} of {corpus.matches:,} matches")
+    rows = [stage_row(latency, case, search, cells, Goal("every match found", matched == corpus.matches))]
+
+    fields = {"action": "clear", "scope": "pattern", "q": REALISTIC_PATTERN}
+    dry_run = job_stage(bench, "/bulk/new/", bench.client.get("/").text, fields, JOB_DECIDED)
+    awaiting = JOB_AWAITING.search(dry_run.page) is not None
+    cells = stage_cells(dry_run, corpus.sessions, corpus.messages, "awaiting confirmation" if awaiting else "–")
+    rows.append(stage_row(latency, f"purge: dry run, {corpus.sessions:,} sessions", dry_run, cells))
+
+    case = f"purge: run, {corpus.sessions:,} sessions"
+    if not awaiting:
+        left = keys_left(bench.redis, REALISTIC_PATTERN)
+        error = "not run: the dry run did not end awaiting confirmation"
+        goals = [error_goal(error), Goal("all purged", False)]
+        rows.append(Row("realistic jobs", case, latency, {"result": f"{left:,} left"}, goals, {"error": error}))
+        return rows
+    found = re.search(r"The dry run found <strong>([\d,]+) session", dry_run.page).group(1)
+    purge = job_stage(bench, dry_run.job + "confirm/", dry_run.page, {"typed": found.replace(",", "")}, JOB_DONE)
+    done, left = number_after("Done", purge.page), keys_left(bench.redis, REALISTIC_PATTERN)
+    cells = stage_cells(purge, corpus.sessions, corpus.messages, f"{done:,} done, {left:,} left")
+    rows.append(stage_row(latency, case, purge, cells, Goal("all purged", done == corpus.sessions and left == 0)))
     return rows

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bench.harness import InProcessStore, login
@@ -41,6 +42,11 @@ TINY = [
     "300,600",
     "--search-sessions",
     "400",
+    # The realistic corpus keeps its 300 KB images and its 5 MB message: they are what meets the 10 MB limit.
+    "--realistic-sessions",
+    "60",
+    "--realistic-runs",
+    "1",
 ]
 
 
@@ -72,6 +78,8 @@ def test_the_bench_runs_at_a_tiny_size_and_reports_every_row(tmp_path):
     assert len(cases["transcript"]) == 4
     assert all(len(cases[name]) == 2 for name in ("load", "slow store", "content search"))
     assert len(cases["bulk purge"]) == 4
+    assert len(cases["realistic pages"]) == 8
+    assert len(cases["realistic jobs"]) == 6  # search, dry run, purge
     for row in rows:
         assert f"| {row['case']} | {row['latency_ms']:g} ms |" in table
         assert row["cells"], row
@@ -84,6 +92,38 @@ def test_the_bench_runs_at_a_tiny_size_and_reports_every_row(tmp_path):
         if row["measurement"] == "transcript":
             assert trips.startswith("1/1/"), row
     assert all(row["cells"]["errors"] == 0 for row in rows if row["measurement"] in ("load", "slow store"))
+
+    # The realistic rows say whether anything failed (an error is a ✗, not a crash), how large the largest
+    # request and reply were, and what the store ran: commands are counted, not guessed.
+    for row in rows:
+        if row["measurement"].startswith("realistic"):
+            no_errors, within_limit, *_ = row["goals"]
+            assert no_errors["met"] == (row["raw"]["error"] is None), row
+            assert no_errors["text"] == "no errors" or no_errors["text"].startswith("no errors: "), row
+            # Counted, not timed: every read of the app is bounded in bytes, whatever the machine's speed.
+            assert within_limit["text"].startswith("requests and replies ≤ 10 MiB (largest "), row
+            assert within_limit["met"], row
+        if row["measurement"] == "realistic pages":
+            assert row["cells"]["commands"] >= row["cells"]["round trips"] >= 1, row
+        if row["case"].startswith("list, 60 sessions"):
+            assert (row["cells"]["round trips"], row["goals"][0]["met"]) == (2, True), row
+        if row["case"].startswith("purge: run"):
+            assert row["goals"][-1] == {"text": "all purged", "met": True}, row
+            assert row["cells"]["commands/session"] >= 1, row
+
+
+def test_commands_are_counted_as_upstash_bills_them(local_store):
+    """Each command of a pipeline or transaction, and a script's own calls besides EVAL; never the gateway's."""
+    store = InProcessStore(local_store)
+    auth = {"Authorization": f"Bearer {local_store.token}"}
+    before = store.usage()
+    httpx.post(f"{store.url}/pipeline", headers=auth, json=[["SET", "a", "1"], ["GET", "a"], ["DEL", "a"]])
+    httpx.post(f"{store.url}/multi-exec", headers=auth, json=[["INCR", "n"], ["DEL", "n"]])
+    script = "redis.call('SET', KEYS[1], 'x'); return redis.call('DEL', KEYS[1])"
+    httpx.post(store.url, headers=auth, json=["EVAL", script, 1, "b"])
+    after = store.usage()
+    assert after["commands"] - before["commands"] == 3 + 2 + 3
+    assert after["served"] - before["served"] == 3
 
 
 @pytest.fixture

@@ -115,6 +115,28 @@ def test_reading_a_whole_big_list_fails_at_upstash_limit(local_store, store):
     assert client.lrange("big-session", 0, 4) == [element] * 5
 
 
+def test_the_gateway_counts_body_bytes_and_the_largest_request_and_reply(small):
+    """For the bench's bytes per request: a refused reply counts at the size it would have had."""
+    small.gateway.traffic(reset_largest=True)
+    before = small.gateway.traffic()
+    value = "v" * 1500
+    request = json.dumps(["SET", "k", value]).encode()
+    httpx.post(small.url, headers=AUTH, content=request)
+    httpx.post(small.url, headers=AUTH, json=["APPEND", "k", "w" * 1000])
+    too_big = httpx.post(small.url, headers=AUTH, json=["GET", "k"])
+    assert too_big.status_code == 400
+    would_have_been = body_length({"result": value + "w" * 1000})
+    after = small.gateway.traffic(reset_largest=True)
+    assert after["served"] - before["served"] == 3
+    assert after["largest_request"] == len(request)
+    assert after["largest_reply"] == would_have_been
+    assert (
+        after["reply_bytes"] - before["reply_bytes"]
+        == body_length({"result": "OK"}) + body_length({"result": 2500}) + would_have_been
+    )
+    assert small.gateway.traffic()["largest_reply"] == 0  # started afresh
+
+
 # --- max key size ---------------------------------------------------------------------------------------------
 
 

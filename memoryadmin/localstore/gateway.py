@@ -353,6 +353,7 @@ class GatewayHandler(BaseHTTPRequestHandler):
         except (ValkeyConnectionError, ValkeyTimeoutError, OSError) as error:
             status, answer = 500, {"error": f"ERR the local Valkey is not answering: {error}"}
         data = json_body(answer)
+        gateway.count_reply(len(data))  # as produced: one over the limit counts at the size it would have had
         if gateway.max_request_bytes and len(data) > gateway.max_request_bytes:
             # Replies count too. One too large refuses the whole request, top-level (a pipeline's commands did run).
             status, data = 400, json_body({"error": request_size_error(gateway.max_request_bytes, len(data))})
@@ -390,6 +391,7 @@ class GatewayHandler(BaseHTTPRequestHandler):
             raise Refusal(411, "ERR a request needs a Content-Length header")
         if not (length.isascii() and length.isdigit()):
             raise Refusal(400, f"ERR invalid Content-Length header: {length[:40]!r}")
+        self.server.count_request(int(length))  # as declared: one over the limit counts too
         limit = self.server.max_request_bytes
         if limit and int(length) > limit:
             raise Refusal(400, request_size_error(limit, int(length)))
@@ -452,6 +454,9 @@ class GatewayServer(ThreadingHTTPServer):
         self._connection_slots = threading.BoundedSemaphore(max_connections)
         self.requests_served = 0  # round trips, for tests and benchmarks
         self.in_flight = 0  # requests being answered (a slow one may outlive its client's timeout)
+        # Body bytes, for benchmarks: requests' as declared, replies' as produced (before the size limit).
+        self.request_bytes = self.reply_bytes = 0
+        self.largest_request = self.largest_reply = 0  # since start, or since traffic(reset_largest=True)
         self._count_lock = threading.Lock()
         super().__init__(address, GatewayHandler)
 
@@ -533,6 +538,30 @@ class GatewayServer(ThreadingHTTPServer):
         finally:
             with self._count_lock:
                 self.in_flight -= 1
+
+    def count_request(self, size):
+        with self._count_lock:
+            self.request_bytes += size
+            self.largest_request = max(self.largest_request, size)
+
+    def count_reply(self, size):
+        with self._count_lock:
+            self.reply_bytes += size
+            self.largest_reply = max(self.largest_reply, size)
+
+    def traffic(self, reset_largest=False):
+        """The counters at one instant; reset_largest starts the largest request and reply afresh."""
+        with self._count_lock:
+            counters = {
+                "served": self.requests_served,
+                "request_bytes": self.request_bytes,
+                "reply_bytes": self.reply_bytes,
+                "largest_request": self.largest_request,
+                "largest_reply": self.largest_reply,
+            }
+            if reset_largest:
+                self.largest_request = self.largest_reply = 0
+        return counters
 
     def wait_idle(self, timeout=10.0):
         """Until no request is being answered (tests: a timed-out request still runs later)."""
