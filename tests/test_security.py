@@ -6,10 +6,8 @@ import io
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,8 @@ from django.test import RequestFactory
 from django.utils import timezone
 
 from memoryadmin.security import client_ip
+
+from .processes import serve_app
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
@@ -325,12 +325,6 @@ def test_cookies_are_secure_and_http_only(client, users):
 # --- gunicorn + WhiteNoise ------------------------------------------------------
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def get(port, path, **headers):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
@@ -351,34 +345,8 @@ def gunicorn(tmp_path):
     )
     collected = manage("collectstatic", "--noinput", "-v0", env=env)
     assert collected.returncode == 0, collected.stderr
-    port = free_port()
-    log = open(tmp_path / "gunicorn.log", "w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "memoryadmin.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.1)
+    with serve_app({**env, "WEB_CONCURRENCY": "1"}, tmp_path / "gunicorn.log") as port:
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def test_gunicorn_serves_the_app_and_whitenoise_the_hashed_css(gunicorn):
