@@ -1,7 +1,7 @@
 from django.db import models
 
 from memoryadmin.services.secrets import masked, secret_property
-from memoryadmin.services.upstash import StoreConnection
+from memoryadmin.services.upstash import MAX_REQUEST_BYTES, StoreConnection
 
 LIST_ORDERS = [
     ("auto", "Detect per session"),
@@ -34,7 +34,7 @@ class Connection(models.Model):
     scan_budget = models.PositiveIntegerField(default=10_000, help_text="Keys SCAN may examine for one page.")
     max_request_bytes = models.PositiveIntegerField(
         "request limit (bytes)",
-        default=10_000_000,
+        default=MAX_REQUEST_BYTES,
         help_text="The store's request and reply size limit: 10 MB on Upstash Free and Pay-as-you-go, more on Pro.",
     )
     timeout = models.FloatField("timeout (seconds)", default=5.0)

@@ -255,6 +255,10 @@ def count_commands():
         _open_counts.reset(token)
 
 
+# Upstash's request (and reply) size limit on Free and Pay-as-you-go, kept a little under its 10 MiB.
+MAX_REQUEST_BYTES = 10_000_000
+
+
 @dataclass(frozen=True)
 class StoreConnection:
     """Where a store is and how the app reads it (one per configured connection)."""
@@ -272,7 +276,7 @@ class StoreConnection:
     retries: int = 2
     page_size: int = 50
     scan_budget: int = 10_000
-    max_request_bytes: int = 10_000_000  # the store's request/reply limit: 10 MB on Free and Pay-as-you-go
+    max_request_bytes: int = MAX_REQUEST_BYTES  # a Pro plan raises it
     default_ttl: int = 7 * 86400
     is_production: bool = False
 
