@@ -34,7 +34,7 @@ from memoryadmin.bulk.models import BulkJob, BulkJobKey
 from . import audit, background, scripts
 from .connections import ConnectionChoice, StoreChanged, binding_change, find_connection, store_binding
 from .jobs import Claim, ClaimLost, end_unless_taken, unexpected
-from .sessions import SCAN_COUNT, scan_all
+from .sessions import GONE, NOT_A_LIST, SCAN_COUNT, scan_all
 from .summaries import summary_key
 from .summary_jobs import new_batch, queue_summaries
 from .upstash import CommandCount, StoreError, get_writer
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 1000
 # Pauses between the attempts of a batch the store did not take; then the job pauses.
 RETRY_PAUSES = (0.5, 2.0, 5.0)
-GONE, NOT_A_LIST = -2, -3
 # Where a job's last batch keeps its replies, and for how long (a paused job may be resumed days later).
 RECEIPT_PREFIX = "memoryadmin:bulk-result:"
 RECEIPT_TTL = 7 * 86400

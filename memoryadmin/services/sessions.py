@@ -35,7 +35,8 @@ MAX_TTL = 10 * 365 * 86400
 
 # Check and act in one atomic step, so a key that stopped being a session (or
 # vanished) between the page and the click is left alone. KEYS: session,
-# summary. Replies: -2 when the key is gone, -3 when it is not a list.
+# summary. Replies: -2 when the key is gone, -3 when it is not a list (bulk batches say the same per key).
+GONE, NOT_A_LIST = -2, -3
 _GUARD = """
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'none' then return -2 end
@@ -47,7 +48,7 @@ def _after_guard(commands):
     """The inner cost of a script that starts with _GUARD: its TYPE, then, for a list, `commands` more."""
 
     def inner_commands(reply, keys, args):
-        return 1 if reply in (-2, -3) else 1 + commands
+        return 1 if reply in (GONE, NOT_A_LIST) else 1 + commands
 
     return inner_commands
 
@@ -135,7 +136,7 @@ TRANSCRIPT_STEP = 20
 
 def _transcript_commands(reply, keys, args):
     """TYPE; for a list, LLEN, TTL, the summary's HGETALL, and an LRANGE per step it read (`_steps`)."""
-    if reply in (-2, -3):
+    if reply in (GONE, NOT_A_LIST):
         return 1
     length, _, _, top, *read = reply
     before = length if args[1] == "" else int(args[1])
@@ -192,7 +193,7 @@ def _window_commands(reply, keys, args):
 
     A big element's size stands in for it: it was taken.
     """
-    if reply in (-2, -3):
+    if reply in (GONE, NOT_A_LIST):
         return 1
     return 3 + (len(keys) == 2) + _steps(len(reply) - 3, int(args[1]), WINDOW_STEP)
 
@@ -491,12 +492,14 @@ def _read_window(connection, key, order, before, window):
     return length, ttl, parse_summary(summary), list(enumerate(messages, start=top - len(messages)))
 
 
-def _check_found(reply, key):
-    """A guarded script's reply, when it says the key is gone (-2) or is not a list (-3)."""
-    if reply == -2:
+def _check_found(reply, key, left_alone=False):
+    """A guarded script's reply, when it says the key is gone or is not a list (`left_alone`: by a write)."""
+    if reply == GONE:
         raise SessionNotFound(f"There is no session {key!r}: it was cleared or has expired.")
-    if reply == -3:
-        raise SessionNotFound(f"{key!r} is not a list, so it is not a chat session.")
+    if reply == NOT_A_LIST:
+        raise SessionNotFound(
+            f"{key!r} is not a list, so it is not a chat session" + ("; it was left alone." if left_alone else ".")
+        )
 
 
 def get_transcript(connection, key, before=None, order=None, window=50):
@@ -665,10 +668,7 @@ def read_message(connection, key, index, order):
 
 def _guarded(connection, script, key, *args):
     result = scripts.write(connection, script, [key, summary_key(connection, key)], *args)
-    if result == -2:
-        raise SessionNotFound(f"There is no session {key!r}: it was cleared or has expired.")
-    if result == -3:
-        raise SessionNotFound(f"{key!r} is not a list, so it is not a chat session; it was left alone.")
+    _check_found(result, key, left_alone=True)
     return result
 
 
