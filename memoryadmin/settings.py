@@ -238,6 +238,10 @@ MEMORYADMIN_JOB_RETRY_SECONDS = env.float("MEMORYADMIN_JOB_RETRY_SECONDS", defau
 # A content search that runs longer than this (seconds) stops, keeping the hits found so far.
 MEMORYADMIN_SEARCH_BUDGET_SECONDS = env.int("MEMORYADMIN_SEARCH_BUDGET_SECONDS", default=300)
 
+# Keys for erasure certificates' signatures and searches' keyed query hashes, comma-separated: the
+# first signs, all verify (services/signing.py). Unset, one is derived from SECRET_KEY.
+MEMORYADMIN_SIGNING_KEYS = env.list("MEMORYADMIN_SIGNING_KEYS", default=[])
+
 # Fernet keys for secrets at rest, comma-separated: the first encrypts, all decrypt.
 MEMORYADMIN_ENCRYPTION_KEYS = env.list("MEMORYADMIN_ENCRYPTION_KEYS", default=[])
 

@@ -17,4 +17,6 @@ class SessionAccess(models.Model):
             ("clear_session", "Clear a session"),
             ("summarize_session", "Re-summarize sessions"),
             ("run_bulk_job", "Run bulk jobs (purge, TTL, re-summarize)"),
+            ("redact_session", "Redact messages (replace their content with a marker)"),
+            ("manage_legal_hold", "Put sessions on legal hold and lift holds"),
         ]

@@ -14,8 +14,10 @@ OPERATOR_PERMISSIONS = VIEWER_PERMISSIONS + [
     "accounts.clear_session",
     "accounts.summarize_session",
     "accounts.run_bulk_job",
+    "accounts.redact_session",
 ]
 ADMIN_PERMISSIONS = OPERATOR_PERMISSIONS + [
+    "accounts.manage_legal_hold",
     "connections.view_connection",
     "connections.add_connection",
     "connections.change_connection",
