@@ -18,6 +18,7 @@ class HoldForm(forms.Form):
             (PATTERN, "A pattern: * any characters, ? one, [abc] [a-z] [^abc] one of (or none of), \\ escapes"),
         ],
         initial=KEY,
+        required=False,  # not asked when the key comes from a session's page; a typed text is then a key
         widget=forms.RadioSelect,
         label="Hold",
     )
@@ -46,10 +47,10 @@ class HoldForm(forms.Form):
             raise forms.ValidationError("The link to the session is damaged: open the session again.")
         if self.session_key is not None:
             data["pattern"] = holds.exact_pattern(self.session_key)
-        elif data.get("kind") == self.KEY:
-            data["pattern"] = holds.exact_pattern(data.get("target", ""))
-        else:
+        elif data.get("kind") == self.PATTERN:
             data["pattern"] = data.get("target", "")
+        else:
+            data["pattern"] = holds.exact_pattern(data.get("target", ""))
         try:
             holds.check_pattern(data["pattern"])
         except ValueError as error:

@@ -160,9 +160,10 @@ def _regex(tokens):
             segments.append([])
         else:
             segments[-1].append(_one_byte(token))
-    first, *middle, last = ["".join(segment) for segment in segments]
-    if not stars:
+    first, *middle = ["".join(segment) for segment in segments]
+    if not middle:
         return first + r"\Z"
+    *middle, last = middle
     return first + "".join(f"(?>.*?{segment})" for segment in middle) + ".*" + last + r"\Z"
 
 
