@@ -108,12 +108,15 @@ def _encoded(text):
     return text.encode("utf-8", "surrogatepass")
 
 
+def _literal(tokens):
+    """The one key (bytes) that tokens without wildcards match, or None when they have any."""
+    return bytes(tokens) if all(isinstance(token, int) for token in tokens) else None
+
+
 def exact_key(pattern):
     """The one key a pattern without wildcards matches, or None when it has any."""
-    tokens = _tokens(_encoded(pattern))
-    if not all(isinstance(token, int) for token in tokens):
-        return None
-    return bytes(tokens).decode("utf-8", "surrogatepass")
+    literal = _literal(_tokens(_encoded(pattern)))
+    return None if literal is None else literal.decode("utf-8", "surrogatepass")
 
 
 def exact_pattern(key):
@@ -182,17 +185,19 @@ class HoldMatcher:
 
     def __init__(self, holds):
         self._exact = {}
-        self._patterns = []
+        self._patterns, regexes = [], []
         self._match_everything = None  # SCAN lists every key for `*`, the empty one included
         for hold in holds:
             tokens = _tokens(_encoded(hold.pattern))
-            if all(isinstance(token, int) for token in tokens):
-                self._exact.setdefault(bytes(tokens), hold)
-            else:
-                self._patterns.append(hold)
-                if hold.pattern == STAR and self._match_everything is None:
-                    self._match_everything = hold
-        alternatives = "|".join(f"({_regex(_tokens(_encoded(hold.pattern)))})" for hold in self._patterns)
+            literal = _literal(tokens)
+            if literal is not None:
+                self._exact.setdefault(literal, hold)
+                continue
+            self._patterns.append(hold)
+            regexes.append(f"({_regex(tokens)})")  # group n: the nth pattern
+            if hold.pattern == STAR and self._match_everything is None:
+                self._match_everything = hold
+        alternatives = "|".join(regexes)
         self._regex = re.compile(alternatives.encode("ascii"), re.DOTALL) if alternatives else None
 
     def hold_for(self, key):
