@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "memoryadmin.audit",
     "memoryadmin.summaries",
     "memoryadmin.bulk",
+    "memoryadmin.holds",
     "django_tasks",
     "django_tasks_db",
     "memoryadmin.localstore",

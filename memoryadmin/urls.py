@@ -14,6 +14,7 @@ urlpatterns = [
     path("audit/", include("memoryadmin.audit.urls")),
     path("summaries/", include("memoryadmin.summaries.urls")),
     path("bulk/", include("memoryadmin.bulk.urls")),
+    path("holds/", include("memoryadmin.holds.urls")),
     path("django-admin/", admin.site.urls),
     path("", include("memoryadmin.dashboard.urls")),
 ]

@@ -4,6 +4,7 @@ import pytest
 
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.dashboard.converters import encode_key
+from memoryadmin.holds.models import LegalHold
 
 from .conftest import SHOWN_ENV, user_with_role
 from .factories import write_langchain_session
@@ -26,8 +27,13 @@ ACTIONS = {
     "add-connection": ("post", "/connections/new/", {"name": "x"}),
     "audit": ("get", "/audit/", None),
     "audit-export": ("get", "/audit/export.csv", None),
+    "holds": ("get", "/holds/", None),
+    "hold-page": ("get", "/holds/new/", None),
+    "hold": ("post", "/holds/new/", {"kind": "pattern", "target": "perm/*", "reason": "case 1", **SHOWN_ENV}),
+    "lift-page": ("get", "/holds/1/lift/", None),
+    "lift": ("post", "/holds/1/lift/", {"reason": "case closed", **SHOWN_ENV}),
 }
-VIEWER = {"list", "read", "raw"}
+VIEWER = {"list", "read", "raw", "holds"}
 OPERATOR = VIEWER | {"ttl", "persist", "clear-page", "clear"}
 ADMIN = set(ACTIONS)
 ALLOWED = {"Viewer": VIEWER, "Operator": OPERATOR, "Admin": ADMIN}
@@ -49,6 +55,7 @@ def test_permission_matrix(client, connection, store, django_user_model, role, a
         assert event.username == f"user-{role}"
         assert event.details["method"] == method.upper()
         assert store.call("LLEN", KEY) == 2 and store.call("TTL", KEY) == -1
+        assert not LegalHold.objects.exists()
 
 
 def test_viewer_sees_no_write_buttons(client, connection, store, viewer):

@@ -3,6 +3,7 @@ import logging
 from django.shortcuts import render
 
 from memoryadmin.services.connections import ConnectionChanged, NoConnectionConfigured
+from memoryadmin.services.holds import SessionOnHold
 from memoryadmin.services.secrets import SecretUnreadable
 from memoryadmin.services.upstash import StoreError
 
@@ -12,7 +13,8 @@ log = logging.getLogger(__name__)
 class StoreErrorMiddleware:
     """A store that is down, slow or refusing us gives the operator a clear page, not a traceback.
 
-    So does a write refused because its page showed another connection (409).
+    So does a write refused because its page showed another connection, or because the
+    session is on legal hold (409).
     """
 
     def __init__(self, get_response):
@@ -32,6 +34,8 @@ class StoreErrorMiddleware:
             title, status, retry, check_connection = "The connection's token cannot be decrypted", 503, True, True
         elif isinstance(exception, ConnectionChanged):
             return _problem(request, "Nothing was changed", exception, status=409, retry=False, check_connection=False)
+        elif isinstance(exception, SessionOnHold):
+            return _problem(request, "On legal hold", exception, status=409, retry=False, check_connection=False)
         else:
             return None
         log.warning("store error on %s: %s", request.path, exception)

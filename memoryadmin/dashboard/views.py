@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from memoryadmin.accounts.decorators import requires
-from memoryadmin.services import audit, sessions
+from memoryadmin.services import audit, holds, sessions
 from memoryadmin.services.connections import connection_for_write, current_connection, viewed_connection
 from memoryadmin.services.sessions import SessionNotFound
 from memoryadmin.summaries.views import summary_panel_context
@@ -115,9 +115,12 @@ def session_detail(request, key):
     # "Earlier messages" asks for the window before the first one shown.
     if request.htmx and before is not None:
         return render(request, "dashboard/session_detail.html#earlier", context)
+    # The one query for holds: the banner, and the writes this page offers.
+    hold = holds.hold_for(connection.slug, key)
     context |= {
-        "ttl": transcript.ttl,
-        "ttl_form": ttl_form_for(connection),
+        "hold": hold,
+        "can_clear": request.user.has_perm("accounts.clear_session") and not linked and hold is None,
+        **_ttl_context(connection, key, transcript.ttl, hold=hold),
         "permalink": permalink(request, connection, key),
         "audit_events": audit.recent_for_session(connection, key),
         **summary_panel_context(connection, key, transcript.summary, transcript.message_count),
@@ -125,17 +128,22 @@ def session_detail(request, key):
     return render(request, "dashboard/session_detail.html", context)
 
 
+def _ttl_context(connection, key, ttl, *, hold, ttl_form=None):
+    """What the TTL section shows; a session on hold offers no Set TTL (removing a TTL stays allowed)."""
+    return {
+        "connection": connection,
+        "ttl": ttl,
+        "key": key,
+        "ttl_form": ttl_form if ttl_form is not None else ttl_form_for(connection),
+        "can_set_ttl": hold is None,
+    }
+
+
 def _ttl_changed(request, key, change, connection):
     """After a TTL write: the TTL fragment for htmx, else back to the session."""
     if request.htmx:
-        context = {
-            "connection": connection,
-            "ttl": change.after,
-            "key": key,
-            "ttl_form": ttl_form_for(connection),
-            "saved": True,
-        }
-        return render(request, "dashboard/session_detail.html#ttl", context)
+        context = _ttl_context(connection, key, change.after, hold=holds.hold_for(connection.slug, key))
+        return render(request, "dashboard/session_detail.html#ttl", context | {"saved": True})
     return redirect("session_detail", key)
 
 
@@ -146,7 +154,7 @@ def session_set_ttl(request, key):
     form = ttl_form_for(connection, request.POST)
     if not form.is_valid():
         if request.htmx:
-            context = {"connection": connection, "ttl": None, "key": key, "ttl_form": form}
+            context = _ttl_context(connection, key, None, hold=holds.hold_for(connection.slug, key), ttl_form=form)
             return render(request, "dashboard/session_detail.html#ttl", context, status=422)
         messages.error(request, " ".join(form.non_field_errors()) or "Choose a TTL from the list.")
         return redirect("session_detail", key)
@@ -155,6 +163,7 @@ def session_set_ttl(request, key):
         with audit.audited(
             request, "session.ttl", connection=connection, session_key=key, details={"seconds": seconds}
         ) as result:
+            holds.refuse_if_held(connection.slug, key)  # a 409 page (StoreErrorMiddleware); the event ends failed
             change = sessions.set_ttl(connection, key, seconds)
             result.update(ttl_before=change.before, ttl_after=change.after)
     except SessionNotFound as error:
@@ -188,6 +197,7 @@ def session_clear(request, key):
     connection = connection_for_write(request)
     try:
         with audit.audited(request, "session.clear", connection=connection, session_key=key) as result:
+            holds.refuse_if_held(connection.slug, key)  # a 409 page (StoreErrorMiddleware); the event ends failed
             removed = sessions.clear_session(connection, key)
             result["messages_removed"] = removed
     except SessionNotFound as error:

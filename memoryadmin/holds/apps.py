@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class HoldsConfig(AppConfig):
+    name = "memoryadmin.holds"
+    verbose_name = "Legal holds"
