@@ -15,7 +15,7 @@ from django_tasks_db.models import DBTaskResult
 
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, SearchHit, SearchJob
-from memoryadmin.services import content_search, secrets, signing
+from memoryadmin.services import content_search, messages, secrets, signing, summary_jobs
 from memoryadmin.services.summaries import summary_key
 
 from .conftest import DATABASE_TASKS
@@ -293,3 +293,27 @@ def test_the_migration_keeps_existing_queries_only_hashed_masked_and_encrypted()
         content_search.search_query(plain) == f"{NAME} {EMAIL}" and content_search.search_query(regex) == r"jane\.doe"
     )
     assert copies() == {text: [] for text in PERSONAL}
+
+
+def test_a_message_that_cannot_be_read_is_logged_without_its_text(monkeypatch, caplog):
+    def quoting(raw, problems):
+        raise KeyError(raw)  # as an unforeseen shape may make an error quote the element
+
+    monkeypatch.setattr(messages, "_interpret", quoting)
+    with caplog.at_level(logging.WARNING):
+        message = messages.parse_element(langchain("human", f"{NAME} <{EMAIL}>").encode())
+    assert message.problem == "Could not read this message (KeyError)"
+    assert "Could not read a stored message" in caplog.text and "_interpret" in caplog.text
+    for text in PERSONAL:
+        assert text.casefold() not in caplog.text.casefold()
+
+
+def test_summaries_are_kept_in_the_store_only_and_go_with_their_session(web, store, connection, operator, jane):
+    job, _ = summary_jobs.request_summary(connection, "chat:jane", operator)
+    job.refresh_from_db()
+    assert job.status == "done"
+    summary = store.call("HGET", summary_key(connection, "chat:jane"), "text").decode()
+    assert EMAIL in summary or "Renée" in summary  # the summary names her...
+    assert copies() == {text: [] for text in PERSONAL}  # ...the database does not (the job keeps key and counts)
+    purge(web, search(web, query=EMAIL))
+    assert store.call("EXISTS", summary_key(connection, "chat:jane")) == 0
