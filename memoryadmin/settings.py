@@ -238,6 +238,9 @@ MEMORYADMIN_JOB_MAX_ATTEMPTS = env.int("MEMORYADMIN_JOB_MAX_ATTEMPTS", default=3
 MEMORYADMIN_JOB_RETRY_SECONDS = env.float("MEMORYADMIN_JOB_RETRY_SECONDS", default=60)
 # A content search that runs longer than this (seconds) stops, keeping the hits found so far.
 MEMORYADMIN_SEARCH_BUDGET_SECONDS = env.int("MEMORYADMIN_SEARCH_BUDGET_SECONDS", default=300)
+# A content search's results (its hits' snippets and its encrypted query) are deleted this many days
+# after it ended, by the worker, unless a bulk job still works from them.
+MEMORYADMIN_SEARCH_RESULTS_DAYS = env.int("MEMORYADMIN_SEARCH_RESULTS_DAYS", default=7)
 
 # Keys for erasure certificates' signatures and searches' keyed query hashes, comma-separated: the
 # first signs, all verify (services/signing.py). Unset, one is derived from SECRET_KEY.

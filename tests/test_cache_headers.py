@@ -34,7 +34,7 @@ def every_url(admin_web, store):
     """A real path for every route: its session, job, search or batch exists."""
     write_langchain_session(store, KEY, ["hello", "hi"])
     bulk_job = start(admin_web, action="clear", scope="selected", keys=[KEY]).pk
-    search = SearchJob.objects.create(connection_slug="env", connection_name="default", query="x").pk
+    search = SearchJob.objects.create(connection_slug="env", connection_name="default", query_masked="x***").pk
     batch = SummaryBatch.objects.create(connection_slug="env", connection_name="default", description="d").pk
     summary_job = SummaryJob.objects.create(connection_slug="env", connection_name="default", session_key=KEY).pk
     pks = {"bulk": bulk_job, "search": search, "summary_batch": batch, "summary_job": summary_job}

@@ -12,7 +12,7 @@ import pytest
 
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, SearchJob
-from memoryadmin.services import bulk
+from memoryadmin.services import bulk, secrets
 
 from .factories import langchain
 from .processes import app_env
@@ -118,7 +118,10 @@ def test_a_bulk_job_is_not_held_up_by_a_running_search(connection, store, operat
     write_sessions(store, [f"haystack:{i:05}" for i in range(50_000)], messages=1)  # 50 SCAN steps
     write_sessions(store, ["purge:1", "purge:2"])
     search = SearchJob.objects.create(
-        connection_slug=connection.slug, connection_name=connection.name, query="needle", requested_by=operator
+        connection_slug=connection.slug,
+        connection_name=connection.name,
+        query_encrypted=secrets.encrypt("needle"),
+        requested_by=operator,
     )
     from memoryadmin.tasks import run_search
 

@@ -112,7 +112,11 @@ def test_bulk_job_page_isolates_the_key(web, connection, operator, session):
 
 def test_search_results_isolate_the_key(web, connection, operator, session):
     job = SearchJob.objects.create(
-        connection_slug="env", connection_name=connection.name, query="hello", status="done", requested_by=operator
+        connection_slug="env",
+        connection_name=connection.name,
+        query_masked="h***",
+        status="done",
+        requested_by=operator,
     )
     SearchHit.objects.create(
         job=job,

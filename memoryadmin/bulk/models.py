@@ -51,7 +51,13 @@ class StoreJob(models.Model):
 
 
 class SearchJob(WorkerJob, StoreJob, Billed):
-    """A content search over the sessions of a connection (for erasure requests)."""
+    """A content search over the sessions of a connection (for erasure requests).
+
+    The query is personal data (an e-mail address, a name): it is kept as a keyed hash and a masked
+    form for the record, and encrypted only while it is needed (services/content_search.py).
+    """
+
+    SECRET_FIELDS = ("query_encrypted",)
 
     QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancelled", "failed"
     STATUSES = [(QUEUED, "queued"), (RUNNING, "running"), (DONE, "done"), (CANCELLED, "cancelled"), (FAILED, "failed")]
@@ -59,7 +65,13 @@ class SearchJob(WorkerJob, StoreJob, Billed):
 
     connection_slug = models.CharField(max_length=20)
     connection_name = models.CharField(max_length=100)
-    query = models.CharField(max_length=500)
+    query_hash = models.CharField(
+        max_length=64, help_text="Keyed hash of the query as the search matches it (casefolded unless a regex)."
+    )
+    query_masked = models.CharField(max_length=200, help_text="What pages show of the query: j***@example.com.")
+    query_encrypted = models.TextField(
+        blank=True, editable=False, help_text="The query, encrypted; emptied when the search's data is erased."
+    )
     is_regex = models.BooleanField(default=False)
     key_pattern = models.CharField(max_length=500, default="*")
     role = models.CharField(max_length=20, blank=True, help_text="Only messages of this role.")
@@ -76,6 +88,9 @@ class SearchJob(WorkerJob, StoreJob, Billed):
     keys_in_store = models.PositiveBigIntegerField(null=True, blank=True)
     estimated_commands = models.PositiveBigIntegerField(null=True, blank=True)
     estimated_round_trips = models.PositiveBigIntegerField(null=True, blank=True)
+    # When and why its personal data (the query, the hits' snippets) was erased.
+    erased_at = models.DateTimeField(null=True, blank=True)
+    erase_reason = models.CharField(max_length=100, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

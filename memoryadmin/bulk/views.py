@@ -174,6 +174,9 @@ def search_to_bulk(request, pk):
     if search.is_active or action not in dict(BulkJob.ACTIONS) or action == BulkJob.EXPIRE:
         messages.error(request, "Wait for the search to finish, then choose clear, remove TTL or re-summarize.")
         return redirect("search_job", pk)
+    if search.erased_at:
+        messages.error(request, "This search's results were erased: search again.")
+        return redirect("search_job", pk)
     connection = current_connection(request)
     if connection.slug != search.connection_slug:
         messages.error(request, f"Switch to the connection “{search.connection_name}” first: the search ran there.")

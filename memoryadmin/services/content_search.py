@@ -17,6 +17,13 @@ above 1000 (nested ones multiply), are refused with a form error, in the web
 request and in the worker alike. A search as a whole has a time budget
 (MEMORYADMIN_SEARCH_BUDGET_SECONDS); when it runs out the search stops,
 keeping the hits found so far.
+
+The query and the snippets are personal data. A search keeps its query as a
+keyed hash (of the query as it is matched) and a masked form for the record;
+the query itself only encrypted, and only until the search's data is erased:
+by erase_search once a purge made of it is done, or by erase_expired_searches
+MEMORYADMIN_SEARCH_RESULTS_DAYS after it ended (the worker sweeps). Nothing
+it stores or logs on failure quotes the query or a message.
 """
 
 import contextvars
@@ -27,18 +34,21 @@ import queue
 import re
 import threading
 import time
+from datetime import timedelta
 from functools import partial
 
 import re2
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from memoryadmin.bulk.models import SearchHit, SearchJob
+from memoryadmin.bulk.models import BulkJob, SearchHit, SearchJob
 
-from . import audit, background, scripts
-from .connections import StoreChanged, binding_change, find_connection, store_binding
-from .jobs import Claim, end_unless_taken, unexpected
+from . import audit, background, scripts, secrets, signing
+from .connections import ConnectionChoice, StoreChanged, binding_change, find_connection, store_binding
+from .jobs import Claim, end_unless_taken
 from .messages import detect_order, parse_element
 from .sessions import (
     COST_FUNCTION,
@@ -405,6 +415,100 @@ def count_keys(connection):
         return None
 
 
+# --- the query, kept as little as it may be -----------------------------------
+
+QUERY_HASH_PURPOSE = "search-query"
+MASKED_MAX_LENGTH = 200  # SearchJob.query_masked
+EMAIL_WORD = re.compile(r"(.)[^@]*@(.+)", re.DOTALL)
+# Bulk jobs in these states still work from their search (its hits, its query): its data stays.
+DEPENDING_STATUSES = (BulkJob.COUNTING, BulkJob.AWAITING, BulkJob.QUEUED, BulkJob.RUNNING, BulkJob.PAUSED)
+QUERY_ERASED = "This search's query was erased, so it cannot run."
+QUERY_REFUSED = "The search text was refused when the search ran: search again to see why."
+
+
+def query_hash(query, is_regex):
+    """The keyed hash of a query as the search matches it: casefolded for plain text, as typed for a regex."""
+    return signing.keyed_hash(QUERY_HASH_PURPOSE, query if is_regex else query.casefold())
+
+
+def masked_query(query, is_regex):
+    """What the record shows of a query: no more than the first letter of each word (j***@example.com)."""
+    if is_regex:
+        return f"regular expression, {len(query)} character{'s' if len(query) != 1 else ''}"
+    words = []
+    for word in query.split():
+        email = EMAIL_WORD.fullmatch(word)
+        words.append(f"{email[1]}***@{email[2]}" if email else f"{word[0]}***")
+    masked = " ".join(words) or "(blank)"
+    return masked if len(masked) <= MASKED_MAX_LENGTH else masked[: MASKED_MAX_LENGTH - 1] + "…"
+
+
+def search_query(search):
+    """The search's query, or None once its data is erased."""
+    return secrets.decrypt(search.query_encrypted) if search.query_encrypted else None
+
+
+def erase_search(search, reason):
+    """Erase a search's personal data: its hits' snippets (their keys and counts stay) and its query.
+
+    Called once what was made of the search (a purge, a redaction) is done and verified. Idempotent:
+    a search with nothing left to erase is left as it is, and not audited again. Returns the hits erased.
+    """
+    with transaction.atomic():
+        erased = SearchHit.objects.filter(job=search).exclude(snippet="").update(snippet="", match_start=0, match_end=0)
+        cleared = SearchJob.objects.filter(pk=search.pk).exclude(query_encrypted="").update(query_encrypted="")
+        if not (erased or cleared):
+            return 0
+        SearchJob.objects.filter(pk=search.pk, erased_at__isnull=True).update(
+            erased_at=timezone.now(), erase_reason=reason
+        )
+        _audit_erasure(search, reason, erased)
+    search.refresh_from_db()
+    return erased
+
+
+def erase_expired_searches(now=None):
+    """Delete the hits and the query of searches that ended over MEMORYADMIN_SEARCH_RESULTS_DAYS ago.
+
+    Not of a search a bulk job still works from (its dry run, confirmation, run, or pause). Each one is
+    audited (search.erase, reason "expired"); returns how many searches were erased.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.MEMORYADMIN_SEARCH_RESULTS_DAYS)
+    expired = (
+        SearchJob.objects.exclude(status__in=SearchJob.ACTIVE)
+        .alias(ended_at=Coalesce("finished_at", "created_at"))
+        .filter(ended_at__lt=cutoff)
+        .filter(Q(hits__isnull=False) | ~Q(query_encrypted=""))
+        .exclude(bulkjob__status__in=DEPENDING_STATUSES)
+        .distinct()
+    )
+    count = 0
+    for search in expired.select_related("requested_by"):
+        with transaction.atomic():
+            hits = SearchHit.objects.filter(job=search).delete()[0]
+            SearchJob.objects.filter(pk=search.pk).update(query_encrypted="")
+            SearchJob.objects.filter(pk=search.pk, erased_at__isnull=True).update(erased_at=now, erase_reason="expired")
+            _audit_erasure(search, "expired", hits)
+        count += 1
+    return count
+
+
+def _audit_erasure(search, reason, hits):
+    audit.record(
+        None,
+        "search.erase",
+        connection=_filed_under(search),
+        job=f"search:{search.pk}",
+        details={"search": search.pk, "reason": reason, "hits_erased": hits, "query_hash": search.query_hash},
+    )
+
+
+def _filed_under(search):
+    """The connection the search's events name: its own, even if deleted or renamed since."""
+    return ConnectionChoice(search.connection_slug, search.connection_name, False)
+
+
 def start_search(connection, user, query, is_regex, key_pattern, role):
     """A queued search, with its estimated cost from the keys in the store now (if it can say).
 
@@ -419,7 +523,9 @@ def start_search(connection, user, query, is_regex, key_pattern, role):
     job = SearchJob.objects.create(
         connection_slug=connection.slug,
         connection_name=connection.name,
-        query=query,
+        query_hash=query_hash(query, is_regex),
+        query_masked=masked_query(query, is_regex),
+        query_encrypted=secrets.encrypt(query),
         is_regex=is_regex,
         key_pattern=key_pattern or connection.key_pattern,
         role=role,
@@ -452,12 +558,17 @@ def _run(job, claim):
         bound = claim.mine().filter(store_url="").update(**store_binding(connection))
         if not bound and (change := binding_change(connection, job, "since the search started")):
             raise StoreChanged(change)
-        matcher = Matcher(job.query, job.is_regex)
+        query = search_query(job)
+        if query is None:
+            raise StoreError(QUERY_ERASED)
+        matcher = Matcher(query, job.is_regex)
         _search(job, connection, matcher, claim, deadline=time.monotonic() + budget)
         if SearchJob.objects.filter(pk=job.pk, cancel_requested=True).exists():
             status = SearchJob.CANCELLED
-    except (StoreError, StoreChanged, QueryError) as problem:
+    except (StoreError, StoreChanged) as problem:
         status, error = SearchJob.FAILED, str(problem)
+    except QueryError:  # its reason may quote the pattern: the form shows it, the record does not
+        status, error = SearchJob.FAILED, QUERY_REFUSED
     except OutOfTime:
         status = SearchJob.FAILED
         error = (
@@ -465,10 +576,23 @@ def _run(job, claim):
             "the sessions found until then are listed. Narrow the key pattern or the text and search again."
         )
     except Exception as problem:  # the search ends, whatever happened
-        status, error, failure = SearchJob.FAILED, unexpected(problem), problem
+        status, error, failure = SearchJob.FAILED, unquoted(problem), problem
     _end(job, claim.release, status, error, connection)
     if failure:
-        raise failure  # for the task's record and the worker's log; the job shows the error
+        # For the task's record and the worker's log: where it happened, not what it said.
+        raise SearchFailed(error).with_traceback(failure.__traceback__) from None
+
+
+class SearchFailed(Exception):
+    """An unexpected error of a search, told without its message."""
+
+
+def unquoted(error):
+    """What a search records of an unexpected error: its kind only, as its message may quote the text searched."""
+    return (
+        f"Unexpected error: {type(error).__name__} (its message is not kept, as it may quote the search text or "
+        "a message; the worker's log has where it happened)."
+    )
 
 
 def _end(job, end, status, error, connection=None):

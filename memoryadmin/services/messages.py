@@ -23,6 +23,7 @@ text; the Message says it is `cut` and how big the whole element is.
 import json
 import logging
 import re
+import traceback
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,13 @@ def parse_element(value: bytes | str, size: int | None = None) -> Message:
     except Exception as error:
         # Stored data is arbitrary: a shape no reader foresaw must cost one
         # warning on one message, never the page.
-        log.warning("Could not read a stored message (%s bytes)", len(data), exc_info=True)
+        # Where it failed, not what it said: an error's message may quote the stored text.
+        log.warning(
+            "Could not read a stored message (%s bytes): %s\n%s",
+            len(data),
+            type(error).__name__,
+            "".join(traceback.format_tb(error.__traceback__)),
+        )
         problems.append(f"Could not read this message ({type(error).__name__})")
         message = Message()
     message.raw, message.size, message.problem, message.cut = raw, size if cut else len(data), "; ".join(problems), cut

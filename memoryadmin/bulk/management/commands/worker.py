@@ -10,6 +10,7 @@ from django.utils.crypto import get_random_string
 from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, DEFAULT_TASK_QUEUE_NAME
 from django_tasks_db.management.commands.db_worker import Worker
 
+from memoryadmin.services.content_search import erase_expired_searches
 from memoryadmin.services.jobs import recover_interrupted_jobs
 from memoryadmin.tasks import SEARCH_QUEUE
 
@@ -24,7 +25,8 @@ class Command(BaseCommand):
         "Run the background workers (django-tasks-db's db_worker): the main thread works the default queue "
         "(bulk jobs, summaries), a second thread the search queue, so a long content search never holds up "
         "a purge. First resumes jobs whose worker was killed, and checks for such jobs again every 30 s "
-        "(or every half of MEMORYADMIN_JOB_STALE_SECONDS, when that is shorter)."
+        "(or every half of MEMORYADMIN_JOB_STALE_SECONDS, when that is shorter); then too, deletes the results "
+        "of searches older than MEMORYADMIN_SEARCH_RESULTS_DAYS."
     )
 
     def add_arguments(self, parser):
@@ -35,6 +37,9 @@ class Command(BaseCommand):
         recovered = recover_interrupted_jobs()
         if recovered:
             self.stdout.write(f"Resumed {recovered} interrupted job(s).")
+        erased = erase_expired_searches()
+        if erased:
+            self.stdout.write(f"Erased the results of {erased} expired search(es).")
         if not batch:
             threading.Thread(target=self._keep_recovering, daemon=True, name="job-recovery").start()
         # db_worker's Worker, as its command builds it, minus the signal handlers: those can only be
@@ -76,7 +81,8 @@ class Command(BaseCommand):
         while not stop.wait(interval):
             try:
                 recover_interrupted_jobs()
+                erase_expired_searches()
             except Exception:  # a passing database error must not end the loop
-                log.exception("job recovery failed")
+                log.exception("job recovery or the sweep of expired searches failed")
             finally:
                 close_old_connections()
