@@ -50,7 +50,7 @@ from .sessions import (
     read_element,
     reply_budget,
 )
-from .upstash import CommandCount, StoreError, get_client
+from .upstash import CommandCount, StoreError, get_client, reading_after
 
 log = logging.getLogger(__name__)
 
@@ -431,6 +431,30 @@ def start_search(connection, user, query, is_regex, key_pattern, role):
     return job
 
 
+def search_query(job):
+    """The query of a search, while it is kept (None once erased)."""
+    return job.query or None
+
+
+def repeat_search(search, user, after=""):
+    """The same search again, over the same scope, queued: an erasure's verification.
+
+    `after`: the sync token of the erasure's last write, which its reads carry (read-your-writes).
+    """
+    job = SearchJob.objects.create(
+        connection_slug=search.connection_slug,
+        connection_name=search.connection_name,
+        query=search.query,
+        is_regex=search.is_regex,
+        key_pattern=search.key_pattern,
+        role=search.role,
+        requested_by=user,
+        read_after=after,
+    )
+    background.enqueue(background.RUN_SEARCH, job.pk)
+    return job
+
+
 def run_search(job_id):
     """Search the job's sessions, saving hits and progress after every SCAN step."""
     claim = Claim.take(SearchJob, job_id, SearchJob.QUEUED, SearchJob.RUNNING)
@@ -453,7 +477,8 @@ def _run(job, claim):
         if not bound and (change := binding_change(connection, job, "since the search started")):
             raise StoreChanged(change)
         matcher = Matcher(job.query, job.is_regex)
-        _search(job, connection, matcher, claim, deadline=time.monotonic() + budget)
+        with reading_after(job.read_after):
+            _search(job, connection, matcher, claim, deadline=time.monotonic() + budget)
         if SearchJob.objects.filter(pk=job.pk, cancel_requested=True).exists():
             status = SearchJob.CANCELLED
     except (StoreError, StoreChanged, QueryError) as problem:
@@ -494,6 +519,8 @@ def _end(job, end, status, error, connection=None):
             "store_round_trips": job.store_round_trips,
         },
     )
+    if job.verified_jobs.exists():
+        background.enqueue(background.RECORD_VERIFICATION, job.pk)
     return True
 
 
