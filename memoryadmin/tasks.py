@@ -42,3 +42,9 @@ SEARCH_QUEUE = "search"
 @task(queue_name=SEARCH_QUEUE)
 def run_search(job_id):
     content_search.run_search(job_id)
+
+
+# An erasure's verification search ended: its result goes on the erasure job.
+@task(priority=BEFORE_SUMMARIES)
+def record_verification(search_id):
+    bulk.record_verification(search_id)

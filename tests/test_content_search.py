@@ -143,7 +143,7 @@ def test_query_length_is_bounded():
 
 def test_select_the_results_for_purge(web, mailbox, store):
     job = search(web, query="jane.doe@example.com")
-    response = web.post(f"/bulk/search/{job.pk}/purge/", {"action": "clear"})
+    response = web.post(f"/bulk/search/{job.pk}/purge/", {"action": "clear", "reference": "TICKET-1"})
     bulk_job = BulkJob.objects.get()
     assert response["Location"] == f"/bulk/{bulk_job.pk}/"
     assert bulk_job.selection == "search" and bulk_job.total == 2 and bulk_job.status == "awaiting"

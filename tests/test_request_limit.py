@@ -216,7 +216,7 @@ def test_content_search_and_the_purge_of_its_results(web, store, replies):
     assert job.sessions_read == CHAT_SESSIONS + 3
     hits = sorted(SearchHit.objects.filter(job=job).values_list("session_key", flat=True))
     assert hits == ["chat:7", "doc:big", "doc:huge", "img:album"]
-    web.post(f"/bulk/search/{job.pk}/purge/", {"action": "clear"})
+    web.post(f"/bulk/search/{job.pk}/purge/", {"action": "clear", "reference": "TICKET-1"})
     purge = BulkJob.objects.get()
     web.post(f"/bulk/{purge.pk}/confirm/", {"typed": "4"})
     purge.refresh_from_db()

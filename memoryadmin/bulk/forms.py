@@ -12,7 +12,8 @@ class BulkActionForm(forms.Form):
     The TTL of a "set TTL" action comes from the same fields as the session page's TTL form.
     """
 
-    action = forms.ChoiceField(choices=BulkJob.ACTIONS)
+    # A redaction redacts what a content search matched: it starts from a search's results.
+    action = forms.ChoiceField(choices=[choice for choice in BulkJob.ACTIONS if choice[0] != BulkJob.REDACT])
     scope = forms.ChoiceField(
         choices=[("selected", "the selected sessions"), ("pattern", "every session matching the pattern")]
     )
@@ -31,6 +32,33 @@ class BulkActionForm(forms.Form):
                 raise forms.ValidationError("The selection is damaged. Select the sessions again.") from None
             if not data["keys"]:
                 raise forms.ValidationError("Select at least one session first.")
+        return data
+
+
+class SearchActionForm(forms.Form):
+    """From a finished search: what to do with the sessions it found, and, for an erasure, the request's reference."""
+
+    CHOICES = [
+        ("clear", "Clear (purge) the sessions"),
+        ("redact:messages", "Redact the matching messages (the rest of each session stays)"),
+        ("redact:text", "Redact only the matching text"),
+        ("persist", "Remove their TTL"),
+        ("summarize", "Re-summarize them"),
+    ]
+    action = forms.ChoiceField(choices=CHOICES)
+    reference = forms.CharField(
+        max_length=200,
+        required=False,
+        label="Request reference",
+        help_text="The erasure request this answers (a ticket id): it goes on the certificate.",
+    )
+
+    def clean(self):
+        data = super().clean()
+        action, _, redaction = data.get("action", "").partition(":")
+        data["action"], data["redaction"] = action, redaction
+        if action in BulkJob.ERASURES and not data.get("reference", "").strip():
+            self.add_error("reference", "Give the request's reference (a ticket id): an erasure is certified under it.")
         return data
 
 

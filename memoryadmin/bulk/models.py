@@ -3,7 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from memoryadmin.fields import StoreTextField
+from memoryadmin.fields import StoreJSONField, StoreTextField
 
 
 class Claimed(models.Model):
@@ -91,6 +91,10 @@ class SearchJob(WorkerJob, StoreJob, Billed):
     # When and why its personal data (the query, the hits' snippets) was erased.
     erased_at = models.DateTimeField(null=True, blank=True)
     erase_reason = models.CharField(max_length=100, blank=True)
+    # Which signing key made query_hash (services/signing.py): to check a guess against it after a rotation.
+    query_hash_key_id = models.CharField(max_length=20, blank=True)
+    # A verification of an erasure reads after the erasure's last write (the sync token it left).
+    read_after = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -117,8 +121,18 @@ class SearchHit(models.Model):
 class BulkJob(WorkerJob, StoreJob):
     """One bulk action on a frozen set of sessions: dry run, typed confirmation, batches."""
 
-    CLEAR, EXPIRE, PERSIST, SUMMARIZE = "clear", "expire", "persist", "summarize"
-    ACTIONS = [(CLEAR, "Clear"), (EXPIRE, "Set TTL"), (PERSIST, "Remove TTL"), (SUMMARIZE, "Re-summarize")]
+    CLEAR, EXPIRE, PERSIST, SUMMARIZE, REDACT = "clear", "expire", "persist", "summarize", "redact"
+    ACTIONS = [
+        (CLEAR, "Clear"),
+        (EXPIRE, "Set TTL"),
+        (PERSIST, "Remove TTL"),
+        (SUMMARIZE, "Re-summarize"),
+        (REDACT, "Redact"),
+    ]
+    # Erasure jobs: a clear or a redaction of a search's results; verified by searching again, certified.
+    ERASURES = (CLEAR, REDACT)
+    WHOLE_MESSAGES, MATCHING_TEXT = "messages", "text"
+    REDACTIONS = [(WHOLE_MESSAGES, "the whole matching messages"), (MATCHING_TEXT, "only the matching text")]
     KEYS, PATTERN, SEARCH = "keys", "pattern", "search"
     SELECTIONS = [
         (KEYS, "selected sessions"),
@@ -156,6 +170,10 @@ class BulkJob(WorkerJob, StoreJob):
     connection_is_production = models.BooleanField(default=False)
     action = models.CharField(max_length=10, choices=ACTIONS)
     ttl_seconds = models.PositiveIntegerField(null=True, blank=True)
+    redaction = models.CharField(max_length=10, choices=REDACTIONS, blank=True, help_text="What a redaction replaces.")
+    reference = models.CharField(
+        max_length=200, blank=True, help_text="The request it answers, as the operator typed it (a ticket id)."
+    )
     selection = models.CharField(max_length=10, choices=SELECTIONS)
     pattern = StoreTextField(blank=True)
     search = models.ForeignKey(SearchJob, null=True, blank=True, on_delete=models.SET_NULL)
@@ -167,9 +185,19 @@ class BulkJob(WorkerJob, StoreJob):
     # Run: progress through the frozen keys, in position order.
     next_position = models.PositiveIntegerField(default=0)
     done = models.PositiveIntegerField(default=0)
-    skipped = models.PositiveIntegerField(default=0, help_text="Gone, or no longer a list.")
+    skipped = models.PositiveIntegerField(default=0, help_text="Gone, no longer a list, or on legal hold.")
+    held = models.PositiveIntegerField(default=0, help_text="Sessions on legal hold, left alone (counted in skipped).")
     failed = models.PositiveIntegerField(default=0)
     messages_removed = models.PositiveBigIntegerField(default=0)
+    messages_redacted = models.PositiveBigIntegerField(default=0)
+    # An erasure from a search is verified: the same search, run again over the same scope once the job is done.
+    verification = models.ForeignKey(
+        SearchJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="verified_jobs"
+    )
+    remaining = models.PositiveIntegerField(null=True, blank=True, help_text="Sessions still matching at verification.")
+    # Their keys, kept here: the verification's own results expire with every search's.
+    remaining_keys = StoreJSONField(default=list, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
     # Store commands (Upstash bills each) and round trips: the dry run's, the most the run can cost
     # (worked out at the end of the dry run, see services/bulk.py run_cost), and the run's.
     dry_run_commands = models.PositiveBigIntegerField(default=0)
@@ -198,18 +226,39 @@ class BulkJob(WorkerJob, StoreJob):
     def audit_job(self):
         return f"bulk:{self.pk}"
 
+    @property
+    def verification_pending(self):
+        """An erasure done, whose verification has not ended yet (the page polls until it has)."""
+        return (
+            self.is_erasure
+            and self.status == self.DONE
+            and self.verified_at is None
+            and (self.verification is None or self.verification.is_active)
+        )
+
+    @property
+    def is_erasure(self):
+        """A clear or a redaction of a content search's results: verified, and certified."""
+        return self.search_id is not None and self.action in self.ERASURES
+
 
 class BulkJobKey(models.Model):
     """One session of a job's frozen selection, and what the job did to it."""
 
-    PENDING, DONE, GONE, NOT_A_LIST = "", "done", "gone", "not a list"
-    SKIPPED = (GONE, NOT_A_LIST)
+    PENDING, DONE, GONE, NOT_A_LIST, HELD, NO_MATCH = "", "done", "gone", "not a list", "on hold", "no match"
+    SKIPPED = (GONE, NOT_A_LIST, HELD, NO_MATCH)
+    CHANGED = "changed"  # a redaction found the matching messages changing under it each time it tried (failed)
 
     job = models.ForeignKey(BulkJob, on_delete=models.CASCADE, related_name="keys")
     position = models.PositiveIntegerField()
     key = StoreTextField()
-    messages = models.PositiveIntegerField(null=True, help_text="LLEN at the dry run.")
+    messages = models.PositiveIntegerField(
+        null=True, help_text="LLEN at the dry run; for a redaction, the matching messages the search found."
+    )
     outcome = models.CharField(max_length=10, blank=True, default=PENDING)
+    redacted = models.PositiveIntegerField(null=True, blank=True, help_text="Messages a redaction replaced.")
+    # [[sha1 before, sha1 after], ...] of each message a redaction replaced: proof without the text.
+    element_hashes = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["position"]

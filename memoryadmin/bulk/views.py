@@ -1,17 +1,19 @@
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from memoryadmin.accounts.decorators import requires
 from memoryadmin.dashboard.downloads import streaming_csv
 from memoryadmin.dashboard.forms import ttl_form_for
-from memoryadmin.services import bulk, content_search
+from memoryadmin.services import audit, bulk, content_search, erasure
 from memoryadmin.services.connections import StoreChanged, current_connection
 from memoryadmin.services.content_search import QueryError
 
-from .forms import BulkActionForm, ConfirmForm, SearchForm
+from .forms import BulkActionForm, ConfirmForm, SearchActionForm, SearchForm
 from .models import BulkJob, SearchJob
 
 BULK = "accounts.run_bulk_job"
@@ -57,13 +59,15 @@ def job_create(request):
 @requires(BULK, "bulk.view")
 def job_detail(request, pk):
     """The job's page: dry run, confirmation, progress and report, polled while the job works."""
-    job = get_object_or_404(BulkJob.objects.select_related("requested_by", "confirmed_by", "summary_batch"), pk=pk)
+    job = get_object_or_404(
+        BulkJob.objects.select_related("requested_by", "confirmed_by", "summary_batch", "verification"), pk=pk
+    )
     context = {
         "job": job,
         "progress": bulk.progress(job),
         "sample": job.keys.order_by("position")[:20],
         "confirm_form": ConfirmForm(),
-        "typed_required": job.action == BulkJob.CLEAR,
+        "typed_required": job.action in bulk.TYPED_CONFIRMATION,
     }
     template = "bulk/job.html#status" if request.htmx else "bulk/job.html"
     return render(request, template, context)
@@ -152,7 +156,7 @@ def search_new(request):
 def search_detail(request, pk):
     job = get_object_or_404(SearchJob.objects.select_related("requested_by"), pk=pk)
     hits = Paginator(job.hits.all(), 100).get_page(request.GET.get("page"))
-    context = {"job": job, "hits": hits, "actions": BulkJob.ACTIONS}
+    context = {"job": job, "hits": hits, "action_choices": SearchActionForm.CHOICES}
     template = "bulk/search_job.html#results" if request.htmx else "bulk/search_job.html"
     return render(request, template, context)
 
@@ -168,11 +172,15 @@ def search_cancel(request, pk):
 @require_POST
 @requires(BULK, "bulk.dry_run")
 def search_to_bulk(request, pk):
-    """ "Select these for purge": the search's results become a bulk job's frozen selection."""
+    """ "Select these for…": the search's results become a bulk job's frozen selection (an erasure, or not)."""
     search = get_object_or_404(SearchJob, pk=pk)
-    action = request.POST.get("action", BulkJob.CLEAR)
-    if search.is_active or action not in dict(BulkJob.ACTIONS) or action == BulkJob.EXPIRE:
-        messages.error(request, "Wait for the search to finish, then choose clear, remove TTL or re-summarize.")
+    form = SearchActionForm(request.POST)
+    if search.is_active or not form.is_valid():
+        messages.error(request, _errors(form) or "Wait for the search to finish, then choose what to do.")
+        return redirect("search_job", pk)
+    data = form.cleaned_data
+    if data["action"] == BulkJob.REDACT and not request.user.has_perm("accounts.redact_session"):
+        messages.error(request, "Redacting needs the permission to redact messages.")
         return redirect("search_job", pk)
     if search.erased_at:
         messages.error(request, "This search's results were erased: search again.")
@@ -182,8 +190,51 @@ def search_to_bulk(request, pk):
         messages.error(request, f"Switch to the connection “{search.connection_name}” first: the search ran there.")
         return redirect("search_job", pk)
     try:
-        job = bulk.create_job(connection, request.user, action, search=search)
+        job = bulk.create_job(
+            connection,
+            request.user,
+            data["action"],
+            search=search,
+            redaction=data["redaction"],
+            reference=data["reference"].strip(),
+        )
     except StoreChanged as change:
         messages.error(request, str(change))
         return redirect("search_job", pk)
     return redirect("bulk_job", job.pk)
+
+
+@require_POST
+@requires(BULK, "bulk.verify")
+def job_verify(request, pk):
+    """Verify an erasure again, after a verification that could not finish."""
+    job = get_object_or_404(BulkJob.objects.select_related("verification"), pk=pk)
+    problem = bulk.verify_again(job, request)
+    if problem:
+        messages.error(request, problem)
+    else:
+        messages.success(request, "Searching again to verify the erasure.")
+    return redirect("bulk_job", job.pk)
+
+
+@require_GET
+@requires(BULK, "erasure.certificate")
+def job_certificate(request, pk, fmt="html"):
+    """The erasure certificate: a printable page, or the signed JSON file to file and check later."""
+    job = get_object_or_404(
+        BulkJob.objects.select_related("requested_by", "confirmed_by", "search", "verification"), pk=pk
+    )
+    try:
+        with audit.audited(
+            request, "erasure.certificate", connection=bulk.filed_under(job), details={"job": job.pk, "format": fmt}
+        ) as result:
+            if fmt == "json":
+                response = HttpResponse(erasure.certificate_file(job), content_type="application/json")
+                response["Content-Disposition"] = content_disposition_header(True, f"erasure-certificate-{job.pk}.json")
+            else:
+                response = render(request, "bulk/certificate.html", {"job": job, **erasure.signed_certificate(job)})
+            result["sessions"] = job.total
+    except erasure.NotCertifiable as reason:
+        messages.error(request, str(reason))
+        return redirect("bulk_job", job.pk)
+    return response

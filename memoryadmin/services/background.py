@@ -15,6 +15,7 @@ PLAN_STALE_BATCH = "plan_stale_batch"
 COUNT_BULK_JOB = "count_bulk_job"
 RUN_BULK_JOB = "run_bulk_job"
 RUN_SEARCH = "run_search"
+RECORD_VERIFICATION = "record_verification"
 
 
 def enqueue(task_name, job_id, delay=0):

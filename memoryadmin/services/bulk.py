@@ -29,15 +29,16 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from memoryadmin.bulk.models import BulkJob, BulkJobKey
+from memoryadmin.bulk.models import BulkJob, BulkJobKey, SearchJob
 
-from . import audit, background, scripts
+from . import audit, background, content_search, holds, redaction, scripts
 from .connections import ConnectionChoice, StoreChanged, binding_change, find_connection, store_binding
+from .content_search import Matcher
 from .jobs import Claim, ClaimLost, end_unless_taken, unexpected
 from .sessions import GONE, NOT_A_LIST, SCAN_COUNT, scan_all
 from .summaries import summary_key
 from .summary_jobs import new_batch, queue_summaries
-from .upstash import CommandCount, StoreError, get_writer
+from .upstash import CommandCount, StoreError, get_writer, last_sync_token
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,13 @@ RECEIPT_TTL = 7 * 86400
 ONLY_ON_ITS_STORE = "The job goes on only once the connection points at that store again (or cancel it)."
 
 # KEYS: session, summary, session, summary, ..., and last, for a run (not a count), the job's receipt.
-# ARGV: mode (count|clear|expire|persist), seconds, and for a run the batch's first position, receipt TTL.
-# Reply: 1 (ran), then one reply per session: -2 gone, -3 not a list (left alone), else its length
-# before the action. A run's replies are kept in the receipt as "<first position>:<reply>,...": the
+# ARGV: mode (count|clear|expire|persist), seconds, and for a run the batch's first position, receipt TTL,
+# and a flag per session, "1" for one on legal hold (left alone, not even looked at).
+# Reply: 1 (ran), then one reply per session: -2 gone, -3 not a list, -4 on hold (all left alone), else its
+# length before the action. A run's replies are kept in the receipt as "<first position>:<reply>,...": the
 # same batch sent again gets them back, after REPLAYED instead of 1, and changes nothing.
 REPLAYED = 0
+ON_HOLD = -4
 # What BATCH_SCRIPT runs for a session that is still a list, after its TYPE: LLEN, then the mode's action.
 LIST_COMMANDS = {"count": 1, "clear": 2, "expire": 3, "persist": 3}
 
@@ -62,19 +65,21 @@ LIST_COMMANDS = {"count": 1, "clear": 2, "expire": 3, "persist": 3}
 def _batch_commands(reply, keys, args):
     """The redis.call()s of one BATCH_SCRIPT run, from its reply.
 
-    A batch answered from its receipt: the receipt's GET. Else a TYPE per session, LIST_COMMANDS[mode]
-    more for each list, and for a run (an odd number of keys: the receipt is last) the receipt's GET and SET.
+    A batch answered from its receipt: the receipt's GET. Else a TYPE per session not on hold,
+    LIST_COMMANDS[mode] more for each list, and for a run (an odd number of keys: the receipt is last)
+    the receipt's GET and SET.
     """
     ran, *replies = reply
     if ran == REPLAYED:
         return 1
     receipt = 2 if len(keys) % 2 else 0
-    return receipt + len(replies) + LIST_COMMANDS[args[0]] * sum(length >= 0 for length in replies)
+    looked_at = sum(length != ON_HOLD for length in replies)
+    return receipt + looked_at + LIST_COMMANDS[args[0]] * sum(length >= 0 for length in replies)
 
 
 BATCH_SCRIPT = scripts.Script(
     """
-local mode, seconds, batch, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local mode, seconds, batch, ttl, held = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5] or ''
 local receipt = (#KEYS % 2 == 1) and KEYS[#KEYS] or nil
 local replies = {1}
 if receipt then
@@ -88,8 +93,10 @@ if receipt then
   end
 end
 for i = 1, #KEYS - 1, 2 do
-  local kind = redis.call('TYPE', KEYS[i]).ok
-  if kind == 'none' then
+  local kind = string.sub(held, (i + 1) / 2, (i + 1) / 2) == '1' and 'held' or redis.call('TYPE', KEYS[i]).ok
+  if kind == 'held' then
+    replies[#replies + 1] = -4
+  elseif kind == 'none' then
     replies[#replies + 1] = -2
   elseif kind ~= 'list' then
     replies[#replies + 1] = -3
@@ -115,10 +122,11 @@ return replies
 )
 
 
-def apply_to_batch(connection, keys, mode, seconds=0, receipt=None):
+def apply_to_batch(connection, keys, mode, seconds=0, receipt=None, held=()):
     """Check and act on up to BATCH_SIZE sessions in one atomic call; one reply per key.
 
     receipt: (key, batch's first position) for a run, whose replies are kept there.
+    held: keys on legal hold, answered ON_HOLD and left alone (a run only).
     """
     if not keys:
         return []
@@ -126,7 +134,7 @@ def apply_to_batch(connection, keys, mode, seconds=0, receipt=None):
     extra = []
     if receipt:
         names.append(receipt[0])
-        extra = [receipt[1], RECEIPT_TTL]
+        extra = [receipt[1], RECEIPT_TTL, "".join("1" if key in held else "0" for key in keys)]
     if mode == "count":  # the dry run: it only reads
         reply = scripts.read(connection, BATCH_SCRIPT, names, mode, seconds)
     else:
@@ -141,9 +149,12 @@ def run_cost(action, frozen):
     per batch one EVAL, the receipt's GET and SET, a TYPE per key and LIST_COMMANDS per list;
     then one DEL of the receipt. A key that is no longer a list costs LIST_COMMANDS less.
     Re-summarizing sends nothing itself: each summary job it queues bills its own reads and write.
+    A redaction has no estimate (None): it reads each session whole, however long it is.
     """
     if action == BulkJob.SUMMARIZE:
         return CommandCount(0, 0)
+    if action == BulkJob.REDACT:
+        return None
     batches = math.ceil(frozen / BATCH_SIZE)
     per_key = 1 + LIST_COMMANDS[MODES[action]]
     return CommandCount(commands=3 * batches + per_key * frozen + 1, round_trips=batches + 1)
@@ -153,7 +164,7 @@ def receipt_key(job):
     return f"{RECEIPT_PREFIX}{job.uuid}"
 
 
-def _filed_under(job):
+def filed_under(job):
     """The connection a job's audit events name: the job's own, even if deleted or renamed since."""
     return ConnectionChoice(job.connection_slug, job.connection_name, job.connection_is_production)
 
@@ -161,12 +172,17 @@ def _filed_under(job):
 # --- creating and confirming -------------------------------------------------
 
 
-def create_job(connection, user, action, *, ttl_seconds=None, keys=None, pattern="", search=None):
+def create_job(
+    connection, user, action, *, ttl_seconds=None, keys=None, pattern="", search=None, redaction="", reference=""
+):
     """A job in its dry run, bound to the connection's store; explicit keys (or a search's hits) are frozen.
 
     A search's hits are sessions of the store it ran on: StoreChanged (audited) when the
-    connection points elsewhere now.
+    connection points elsewhere now. A redaction works on a search's hits only (it redacts what the
+    search matches); `redaction` says what it replaces, `reference` is the request it answers.
     """
+    if action == BulkJob.REDACT and (search is None or redaction not in dict(BulkJob.REDACTIONS)):
+        raise ValueError("A redaction redacts a content search's results: give the search and what to redact.")
     if search and (change := binding_change(connection, search, "since the search ran")):
         problem = f"{change} Run the search again to purge on the store it points at now."
         audit.record(
@@ -188,22 +204,33 @@ def create_job(connection, user, action, *, ttl_seconds=None, keys=None, pattern
             connection_is_production=connection.is_production,
             action=action,
             ttl_seconds=ttl_seconds,
+            redaction=redaction if action == BulkJob.REDACT else "",
+            reference=reference,
             selection=selection,
             pattern=pattern,
             search=search,
             requested_by=user,
         )
         if search:
-            keys = search.hits.order_by("id").values_list("session_key", flat=True).iterator()
-        if keys is not None:
-            _freeze(job, keys)
+            hits = search.hits.order_by("id").values_list("session_key", "matches").iterator()
+            _freeze(job, hits)
+        elif keys is not None:
+            _freeze(job, ((key, None) for key in keys))
     background.enqueue(background.COUNT_BULK_JOB, job.pk)
     return job
 
 
-def _freeze(job, keys, start=0):
-    rows = (BulkJobKey(job=job, position=start + offset, key=key) for offset, key in enumerate(keys))
+def _freeze(job, keys):
+    """Freeze (key, messages) pairs: a search's hits come with their matching messages (what a redaction counts)."""
+    rows = (
+        BulkJobKey(job=job, position=position, key=key, messages=messages)
+        for position, (key, messages) in enumerate(keys)
+    )
     BulkJobKey.objects.bulk_create(rows, batch_size=BATCH_SIZE)
+
+
+# What the operator types to confirm a job that destroys: a clear, or a redaction.
+TYPED_CONFIRMATION = (BulkJob.CLEAR, BulkJob.REDACT)
 
 
 def confirmation_words(job):
@@ -216,7 +243,7 @@ def confirm_job(job, request, typed=""):
     problem = None
     if job.status != BulkJob.AWAITING:
         problem = "This job is not awaiting confirmation any more."
-    elif job.action == BulkJob.CLEAR and typed.strip() not in confirmation_words(job):
+    elif job.action in TYPED_CONFIRMATION and typed.strip() not in confirmation_words(job):
         problem = (
             f"Type {job.total} (the number of sessions) or the connection name “{job.connection_name}” to confirm."
         )
@@ -229,7 +256,7 @@ def confirm_job(job, request, typed=""):
     audit.record(
         request,
         "bulk.confirm",
-        connection=_filed_under(job),
+        connection=filed_under(job),
         job=job.audit_job,
         outcome="failed" if problem else "ok",
         error=problem or "",
@@ -277,7 +304,7 @@ def resume_job(job, request):
     audit.record(
         request,
         "bulk.resume",
-        connection=_filed_under(job),
+        connection=filed_under(job),
         job=job.audit_job,
         outcome="failed" if problem else "ok",
         error=problem or "",
@@ -329,8 +356,8 @@ def count_job(job_id):
         if not claim.release(
             status=BulkJob.AWAITING,
             attempts=0,
-            estimated_commands=estimate.commands,
-            estimated_round_trips=estimate.round_trips,
+            estimated_commands=estimate.commands if estimate else None,
+            estimated_round_trips=estimate.round_trips if estimate else None,
         ):
             return
     job.refresh_from_db()
@@ -338,11 +365,12 @@ def count_job(job_id):
         None,
         "bulk.dry_run",
         user=job.requested_by,
-        connection=_filed_under(job),
+        connection=filed_under(job),
         job=job.audit_job,
         details={
             "sessions": job.total,
             "messages": job.total_messages,
+            "on_hold": job.held,
             "action": job.action,
             "dry_run_commands": job.dry_run_commands,
             "dry_run_round_trips": job.dry_run_round_trips,
@@ -359,7 +387,7 @@ def _drop_dry_run(job, end, error):
             None,
             "bulk.dry_run",
             user=job.requested_by,
-            connection=_filed_under(job),
+            connection=filed_under(job),
             outcome="failed",
             error=error,
             job=job.audit_job,
@@ -371,44 +399,63 @@ def _drop_dry_run(job, end, error):
 def _freeze_pattern(job, connection, claim):
     # A resumed dry run starts the SCAN again: it only reads.
     BulkJobKey.objects.filter(job=job).delete()
-    position = examined = messages = 0
+    position = examined = messages = held = 0
     for keys, _ in scan_all(connection, job.pattern):
         examined += SCAN_COUNT
         lengths = apply_to_batch(connection, keys, "count")
         found = [(key, length) for key, length in zip(keys, lengths) if length >= 0]
+        on_hold = holds.held_keys(job.connection_slug, [key for key, _ in found])
         with transaction.atomic():  # the keys are saved only while this worker holds the job
             claim.save()
             BulkJobKey.objects.bulk_create(
                 [
-                    BulkJobKey(job=job, position=position + i, key=key, messages=length)
+                    BulkJobKey(
+                        job=job,
+                        position=position + i,
+                        key=key,
+                        messages=length,
+                        outcome=BulkJobKey.HELD if key in on_hold else BulkJobKey.PENDING,
+                    )
                     for i, (key, length) in enumerate(found)
                 ]
             )
             position += len(found)
             messages += sum(length for _, length in found)
-            claim.save(examined_keys=examined, total=position, total_messages=messages)
+            held += len(on_hold)
+            claim.save(examined_keys=examined, total=position, total_messages=messages, held=held)
         if _cancelled(job.pk):
             return
 
 
 def _count_frozen(job, connection, claim):
-    total = messages = examined = 0
+    """Count the frozen sessions (each still a list?) and mark those on legal hold.
+
+    A redaction's count is the search's: its matching messages, not the sessions' lengths.
+    """
+    total = messages = examined = held = 0
     for rows in _batches(job):
-        lengths = apply_to_batch(connection, [row.key for row in rows], "count")
+        keys = [row.key for row in rows]
+        lengths = apply_to_batch(connection, keys, "count")
+        on_hold = holds.held_keys(job.connection_slug, keys)
         for row, length in zip(rows, lengths):
-            row.messages = max(length, 0)
+            if job.action != BulkJob.REDACT:
+                row.messages = max(length, 0)
+            elif length < 0:
+                row.messages = 0
+            row.outcome = BulkJobKey.HELD if row.key in on_hold else BulkJobKey.PENDING
         examined += len(rows)
         total += sum(length >= 0 for length in lengths)
-        messages += sum(max(length, 0) for length in lengths)
+        messages += sum(row.messages for row, length in zip(rows, lengths) if length >= 0)
+        held += sum(row.key in on_hold for row, length in zip(rows, lengths) if length >= 0)
         with transaction.atomic():  # saved only while this worker holds the job
-            claim.save(examined_keys=examined, total=total, total_messages=messages)
-            BulkJobKey.objects.bulk_update(rows, ["messages"])
+            claim.save(examined_keys=examined, total=total, total_messages=messages, held=held)
+            BulkJobKey.objects.bulk_update(rows, ["messages", "outcome"])
 
 
-def _batches(job, start=0):
-    """The frozen keys from a position on, BATCH_SIZE rows at a time (never all in memory)."""
+def _batches(job, start=0, size=BATCH_SIZE):
+    """The frozen keys from a position on, `size` rows at a time (never all in memory)."""
     while True:
-        rows = list(BulkJobKey.objects.filter(job=job, position__gte=start).order_by("position")[:BATCH_SIZE])
+        rows = list(BulkJobKey.objects.filter(job=job, position__gte=start).order_by("position")[:size])
         if not rows:
             return
         yield rows
@@ -436,43 +483,102 @@ def _run(job, claim):
     connection = find_connection(job.connection_slug)
     if change := binding_change(connection, job, "since the dry run"):
         return _stop(job, claim.release, BulkJob.PAUSED, f"{change} {ONLY_ON_ITS_STORE}")
+    matcher = None
+    if job.action == BulkJob.REDACT:
+        query = content_search.search_query(job.search) if job.search else None
+        if query is None:
+            problem = "The search's query has been erased (its results expired): search again to redact."
+            return _stop(job, claim.release, BulkJob.FAILED, problem, finished_at=timezone.now())
+        matcher = Matcher(query, job.search.is_regex)
     # Started once: a resumed job (audited as bulk.resume) does not start again.
     if claim.mine().filter(started_at__isnull=True).update(started_at=timezone.now()):
         audit.record(
             None,
             "bulk.start",
             user=job.confirmed_by,
-            connection=_filed_under(job),
+            connection=filed_under(job),
             job=job.audit_job,
             details={"action": job.action, "sessions": job.total},
         )
     if job.action == BulkJob.SUMMARIZE and job.summary_batch is None:
         job.summary_batch = _summary_batch(job, connection, claim)
     status, action = BulkJob.DONE, "bulk.finish"
-    for rows in _batches(job, job.next_position):
+    batch_size = REDACT_BATCH if matcher else BATCH_SIZE
+    for rows in _batches(job, job.next_position, batch_size):
         if _cancelled(job.pk):
             status, action = BulkJob.CANCELLED, "bulk.cancel"
             break
         claim.check()  # still this worker's job: else nothing more is sent
         try:
-            replies = _act_on(job, connection, rows)
+            counts = _act_on(job, connection, rows, matcher)
         except StoreError as error:
             return _stop(job, claim.release, BulkJob.PAUSED, str(error), failed=len(rows))
-        _save_batch(job, claim, rows, replies)
-    if job.action != BulkJob.SUMMARIZE:
+        _save_batch(job, claim, rows, **counts)
+    if job.action in MODES:
         _drop_receipt(job, connection)
     _finish(job, claim, status, action)
+    if status == BulkJob.DONE and job.is_erasure:
+        start_verification(job, connection)
 
 
-def _act_on(job, connection, rows):
-    """Do the job's action on a batch of its frozen keys; one reply per key, as BATCH_SCRIPT's."""
+# Sessions a redaction saves its progress after: it reads each one whole.
+REDACT_BATCH = 20
+
+
+def _act_on(job, connection, rows, matcher):
+    """Do the job's action on a batch of its frozen keys, setting each row's outcome; returns counts to add.
+
+    Sessions on legal hold (now: a hold placed since the dry run counts) are left alone.
+    """
     keys = [row.key for row in rows]
+    on_hold = holds.held_keys(job.connection_slug, keys)
     if job.action == BulkJob.SUMMARIZE:
         # One summary job per key (the summaries' own queue and limits); queued is done, for this job.
-        queue_summaries(connection, job.summary_batch, keys, job.confirmed_by)
-        return [0] * len(keys)
+        queue_summaries(connection, job.summary_batch, [key for key in keys if key not in on_hold], job.confirmed_by)
+        for row in rows:
+            row.outcome = BulkJobKey.HELD if row.key in on_hold else BulkJobKey.DONE
+        return {}
+    if job.action == BulkJob.REDACT:
+        return _redact(job, connection, rows, matcher, on_hold)
     receipt = (receipt_key(job), rows[0].position)
-    return _with_retries(apply_to_batch, connection, keys, MODES[job.action], job.ttl_seconds or 0, receipt=receipt)
+    replies = _with_retries(
+        apply_to_batch, connection, keys, MODES[job.action], job.ttl_seconds or 0, receipt=receipt, held=on_hold
+    )
+    for row, reply in zip(rows, replies):
+        row.outcome = OUTCOMES.get(reply, BulkJobKey.DONE)
+    # The sessions' lengths before the clear; a set TTL removes nothing.
+    return {"messages_removed": sum(reply for reply in replies if reply > 0) if job.action == BulkJob.CLEAR else 0}
+
+
+REDACTION_OUTCOMES = {
+    redaction.REDACTED: BulkJobKey.DONE,
+    redaction.NOTHING_MATCHED: BulkJobKey.NO_MATCH,
+    redaction.SESSION_GONE: BulkJobKey.GONE,
+    redaction.SESSION_NOT_A_LIST: BulkJobKey.NOT_A_LIST,
+}
+
+
+def _redact(job, connection, rows, matcher, on_hold):
+    """Redact what the search matches in each session of a batch (the hashes of what changed are kept)."""
+    redacted = 0
+    for row in rows:
+        if row.key in on_hold:
+            row.outcome = BulkJobKey.HELD
+            continue
+        result = _with_retries(
+            redaction.redact_session,
+            connection,
+            row.key,
+            matcher,
+            job.search.role or None,
+            whole=job.redaction == BulkJob.WHOLE_MESSAGES,
+        )
+        # A message that kept changing under each attempt was not redacted: the session failed.
+        row.outcome = BulkJobKey.CHANGED if result.changed else REDACTION_OUTCOMES[result.outcome]
+        row.redacted = result.redacted
+        row.element_hashes = [list(pair) for pair in zip(result.sha1_before, result.sha1_after)]
+        redacted += result.redacted
+    return {"messages_redacted": redacted}
 
 
 def _summary_batch(job, connection, claim):
@@ -502,14 +608,21 @@ def _with_retries(call, *args, **kwargs):
             time.sleep(pause)
 
 
-OUTCOMES = {GONE: BulkJobKey.GONE, NOT_A_LIST: BulkJobKey.NOT_A_LIST}
+OUTCOMES = {GONE: BulkJobKey.GONE, NOT_A_LIST: BulkJobKey.NOT_A_LIST, ON_HOLD: BulkJobKey.HELD}
 
 
-def _save_batch(job, claim, rows, replies):
-    """Save a batch's outcomes and counts; ClaimLost when this worker no longer holds the job."""
+def _save_batch(job, claim, rows, **counts):
+    """Save a batch's outcomes (set on its rows) and add `counts` to the job's counters.
+
+    ClaimLost when this worker no longer holds the job.
+    """
     by_outcome = {}
-    for row, reply in zip(rows, replies):
-        by_outcome.setdefault(OUTCOMES.get(reply, BulkJobKey.DONE), []).append(row.position)
+    for row in rows:
+        by_outcome.setdefault(row.outcome, []).append(row.position)
+
+    def sessions(*outcomes):
+        return sum(len(by_outcome.get(outcome, [])) for outcome in outcomes)
+
     with transaction.atomic():
         # Counted only where this worker's job stands, so a batch is never counted twice
         # (not even by a worker that was given up for dead and taken over).
@@ -518,19 +631,22 @@ def _save_batch(job, claim, rows, replies):
             .filter(next_position=rows[0].position)
             .update(
                 next_position=rows[-1].position + 1,
-                done=F("done") + len(by_outcome.get(BulkJobKey.DONE, [])),
-                skipped=F("skipped") + sum(len(by_outcome.get(outcome, [])) for outcome in BulkJobKey.SKIPPED),
-                # The sessions' lengths before the clear; a set TTL removes nothing.
-                messages_removed=F("messages_removed")
-                + (sum(reply for reply in replies if reply > 0) if job.action == BulkJob.CLEAR else 0),
+                done=F("done") + sessions(BulkJobKey.DONE),
+                skipped=F("skipped") + sessions(*BulkJobKey.SKIPPED),
+                held=F("held") + sessions(BulkJobKey.HELD),
+                failed=F("failed") + sessions(BulkJobKey.CHANGED),
                 heartbeat_at=timezone.now(),
+                **{name: F(name) + value for name, value in counts.items()},
                 **claim.unbilled(),
             )
         )
         if not counted:
             raise ClaimLost
-        for outcome, positions in by_outcome.items():
-            BulkJobKey.objects.filter(job=job, position__in=positions).update(outcome=outcome)
+        if job.action == BulkJob.REDACT:
+            BulkJobKey.objects.bulk_update(rows, ["outcome", "redacted", "element_hashes"])
+        else:
+            for outcome, positions in by_outcome.items():
+                BulkJobKey.objects.filter(job=job, position__in=positions).update(outcome=outcome)
 
 
 def _stop(job, end, status, error, **changes):
@@ -541,7 +657,7 @@ def _stop(job, end, status, error, **changes):
         None,
         "bulk.fail",
         user=job.confirmed_by,
-        connection=_filed_under(job),
+        connection=filed_under(job),
         outcome="failed",
         error=error,
         job=job.audit_job,
@@ -561,7 +677,7 @@ def give_up(job, error):
 def _finish(job, claim, status, action):
     if claim.release(status=status, finished_at=timezone.now()):
         audit.record(
-            None, action, user=job.confirmed_by, connection=_filed_under(job), job=job.audit_job, details=_counts(job)
+            None, action, user=job.confirmed_by, connection=filed_under(job), job=job.audit_job, details=_counts(job)
         )
 
 
@@ -574,6 +690,8 @@ def _counts(job):
         "skipped": job.skipped,
         "failed": job.failed,
         "messages_removed": job.messages_removed,
+        "messages_redacted": job.messages_redacted,
+        "on_hold": job.held,
         "estimated_commands": job.estimated_commands,
         "run_commands": job.run_commands,
         "run_round_trips": job.run_round_trips,
@@ -597,6 +715,66 @@ def progress(job):
 
 def report_rows(job):
     """The report's rows: every frozen key and what the job did to it (for CSV, streamed)."""
-    yield ["position", "session_key", "messages_at_dry_run", "outcome"]
+    yield ["position", "session_key", "messages_at_dry_run", "outcome", "messages_redacted"]
     for row in BulkJobKey.objects.filter(job=job).order_by("position").iterator(chunk_size=2000):
-        yield [row.position, row.key, "" if row.messages is None else row.messages, row.outcome or "pending"]
+        messages, redacted = ("" if value is None else value for value in (row.messages, row.redacted))
+        yield [row.position, row.key, messages, row.outcome or "pending", redacted]
+
+
+# --- verifying an erasure ----------------------------------------------------
+
+
+def start_verification(job, connection):
+    """Search again, as the erasure's search did, after the job's last write (read-your-writes on replicas)."""
+    search = content_search.repeat_search(job.search, job.confirmed_by, after=last_sync_token(connection))
+    BulkJob.objects.filter(pk=job.pk).update(verification=search, remaining=None, remaining_keys=[], verified_at=None)
+
+
+def record_verification(search_id):
+    """A verification search ended: record what remains on its job (audited), then erase the searches' text.
+
+    Only a verification that read everything counts; one that failed leaves the job unverified, and
+    the query is kept (until the results expire) so it can be verified again.
+    """
+    job = BulkJob.objects.filter(verification_id=search_id).select_related("verification", "search").first()
+    if job is None:
+        return
+    search = job.verification
+    verified = search.status == SearchJob.DONE
+    remaining_keys = list(search.hits.order_by("id").values_list("session_key", flat=True)) if verified else []
+    if verified and not BulkJob.objects.filter(pk=job.pk, verified_at__isnull=True).update(
+        remaining=len(remaining_keys), remaining_keys=remaining_keys, verified_at=timezone.now()
+    ):
+        return  # recorded already (a task run twice)
+    audit.record(
+        None,
+        "bulk.verify",
+        user=job.confirmed_by,
+        connection=filed_under(job),
+        job=job.audit_job,
+        outcome="ok" if verified else "failed",
+        error="" if verified else search.error or f"The verification search ended {search.status}.",
+        details={"search": search.pk, "remaining": search.matched_sessions, "sessions_read": search.sessions_read},
+    )
+    if verified:
+        # The erasure is done and proven: the app keeps no copy of what it erased.
+        content_search.erase_search(job.search, "erasure done")
+        content_search.erase_search(search, "erasure verified")
+
+
+def verify_again(job, request):
+    """Run the verification again (after one that failed); an error message, or None when started."""
+    if (
+        not job.is_erasure
+        or job.status != BulkJob.DONE
+        or job.verified_at
+        or (job.verification and job.verification.is_active)
+    ):
+        return "This job has nothing to verify now."
+    if content_search.search_query(job.search) is None:
+        return "The search's query has been erased (its results expired): search again to verify."
+    connection = find_connection(job.connection_slug)
+    if change := binding_change(connection, job, "since the dry run"):
+        return f"{change} {ONLY_ON_ITS_STORE}"
+    start_verification(job, connection)
+    return None

@@ -60,7 +60,7 @@ from .sessions import (
     read_element,
     reply_budget,
 )
-from .upstash import CommandCount, StoreError, get_client
+from .upstash import CommandCount, StoreError, get_client, reading_after
 
 log = logging.getLogger(__name__)
 
@@ -524,6 +524,7 @@ def start_search(connection, user, query, is_regex, key_pattern, role):
         connection_slug=connection.slug,
         connection_name=connection.name,
         query_hash=query_hash(query, is_regex),
+        query_hash_key_id=signing.current_key_id(),
         query_masked=masked_query(query, is_regex),
         query_encrypted=secrets.encrypt(query),
         is_regex=is_regex,
@@ -532,6 +533,28 @@ def start_search(connection, user, query, is_regex, key_pattern, role):
         requested_by=user,
         keys_in_store=keys_in_store,
         **estimate,
+    )
+    background.enqueue(background.RUN_SEARCH, job.pk)
+    return job
+
+
+def repeat_search(search, user, after=""):
+    """The same search again, over the same scope, queued: an erasure's verification.
+
+    `after`: the sync token of the erasure's last write, which its reads carry (read-your-writes).
+    """
+    job = SearchJob.objects.create(
+        connection_slug=search.connection_slug,
+        connection_name=search.connection_name,
+        query_hash=search.query_hash,
+        query_hash_key_id=search.query_hash_key_id,
+        query_masked=search.query_masked,
+        query_encrypted=search.query_encrypted,
+        is_regex=search.is_regex,
+        key_pattern=search.key_pattern,
+        role=search.role,
+        requested_by=user,
+        read_after=after,
     )
     background.enqueue(background.RUN_SEARCH, job.pk)
     return job
@@ -562,7 +585,8 @@ def _run(job, claim):
         if query is None:
             raise StoreError(QUERY_ERASED)
         matcher = Matcher(query, job.is_regex)
-        _search(job, connection, matcher, claim, deadline=time.monotonic() + budget)
+        with reading_after(job.read_after):
+            _search(job, connection, matcher, claim, deadline=time.monotonic() + budget)
         if SearchJob.objects.filter(pk=job.pk, cancel_requested=True).exists():
             status = SearchJob.CANCELLED
     except (StoreError, StoreChanged) as problem:
@@ -618,6 +642,8 @@ def _end(job, end, status, error, connection=None):
             "store_round_trips": job.store_round_trips,
         },
     )
+    if job.verified_jobs.exists():
+        background.enqueue(background.RECORD_VERIFICATION, job.pk)
     return True
 
 

@@ -31,6 +31,11 @@ def key_id(master):
     return hashlib.sha256(f"memoryadmin-key-id:{master}".encode()).hexdigest()[:12]
 
 
+def current_key_id():
+    """The key_id of the key that signs and hashes now."""
+    return key_id(_master_keys()[0])
+
+
 def _key(master, purpose):
     return hmac.new(master.encode(), f"memoryadmin:{purpose}".encode(), hashlib.sha256).digest()
 

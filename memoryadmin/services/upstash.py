@@ -344,6 +344,27 @@ class QuietAfterTimeout:
                 self._quiet_until = time.monotonic() + self.seconds
 
 
+# A sync token this unit of work's reads must carry, whatever this process received last: the last
+# write of a job that ran elsewhere (another worker process, another host), for a read that must see it.
+_reading_after = contextvars.ContextVar("reading_after", default="")
+
+
+@contextmanager
+def reading_after(sync_token):
+    """While open, this thread's (and its context copies') requests carry `sync_token`: read-your-writes
+    for writes another process made (Global databases read from replicas)."""
+    reset = _reading_after.set(sync_token or "")
+    try:
+        yield
+    finally:
+        _reading_after.reset(reset)
+
+
+def last_sync_token(connection):
+    """The last sync token this process received from the connection's store (after its last write, say)."""
+    return connection_clients(connection).writer.sync_token
+
+
 class SyncToken:
     """The last `Upstash-Sync-Token` a reply carried, for the clients that share it.
 
@@ -454,9 +475,13 @@ class StoreClient:
             _reply_in_hand.reset(no_reply)
             self._breaker.settle(sent_at, answered, probe)
 
+    @property
+    def sync_token(self):
+        return self._sync.value
+
     def _execute(self, endpoint, payload, commands, from_pipeline):
         """SyncHttpClient.execute, retrying only what never reached the store; its failures mapped to ours."""
-        token = self._sync.value
+        token = _reading_after.get() or self._sync.value
         headers = {**self._headers, "Upstash-Sync-Token": token} if token else self._headers
         for attempt in range(self.retries + 1):
             try:

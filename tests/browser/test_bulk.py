@@ -28,7 +28,8 @@ def test_find_and_purge_a_persons_conversations(operator_page, store):
     expect(results).to_contain_text("2 sessions match")
     expect(results.locator("mark")).to_have_count(2)
 
-    page.get_by_label(re.compile("Select these 2 sessions for")).select_option("clear")
+    page.get_by_label("Clear (purge) the sessions").check()
+    page.get_by_label(re.compile("Request reference")).fill("TICKET-9")
     page.get_by_role("button", name="Continue to the dry run…").click()
     status = page.locator("#job-status")
     expect(status).to_contain_text("awaiting confirmation")
@@ -51,6 +52,7 @@ def test_find_and_purge_a_persons_conversations(operator_page, store):
     with open(download.value.path(), encoding="utf-8", newline="") as report:
         outcomes = {row["session_key"]: row["outcome"] for row in csv.DictReader(report)}
     assert outcomes == {"chat:007": "done", "llamaindex:jane": "done"}
+    expect(page.locator("#verification")).to_contain_text("0 remaining")
     assert store.call("EXISTS", "chat:007", "llamaindex:jane") == 0
     assert store.call("EXISTS", "chat:008") == 1
 

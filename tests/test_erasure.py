@@ -1,0 +1,224 @@
+"""Erasure requests: a search's results purged or redacted, verified by searching again, certified and checked."""
+
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import RequestFactory
+
+from memoryadmin.audit.models import AuditEvent
+from memoryadmin.bulk.models import BulkJob, BulkJobKey, SearchJob
+from memoryadmin.holds.models import LegalHold
+from memoryadmin.services import bulk, content_search, erasure
+
+from .conftest import DUMMY_TASKS
+from .factories import langchain, llamaindex
+
+pytestmark = pytest.mark.django_db
+
+EMAIL = "jane.doe@example.com"
+
+
+@pytest.fixture
+def mailbox(store):
+    store.call(
+        "LPUSH", "lc:jane", langchain("human", "Hi, I am Jane.Doe@Example.com"), langchain("ai", "Hello Jane, noted.")
+    )
+    store.call("RPUSH", "li:jane", llamaindex("user", f"my email is {EMAIL}"), llamaindex("assistant", "ok"))
+    store.call("LPUSH", "lc:bob", langchain("human", "I am bob@example.com"), langchain("ai", "Hi Bob"))
+
+
+def search(web, query=EMAIL, **data):
+    response = web.post("/bulk/search/", {"query": query, "key_pattern": "", "role": "", **data})
+    assert response.status_code == 302, response.content.decode()[-500:]
+    return SearchJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
+
+
+def erase(web, search_job, action, reference="DPO-2026-117"):
+    response = web.post(f"/bulk/search/{search_job.pk}/purge/", {"action": action, "reference": reference})
+    assert response.status_code == 302
+    job = BulkJob.objects.get(search=search_job)
+    assert job.status == BulkJob.AWAITING, job.error
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": str(job.total)})
+    job.refresh_from_db()
+    return job
+
+
+def elements(store, key):
+    return [element.decode() for element in store.call("LRANGE", key, 0, -1)]
+
+
+def test_a_purge_from_a_search_is_verified_and_its_certificate_checks_out(web, mailbox, store, tmp_path):
+    job = erase(web, search(web), "clear")
+    assert job.status == BulkJob.DONE and job.done == 2
+    assert store.call("EXISTS", "lc:jane", "li:jane", "lc:bob") == 1
+    # Verified: the same search, run again over the same scope, found nothing.
+    assert job.verification.status == SearchJob.DONE and job.remaining == 0 and job.verified_at
+    verify = AuditEvent.objects.get(action="bulk.verify")
+    assert verify.outcome == "ok" and verify.details["remaining"] == 0
+
+    document = json.loads(web.get(f"/bulk/{job.pk}/certificate.json").content)
+    body = document["certificate"]
+    assert body["reference"] == "DPO-2026-117" and body["action"] == "clear"
+    assert body["requested_by"] == body["confirmed_by"] == "operator"
+    assert sorted(session["key"] for session in body["sessions"]) == ["lc:jane", "li:jane"]
+    assert {session["outcome"] for session in body["sessions"]} == {"done"}
+    assert body["verification"]["remaining"] == 0 and body["scope"]["query_hash"] == job.search.query_hash
+    assert "jane.doe" not in json.dumps(document).lower()  # keys and a hash, never the query
+
+    signed = tmp_path / "certificate.json"
+    signed.write_bytes(web.get(f"/bulk/{job.pk}/certificate.json").content)
+    call_command("verify_erasure_report", str(signed))
+    # A copy pretty-printed another way still checks out; an edited one does not.
+    relaid = tmp_path / "relaid.json"
+    relaid.write_text(json.dumps(document, indent=4, sort_keys=True))
+    call_command("verify_erasure_report", str(relaid))
+    document["certificate"]["verification"]["remaining"] = 0
+    document["certificate"]["sessions"][0]["outcome"] = "gone"
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(document))
+    with pytest.raises(CommandError, match="signature does not match"):
+        call_command("verify_erasure_report", str(edited))
+    assert AuditEvent.objects.filter(action="erasure.certificate", outcome="ok").count() == 2
+
+
+def test_the_printable_certificate_names_the_request_and_every_session(web, mailbox):
+    job = erase(web, search(web), "clear")
+    page = web.get(f"/bulk/{job.pk}/certificate/").content.decode()
+    assert "DPO-2026-117" in page and "lc:jane" in page and "li:jane" in page and "0 remaining" in page
+
+
+def test_redacting_the_matching_messages_keeps_the_rest_and_is_verified(web, mailbox, store):
+    before = {key: elements(store, key) for key in ("lc:jane", "li:jane", "lc:bob")}
+    job = erase(web, search(web), "redact:messages")
+    assert job.status == BulkJob.DONE and job.messages_redacted == 2 and job.remaining == 0
+    for key in ("lc:jane", "li:jane"):
+        after = elements(store, key)
+        assert len(after) == 2 and EMAIL not in json.dumps(after).lower()
+        assert sum(new != old for new, old in zip(after, before[key])) == 1  # only the matching message changed
+    assert elements(store, "lc:bob") == before["lc:bob"]
+    row = BulkJobKey.objects.get(job=job, key="lc:jane")
+    assert row.outcome == "done" and row.redacted == 1 and len(row.element_hashes) == 1
+    body = erasure.certificate(job)
+    assert body["redaction"] == "messages" and body["totals"]["messages_redacted"] == 2
+    assert all(len(pair["before"]) == 40 for session in body["sessions"] for pair in session["message_sha1"])
+
+
+def test_redacting_only_the_matching_text_keeps_the_words_around_it(web, mailbox, store):
+    job = erase(web, search(web), "redact:text")
+    assert job.status == BulkJob.DONE and job.remaining == 0
+    newest = json.loads(elements(store, "lc:jane")[1])  # the human message, pushed first
+    assert newest["type"] == "human" and newest["data"]["content"].startswith("Hi, I am ")
+    assert EMAIL not in newest["data"]["content"].lower()
+
+
+def test_a_redaction_needs_a_typed_confirmation(web, mailbox, store):
+    search_job = search(web)
+    web.post(f"/bulk/search/{search_job.pk}/purge/", {"action": "redact:messages", "reference": "T-1"})
+    job = BulkJob.objects.get(search=search_job)
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "yes"})
+    job.refresh_from_db()
+    assert job.status == BulkJob.AWAITING and EMAIL in json.dumps(elements(store, "li:jane")).lower()
+
+
+def test_an_erasure_needs_a_request_reference(web, mailbox):
+    search_job = search(web)
+    response = web.post(f"/bulk/search/{search_job.pk}/purge/", {"action": "clear", "reference": "  "}, follow=True)
+    assert "Give the request" in response.content.decode() and not BulkJob.objects.exists()
+
+
+def test_what_remains_is_listed_when_the_chat_app_writes_meanwhile(web, mailbox, store, settings, operator, connection):
+    settings.TASKS = DUMMY_TASKS  # the job and its verification run when this test says
+    search_job = search(web)
+    content_search.run_search(search_job.pk)
+    job = bulk.create_job(connection, operator, BulkJob.CLEAR, search=search_job, reference="T-2")
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    assert bulk.confirm_job(job, confirm_request(operator), str(job.total)) is None
+    store.call("LPUSH", "lc:jane-again", langchain("human", f"It's me again, {EMAIL}"))  # written meanwhile
+    bulk.run_job(job.pk)
+    job.refresh_from_db()
+    content_search.run_search(job.verification_id)
+    bulk.record_verification(job.verification_id)
+    job.refresh_from_db()
+    assert job.remaining == 1
+    assert erasure.certificate(job)["verification"]["remaining_sessions"] == ["lc:jane-again"]
+
+
+def test_a_verification_that_could_not_finish_can_be_run_again(web, mailbox, store, settings, operator, connection):
+    settings.TASKS = DUMMY_TASKS
+    search_job = search(web)
+    content_search.run_search(search_job.pk)
+    job = bulk.create_job(connection, operator, BulkJob.CLEAR, search=search_job, reference="T-3")
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    bulk.confirm_job(job, confirm_request(operator), str(job.total))
+    bulk.run_job(job.pk)
+    job.refresh_from_db()
+    SearchJob.objects.filter(pk=job.verification_id).update(status=SearchJob.FAILED, error="The store timed out.")
+    bulk.record_verification(job.verification_id)
+    job.refresh_from_db()
+    assert job.verified_at is None and AuditEvent.objects.get(action="bulk.verify").outcome == "failed"
+    with pytest.raises(erasure.NotCertifiable):
+        erasure.certificate(job)
+    web.post(f"/bulk/{job.pk}/verify/")
+    job.refresh_from_db()
+    content_search.run_search(job.verification_id)
+    bulk.record_verification(job.verification_id)
+    job.refresh_from_db()
+    assert job.verified_at and job.remaining == 0
+
+
+def test_sessions_on_legal_hold_are_left_alone_and_the_dry_run_and_certificate_say_so(
+    web, admin, mailbox, store, connection
+):
+    LegalHold.objects.create(
+        connection_slug=connection.slug, connection_name="x", pattern="li:*", reason="Case 7", created_by=admin
+    )
+    search_job = search(web)
+    web.post(f"/bulk/search/{search_job.pk}/purge/", {"action": "clear", "reference": "T-4"})
+    job = BulkJob.objects.get(search=search_job)
+    assert job.held == 1 and BulkJobKey.objects.get(job=job, key="li:jane").outcome == "on hold"
+    assert "on legal hold" in web.get(f"/bulk/{job.pk}/").content.decode()
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": str(job.total)})
+    job.refresh_from_db()
+    assert store.call("EXISTS", "li:jane") == 1 and store.call("EXISTS", "lc:jane") == 0
+    assert job.held == 1 and job.done == 1 and job.remaining == 1  # the held session still matches
+    sessions = {session["key"]: session["outcome"] for session in erasure.certificate(job)["sessions"]}
+    assert sessions == {"lc:jane": "done", "li:jane": "on hold"}
+
+
+def test_a_hold_placed_after_the_dry_run_still_holds(web, admin, mailbox, store):
+    search_job = search(web)
+    web.post(f"/bulk/search/{search_job.pk}/purge/", {"action": "redact:messages", "reference": "T-5"})
+    job = BulkJob.objects.get(search=search_job)
+    LegalHold.objects.create(
+        connection_slug=job.connection_slug, connection_name="x", pattern="lc:jane", reason="Case 8", created_by=admin
+    )
+    before = elements(store, "lc:jane")
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": str(job.total)})
+    job.refresh_from_db()
+    assert elements(store, "lc:jane") == before and job.held == 1 and job.messages_redacted == 1
+
+
+def test_a_bulk_clear_skips_held_sessions_exactly_in_its_counts(web, admin, store, connection):
+    for key in ("keep:1", "keep:2", "go:1"):
+        store.call("LPUSH", key, langchain("human", "hello"))
+    LegalHold.objects.create(
+        connection_slug=connection.slug, connection_name="x", pattern="keep:*", reason="Case 9", created_by=admin
+    )
+    web.post("/bulk/new/", {"action": "clear", "scope": "pattern", "q": "*"})
+    job = BulkJob.objects.get()
+    assert job.total == 3 and job.held == 2
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "3"})
+    job.refresh_from_db()
+    assert (job.done, job.skipped, job.held) == (1, 2, 2)
+    assert store.call("EXISTS", "keep:1", "keep:2", "go:1") == 2
+    assert not job.is_erasure  # not from a search: no verification, no certificate
+    assert web.get(f"/bulk/{job.pk}/certificate.json").status_code == 302
+
+
+def confirm_request(user):
+    request = RequestFactory().post("/")
+    request.user = user
+    return request
