@@ -205,3 +205,23 @@ def test_redacting_a_session_and_a_message_count_what_they_ran(connection, store
         identity = redaction.element_identity(connection, "s", 30, NEWEST_FIRST)
         redaction.redact_message(connection, "s", 30, NEWEST_FIRST, identity.sha1)
     assert ran.total() == counted.commands
+
+
+def test_matcher_sub_replaces_every_match_whatever_its_case_and_the_characters_before_it():
+    assert Matcher("jane").sub("JANE, Straße jane", "[r]") == "[r], Straße [r]"
+    assert Matcher("sse").sub("Straße STRASSE", "[r]") == "Stra[r] STRA[r]"  # "ß" folds into two letters
+    assert Matcher(r"j.ne@\w+", is_regex=True).sub("é \ud800 Jane@x jyne@y", "[r]") == "é \ud800 [r] [r]"
+    assert Matcher(r"\bx", is_regex=True).sub("x ax xx", "[r]") == "[r] ax [r]x"  # empty matches replace nothing
+
+
+@pytest.mark.parametrize("element", [b"not json " + EMAIL.encode(), b'["a list", "jane.doe@example.com"]', b"\xff"])
+def test_an_element_of_no_known_writer_becomes_the_bare_marker(element):
+    assert redaction.redacted_element(element, Matcher(EMAIL)) == (b"[redacted]", True)
+
+
+def test_a_query_that_survives_text_only_redaction_redacts_the_whole_message():
+    element = langchain("human", "my kwargs", example=EMAIL).encode()
+    # Text-only redaction leaves the key "additional_kwargs": the whole message goes, and with it what
+    # is no field a reader needs (a field that should be true or false, holding text).
+    whole = redaction.redacted_element(element, Matcher("kwargs"))
+    assert whole == (langchain("human", "[redacted]", example=False).encode(), True)

@@ -99,7 +99,7 @@ return replies
 CALL_IDS = ("id", "name", "type", "index", "tool_call_id", "tool_name", "block_type")
 CALL_ARGUMENTS = ("args", "arguments", "tool_kwargs", "input")
 # Fields of a LangChain message's data kept as they are.
-LANGCHAIN_KEPT = ("type", "id", "tool_call_id", "status", "example")
+LANGCHAIN_KEPT = ("type", "id", "tool_call_id", "status")
 # Roles whose `name` is a tool's or a function's (which their readers need), not a person's.
 TOOL_ROLES = ("tool", "function")
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -145,6 +145,8 @@ def _langchain_data(message_type, data):
             kept[name] = MARKER
         elif name in LANGCHAIN_KEPT or (name == "name" and base_type in TOOL_ROLES):
             kept[name] = _scalar(field_value)
+        elif name == "example":
+            kept[name] = field_value is True
         elif name == "role" and base_type in SPEAKER_IN_DATA:
             kept[name] = _scalar(field_value)  # ChatMessage's speaker: its reader requires it
         elif name in ("tool_calls", "invalid_tool_calls"):
