@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format venv test-deps system-deps screenshots clean
+.PHONY: run test lint format venv test-deps system-deps nodejs screenshots clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,15 +15,22 @@ $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
+# LangChain JS's own code, which the redaction tests run on redacted elements (with the machine's node).
+tests/writers/node_modules/.package-lock.json: tests/writers/package.json tests/writers/package-lock.json | nodejs
+	cd tests/writers && npm ci --no-audit --no-fund --silent
+
 venv: $(VENV)/.installed
 
-test-deps: $(VENV)/.installed-test
+test-deps: $(VENV)/.installed-test tests/writers/node_modules/.package-lock.json
 
 # The browser tests drive Debian's Chromium: Playwright's own browser download is not used.
 # The PostgreSQL run starts a throwaway server of its own from Debian's postgresql (any version).
-system-deps:
+system-deps: nodejs
 	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }
+
+nodejs:
+	@command -v node >/dev/null && command -v npm >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm; }
 
 # The whole suite twice: on SQLite, then on PostgreSQL (tests/postgres.py), as deployments run on either.
 test: test-deps system-deps lint

@@ -459,7 +459,9 @@ def test_search_results_go_to_a_purge_only_on_the_store_the_search_ran_on(on_bot
     search = SearchJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
     assert search.status == "done" and search.store_url == bot.url and search.token_fingerprint
     point_at(bot, other_store.url, other_store.token)
-    response = on_bot.post(f"/bulk/search/{search.pk}/purge/", {"action": "clear", "reference": "TICKET-1"}, follow=True)
+    response = on_bot.post(
+        f"/bulk/search/{search.pk}/purge/", {"action": "clear", "reference": "TICKET-1"}, follow=True
+    )
     expected = f"The connection's URL changed from {store.url} to {other_store.url} and its token changed"
     assert expected + " since the search" in html.unescape(response.content.decode())
     assert not BulkJob.objects.exists()

@@ -60,7 +60,7 @@ def test_a_purge_from_a_search_is_verified_and_its_certificate_checks_out(web, m
     document = json.loads(web.get(f"/bulk/{job.pk}/certificate.json").content)
     body = document["certificate"]
     assert body["reference"] == "DPO-2026-117" and body["action"] == "clear"
-    assert body["requested_by"] == body["confirmed_by"] == "operator"
+    assert body["requested_by"] == body["confirmed_by"] == "olga"
     assert sorted(session["key"] for session in body["sessions"]) == ["lc:jane", "li:jane"]
     assert {session["outcome"] for session in body["sessions"]} == {"done"}
     assert body["verification"]["remaining"] == 0 and body["scope"]["query_hash"] == job.search.query_hash
@@ -131,6 +131,7 @@ def test_what_remains_is_listed_when_the_chat_app_writes_meanwhile(web, mailbox,
     settings.TASKS = DUMMY_TASKS  # the job and its verification run when this test says
     search_job = search(web)
     content_search.run_search(search_job.pk)
+    search_job.refresh_from_db()
     job = bulk.create_job(connection, operator, BulkJob.CLEAR, search=search_job, reference="T-2")
     bulk.count_job(job.pk)
     job.refresh_from_db()
@@ -149,6 +150,7 @@ def test_a_verification_that_could_not_finish_can_be_run_again(web, mailbox, sto
     settings.TASKS = DUMMY_TASKS
     search_job = search(web)
     content_search.run_search(search_job.pk)
+    search_job.refresh_from_db()
     job = bulk.create_job(connection, operator, BulkJob.CLEAR, search=search_job, reference="T-3")
     bulk.count_job(job.pk)
     job.refresh_from_db()

@@ -33,8 +33,8 @@ ACTIONS = {
     "lift-page": ("get", "/holds/1/lift/", None),
     "lift": ("post", "/holds/1/lift/", {"reason": "case closed", **SHOWN_ENV}),
 }
-VIEWER = {"list", "read", "raw", "holds"}
-OPERATOR = VIEWER | {"ttl", "persist", "clear-page", "clear"}
+VIEWER = {"list", "read", "raw"}
+OPERATOR = VIEWER | {"ttl", "persist", "clear-page", "clear", "holds"}
 ADMIN = set(ACTIONS)
 ALLOWED = {"Viewer": VIEWER, "Operator": OPERATOR, "Admin": ADMIN}
 

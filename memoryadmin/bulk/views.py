@@ -174,6 +174,9 @@ def search_cancel(request, pk):
 def search_to_bulk(request, pk):
     """ "Select these for…": the search's results become a bulk job's frozen selection (an erasure, or not)."""
     search = get_object_or_404(SearchJob, pk=pk)
+    if search.erased_at:
+        messages.error(request, "This search's results were erased: search again.")
+        return redirect("search_job", pk)
     form = SearchActionForm(request.POST)
     if search.is_active or not form.is_valid():
         messages.error(request, _errors(form) or "Wait for the search to finish, then choose what to do.")
@@ -181,9 +184,6 @@ def search_to_bulk(request, pk):
     data = form.cleaned_data
     if data["action"] == BulkJob.REDACT and not request.user.has_perm("accounts.redact_session"):
         messages.error(request, "Redacting needs the permission to redact messages.")
-        return redirect("search_job", pk)
-    if search.erased_at:
-        messages.error(request, "This search's results were erased: search again.")
         return redirect("search_job", pk)
     connection = current_connection(request)
     if connection.slug != search.connection_slug:

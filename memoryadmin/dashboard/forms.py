@@ -69,6 +69,12 @@ class RawMessageForm(TranscriptWindowForm):
     index = _bounded(MAX_MESSAGE_POSITION, "a message number")
 
 
+class MessageRedactionForm(RawMessageForm):
+    """The redaction of one message, as confirmed: the SHA-1 of the element the page showed."""
+
+    sha1 = forms.RegexField(r"\A[0-9a-f]{40}\Z", error_messages={"invalid": "the message's fingerprint (sha1)"})
+
+
 class TtlForm(forms.Form):
     preset = forms.ChoiceField(choices=TTL_PRESETS, label="Expire in")
     custom_value = forms.IntegerField(min_value=1, required=False, label="Amount")

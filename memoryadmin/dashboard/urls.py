@@ -11,4 +11,5 @@ urlpatterns = [
     path("sessions/<session_key:key>/clear/", views.session_clear, name="session_clear"),
     path("sessions/<session_key:key>/export.<slug:fmt>", views.session_export, name="session_export"),
     path("sessions/<session_key:key>/messages/<int:index>/raw/", views.message_raw, name="message_raw"),
+    path("sessions/<session_key:key>/messages/<int:index>/redact/", views.message_redact, name="message_redact"),
 ]

@@ -16,14 +16,22 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from memoryadmin.accounts.decorators import requires
-from memoryadmin.services import audit, holds, sessions
+from memoryadmin.services import audit, holds, redaction, sessions
 from memoryadmin.services.connections import connection_for_write, current_connection, viewed_connection
 from memoryadmin.services.sessions import SessionNotFound
 from memoryadmin.summaries.views import summary_panel_context
 
 from . import markdown_export
 from .downloads import json_strings
-from .forms import TTL_PRESETS, UNIT_SECONDS, RawMessageForm, SessionSearchForm, TranscriptWindowForm, ttl_form_for
+from .forms import (
+    TTL_PRESETS,
+    UNIT_SECONDS,
+    MessageRedactionForm,
+    RawMessageForm,
+    SessionSearchForm,
+    TranscriptWindowForm,
+    ttl_form_for,
+)
 from .templatetags.memoryadmin_tags import duration
 
 
@@ -110,13 +118,19 @@ def session_detail(request, key):
             result["messages_shown"] = len(transcript.messages)
     except SessionNotFound as error:
         return render_not_found(request, str(error))
+    # The one query for holds: the banner, and the writes this page offers.
+    hold = holds.hold_for(connection.slug, key)
     # Links from this page read the same connection as the page.
-    context = {"connection": connection, "linked": linked, "transcript": transcript, "key": key}
+    context = {
+        "connection": connection,
+        "linked": linked,
+        "transcript": transcript,
+        "key": key,
+        "can_redact": request.user.has_perm("accounts.redact_session") and not linked and hold is None,
+    }
     # "Earlier messages" asks for the window before the first one shown.
     if request.htmx and before is not None:
         return render(request, "dashboard/session_detail.html#earlier", context)
-    # The one query for holds: the banner, and the writes this page offers.
-    hold = holds.hold_for(connection.slug, key)
     context |= {
         "hold": hold,
         "can_clear": request.user.has_perm("accounts.clear_session") and not linked and hold is None,
@@ -255,6 +269,54 @@ def _message_chunks(result, connection, key, index, order):
     except sessions.MessageChanged as error:
         result["incomplete"] = str(error)
         yield f"\n\n[Memory Admin: {error}]\n"
+
+
+@require_http_methods(["GET", "POST"])
+@requires("accounts.redact_session", "session.redact")
+def message_redact(request, key, index):
+    """GET: the message to redact, to confirm (its role, start, size); POST: redact it whole, if it is still
+    the one the page showed (its SHA-1)."""
+    form_class = RawMessageForm if request.method == "GET" else MessageRedactionForm
+    form = form_class({**(request.GET if request.method == "GET" else request.POST).dict(), "index": index})
+    if not form.is_valid():
+        return HttpResponseBadRequest(f"That link is damaged: {form.problem()}. Open the message from its session.")
+    order = form.cleaned_data["order"] or sessions.NEWEST_FIRST
+    number = index + 1
+    if request.method == "GET":
+        connection = current_connection(request)
+        try:
+            with audit.audited(
+                request, "session.read", connection=connection, session_key=key, details={"message": number}
+            ):
+                identity = redaction.element_identity(connection, key, index, order)
+        except SessionNotFound as error:
+            return render_not_found(request, str(error))
+        context = {"connection": connection, "key": key, "index": index, "order": order, "identity": identity}
+        return render(request, "dashboard/message_redact.html", context)
+    connection = connection_for_write(request)
+    sha1 = form.cleaned_data["sha1"]
+    details = {"message": number, "order": order, "sha1_before": sha1}
+    try:
+        with audit.audited(
+            request, "session.redact", connection=connection, session_key=key, details=details
+        ) as result:
+            holds.refuse_if_held(connection.slug, key)
+            done = redaction.redact_message(connection, key, index, order, sha1)
+            result.update(outcome=done.outcome, size_before=done.size_before)
+            if done.outcome == redaction.CHANGED_MEANWHILE:
+                # Raised inside the audit: the event says the redaction failed, and why.
+                raise sessions.MessageChanged(
+                    f"Nothing was redacted: message #{number} changed after it was shown (the chat app rewrote "
+                    "or trimmed the session). Look at it again."
+                )
+            result.update(sha1_after=done.sha1_after, size_after=done.size_after)
+    except SessionNotFound as error:
+        return render_not_found(request, str(error))
+    except sessions.MessageChanged as error:
+        messages.error(request, str(error))
+        return redirect(reverse("message_redact", args=[key, index]) + "?" + urlencode({"order": order}))
+    messages.success(request, f"Message #{number} was redacted, and the session's summary deleted.")
+    return redirect(reverse("session_detail", args=[key]) + f"#m{index}")
 
 
 # Export formats by file extension: the content type of each download.

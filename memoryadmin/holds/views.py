@@ -12,7 +12,7 @@ from .models import LegalHold
 
 
 @require_GET
-@requires("accounts.view_session", "hold.view")
+@requires("accounts.clear_session", "hold.view")
 def hold_list(request):
     """The current connection's holds, for everyone who reads sessions: operators see why one is skipped."""
     connection = current_connection(request)

@@ -490,8 +490,9 @@ def _run(job, claim):
             problem = "The search's query has been erased (its results expired): search again to redact."
             return _stop(job, claim.release, BulkJob.FAILED, problem, finished_at=timezone.now())
         matcher = Matcher(query, job.search.is_regex)
-    # Started once: a resumed job (audited as bulk.resume) does not start again.
-    if claim.mine().filter(started_at__isnull=True).update(started_at=timezone.now()):
+    # Started once: a resumed job (audited as bulk.resume) does not start again. The run counts the
+    # sessions on hold afresh: a hold may have been placed or lifted since the dry run.
+    if claim.mine().filter(started_at__isnull=True).update(started_at=timezone.now(), held=0):
         audit.record(
             None,
             "bulk.start",
@@ -728,6 +729,7 @@ def start_verification(job, connection):
     """Search again, as the erasure's search did, after the job's last write (read-your-writes on replicas)."""
     search = content_search.repeat_search(job.search, job.confirmed_by, after=last_sync_token(connection))
     BulkJob.objects.filter(pk=job.pk).update(verification=search, remaining=None, remaining_keys=[], verified_at=None)
+    content_search.queue_search(search)
 
 
 def record_verification(search_id):

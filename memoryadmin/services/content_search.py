@@ -144,6 +144,37 @@ class Matcher:
         before = len(data[:start].decode())
         return before, before + len(data[start:end].decode())
 
+    def sub(self, text, replacement):
+        """The text with every match replaced by `replacement` (redaction)."""
+        pieces, position = [], 0
+        for start, end in self._spans(text):
+            pieces += [text[position:start], replacement]
+            position = end
+        return "".join(pieces) + text[position:] if pieces else text
+
+    def _spans(self, text):
+        """(start, end) of every match in text, in order, none overlapping."""
+        if self.is_regex:
+            data = text.encode("utf-8", errors="replace")  # a lone surrogate: one "?", as in find
+            characters, at = 0, 0
+            for match in self.pattern.finditer(data):
+                start, end = match.span()
+                if start == end:
+                    continue  # a pattern may still match empty text at a position (\b)
+                characters += len(data[at:start].decode())
+                length = len(data[start:end].decode())
+                yield characters, characters + length
+                characters, at = characters + length, end
+            return
+        folded = text.casefold()
+        # Where each character of the folded text came from: casefold turns some into several ("ß" -> "ss").
+        origin = range(len(text)) if len(folded) == len(text) else _folded_origins(text)
+        start = folded.find(self.needle)
+        while start >= 0:
+            end = start + len(self.needle)
+            yield origin[start], origin[end - 1] + 1
+            start = folded.find(self.needle, end)
+
     def may_match_raw(self, raw_text):
         """A cheap test on the stored text; False means the element cannot match."""
         if self.is_regex:
@@ -151,6 +182,11 @@ class Matcher:
         folded = raw_text.casefold()
         # Any JSON escape starts with a backslash: only then can decoding reveal a match.
         return self.needle in folded or (self.needs_decoding and "\\" in raw_text)
+
+
+def _folded_origins(text):
+    """For each character of text.casefold(), the index of the character of `text` it came from."""
+    return [index for index, character in enumerate(text) for _ in character.casefold()]
 
 
 def match_element(matcher, element, role):
@@ -539,11 +575,12 @@ def start_search(connection, user, query, is_regex, key_pattern, role):
 
 
 def repeat_search(search, user, after=""):
-    """The same search again, over the same scope, queued: an erasure's verification.
+    """The same search again, over the same scope (an erasure's verification): made, then queued by
+    `queue_search` once its job names it (the search tells that job when it ends).
 
     `after`: the sync token of the erasure's last write, which its reads carry (read-your-writes).
     """
-    job = SearchJob.objects.create(
+    return SearchJob.objects.create(
         connection_slug=search.connection_slug,
         connection_name=search.connection_name,
         query_hash=search.query_hash,
@@ -556,8 +593,10 @@ def repeat_search(search, user, after=""):
         requested_by=user,
         read_after=after,
     )
+
+
+def queue_search(job):
     background.enqueue(background.RUN_SEARCH, job.pk)
-    return job
 
 
 def run_search(job_id):
