@@ -320,3 +320,15 @@ def test_summaries_are_kept_in_the_store_only_and_go_with_their_session(web, sto
     assert copies() == {text: [] for text in PERSONAL}  # ...the database does not (the job keeps key and counts)
     purge(web, search(web, query=EMAIL))
     assert store.call("EXISTS", summary_key(connection, "chat:jane")) == 0
+
+
+def test_a_confirmation_keeps_what_was_typed_only_when_it_is_the_count_or_the_name(web, jane):
+    found = search(web, query=EMAIL)
+    web.post(f"/bulk/search/{found.pk}/purge/", {"action": "clear", "reference": "DPO-1"})
+    job = BulkJob.objects.get(search=found)
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": EMAIL})  # pasted into the wrong box
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": str(job.total)})
+    events = AuditEvent.objects.filter(action="bulk.confirm").order_by("id")
+    typed = [(event.details["typed"], event.outcome) for event in events]
+    assert typed == [("(other)", "failed"), ("2", "ok")]
+    assert copies_in_database(EMAIL) == []

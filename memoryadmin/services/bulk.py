@@ -240,10 +240,10 @@ def confirmation_words(job):
 
 def confirm_job(job, request, typed=""):
     """Queue a job awaiting confirmation (audited); returns an error message, or None when queued."""
-    problem = None
+    problem, words = None, confirmation_words(job)
     if job.status != BulkJob.AWAITING:
         problem = "This job is not awaiting confirmation any more."
-    elif job.action in TYPED_CONFIRMATION and typed.strip() not in confirmation_words(job):
+    elif job.action in TYPED_CONFIRMATION and typed.strip() not in words:
         problem = (
             f"Type {job.total} (the number of sessions) or the connection name “{job.connection_name}” to confirm."
         )
@@ -260,7 +260,8 @@ def confirm_job(job, request, typed=""):
         job=job.audit_job,
         outcome="failed" if problem else "ok",
         error=problem or "",
-        details={"action": job.action, "sessions": job.total, "typed": typed},
+        # What was typed only when it is one of the words asked for: anything else may be pasted text.
+        details={"action": job.action, "sessions": job.total, "typed": typed if typed.strip() in words else "(other)"},
     )
     if problem is None:
         background.enqueue(background.RUN_BULK_JOB, job.pk)

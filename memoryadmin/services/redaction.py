@@ -70,7 +70,7 @@ def _redact_commands(reply, keys, args):
 # KEYS: session, summary. ARGV: per element its list index, the SHA-1 it must still have, its new value.
 # Reply: -2 / -3 (sessions.GONE, NOT_A_LIST), else per element 1 written, 0 changed, -1 no such element.
 REDACT_SCRIPT = scripts.Script(
-    sessions._GUARD
+    sessions.LIST_GUARD
     + """
 local replies, written = {}, false
 for i = 1, #ARGV, 3 do

@@ -37,7 +37,7 @@ MAX_TTL = 10 * 365 * 86400
 # vanished) between the page and the click is left alone. KEYS: session,
 # summary. Replies: -2 when the key is gone, -3 when it is not a list (bulk batches say the same per key).
 GONE, NOT_A_LIST = -2, -3
-_GUARD = """
+LIST_GUARD = """
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'none' then return -2 end
 if kind ~= 'list' then return -3 end
@@ -45,7 +45,7 @@ if kind ~= 'list' then return -3 end
 
 
 def _after_guard(commands):
-    """The inner cost of a script that starts with _GUARD: its TYPE, then, for a list, `commands` more."""
+    """The inner cost of a script that starts with LIST_GUARD: its TYPE, then, for a list, `commands` more."""
 
     def inner_commands(reply, keys, args):
         return 1 if reply in (GONE, NOT_A_LIST) else 1 + commands
@@ -63,7 +63,7 @@ def _steps(taken, wanted, step):
 
 
 CLEAR_SCRIPT = scripts.Script(
-    _GUARD
+    LIST_GUARD
     + """
 local count = redis.call('LLEN', KEYS[1])
 redis.call('UNLINK', KEYS[1], KEYS[2])
@@ -72,7 +72,7 @@ return count
     _after_guard(2),  # LLEN, UNLINK
 )
 EXPIRE_SCRIPT = scripts.Script(
-    _GUARD
+    LIST_GUARD
     + """
 local before = redis.call('TTL', KEYS[1])
 if ARGV[1] == 'persist' then
@@ -145,7 +145,7 @@ def _transcript_commands(reply, keys, args):
 
 
 TRANSCRIPT_SCRIPT = scripts.Script(
-    _GUARD
+    LIST_GUARD
     + COST_FUNCTION
     + f"local step = {TRANSCRIPT_STEP}\n"
     + """
@@ -199,7 +199,7 @@ def _window_commands(reply, keys, args):
 
 
 WINDOW_SCRIPT = scripts.Script(
-    _GUARD
+    LIST_GUARD
     + f"local step = {WINDOW_STEP}\n"
     + """
 local first, count, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -241,7 +241,7 @@ EXPORT_WINDOW_BYTES = 1_000_000
 # bytes of the element's start to digest. Reply: -1 if there is no such element, else {the element's size,
 # the digest of its start, the part}.
 PART_SCRIPT = scripts.Script(
-    _GUARD
+    LIST_GUARD
     + """
 local element = redis.call('LINDEX', KEYS[1], ARGV[1])
 if not element then return -1 end
