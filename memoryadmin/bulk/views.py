@@ -106,11 +106,15 @@ def job_cancel(request, pk):
 @requires(BULK, "bulk.resume")
 def job_resume(request, pk):
     job = get_object_or_404(BulkJob, pk=pk)
-    problem = bulk.resume_job(job, request)
+    return _back_to_job(request, job, bulk.resume_job(job, request), "Resumed from the last saved batch.")
+
+
+def _back_to_job(request, job, problem, done):
+    """The job's page again, with the problem that stopped an action, or what it did."""
     if problem:
         messages.error(request, problem)
     else:
-        messages.success(request, "Resumed from the last saved batch.")
+        messages.success(request, done)
     return redirect("bulk_job", job.pk)
 
 
@@ -209,12 +213,7 @@ def search_to_bulk(request, pk):
 def job_verify(request, pk):
     """Verify an erasure again, after a verification that could not finish."""
     job = get_object_or_404(BulkJob.objects.select_related("verification"), pk=pk)
-    problem = bulk.verify_again(job, request)
-    if problem:
-        messages.error(request, problem)
-    else:
-        messages.success(request, "Searching again to verify the erasure.")
-    return redirect("bulk_job", job.pk)
+    return _back_to_job(request, job, bulk.verify_again(job), "Searching again to verify the erasure.")
 
 
 @require_GET

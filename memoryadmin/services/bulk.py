@@ -765,7 +765,7 @@ def record_verification(search_id):
         content_search.erase_search(search, "erasure verified")
 
 
-def verify_again(job, request):
+def verify_again(job):
     """Run the verification again (after one that failed); an error message, or None when started."""
     if (
         not job.is_erasure
