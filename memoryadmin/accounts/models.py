@@ -19,4 +19,5 @@ class SessionAccess(models.Model):
             ("run_bulk_job", "Run bulk jobs (purge, TTL, re-summarize)"),
             ("redact_session", "Redact messages (replace their content with a marker)"),
             ("manage_legal_hold", "Put sessions on legal hold and lift holds"),
+            ("manage_retention", "Create, edit, enable and disable retention policies"),
         ]

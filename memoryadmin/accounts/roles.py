@@ -18,6 +18,7 @@ OPERATOR_PERMISSIONS = VIEWER_PERMISSIONS + [
 ]
 ADMIN_PERMISSIONS = OPERATOR_PERMISSIONS + [
     "accounts.manage_legal_hold",
+    "accounts.manage_retention",
     "connections.view_connection",
     "connections.add_connection",
     "connections.change_connection",
