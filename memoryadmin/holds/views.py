@@ -14,7 +14,7 @@ from .models import LegalHold
 @require_GET
 @requires("accounts.clear_session", "hold.view")
 def hold_list(request):
-    """The current connection's holds, for everyone who reads sessions: operators see why one is skipped."""
+    """The current connection's holds, for Operators and Admins: they see why a session is skipped."""
     connection = current_connection(request)
     audit.record(request, "hold.view", connection=connection)
     context = {"connection": connection, "holds": holds.holds_to_list(connection.slug)}
