@@ -1,0 +1,5 @@
+def overview(r):
+    pass
+
+
+measure = run_detail = run_cancel = overview
