@@ -3,9 +3,9 @@ across SCAN steps; a run is cancelled, resumed after its worker stopped, and run
 
 import io
 import re
+from collections import Counter
 from html import unescape as html_unescape
 from urllib.parse import parse_qsl
-from collections import Counter
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -14,8 +14,8 @@ from django.utils import timezone
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.overview.models import OverviewRun
 from memoryadmin.services import overview
-from memoryadmin.services.jobs import recover_interrupted_jobs
 from memoryadmin.services.connections import environment_connection
+from memoryadmin.services.jobs import recover_interrupted_jobs
 
 from .conftest import DUMMY_TASKS
 from .factories import langchain, llamaindex

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from django.template.defaultfilters import filesizeformat
 
 WIDTH = 640  # the viewBox's width; the SVG scales to its box
-LABEL_WIDTH = 170  # room for the labels, right-aligned at its end
-BAR_SPACE = 380  # the longest bar; the value is written after its bar
+LABEL_WIDTH = 180  # room for the labels (22 characters), right-aligned at its end
+BAR_SPACE = 370  # the longest bar; the value is written after its bar
 ROW = 26
 BAR = 18
 
