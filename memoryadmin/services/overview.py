@@ -38,7 +38,7 @@ from .jobs import Claim, end_unless_taken, unexpected
 from .messages import UNKNOWN, parse_element
 from .sessions import COST_FUNCTION, SCAN_COUNT, TTL_NONE, decode_keys, reply_budget, writer_label
 from .summaries import summary_key, summary_state
-from .upstash import CommandCount, StoreError, get_client
+from .upstash import StoreError, get_client
 
 log = logging.getLogger(__name__)
 
@@ -420,10 +420,3 @@ def progress(run):
     if not run.keys_in_store:
         return None
     return min(99, 100 * run.examined_keys // run.keys_in_store)
-
-
-def estimated_cost(keys_in_store):
-    """About what a run over a store of `keys_in_store` keys costs (a SCAN and a script run per step, a TYPE
-    per key); each session adds LLEN, TTL, HGET and an LRANGE per LRANGE_STEP messages on top."""
-    steps = keys_in_store // SCAN_COUNT + 1
-    return CommandCount(commands=1 + 2 * steps + keys_in_store, round_trips=1 + 2 * steps)
