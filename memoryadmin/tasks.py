@@ -6,7 +6,7 @@ keeps the job's state in its own model for the pages to show.
 
 from django_tasks import task
 
-from memoryadmin.services import bulk, content_search, summary_jobs
+from memoryadmin.services import bulk, content_search, overview, summary_jobs
 
 # Bulk jobs and the planning of a re-summarization go before the single re-summarizations queued on
 # the same queue: a confirmed purge, or a planning resumed after a crash, does not wait behind the
@@ -48,3 +48,9 @@ def run_search(job_id):
 @task(priority=BEFORE_SUMMARIES)
 def record_verification(search_id):
     bulk.record_verification(search_id)
+
+
+# A measurement reads the whole store, like a search: on the search queue, so it never delays a purge.
+@task(queue_name=SEARCH_QUEUE)
+def run_overview(run_id):
+    overview.run_overview(run_id)

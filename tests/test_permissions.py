@@ -19,6 +19,8 @@ ACTIONS = {
     "list": ("get", "/", None),
     "read": ("get", f"/sessions/{T}/", None),
     "raw": ("get", f"/sessions/{T}/messages/0/raw/", None),
+    "overview": ("get", "/overview/", None),
+    "measure": ("post", "/overview/measure/", SHOWN_ENV),
     "ttl": ("post", f"/sessions/{T}/ttl/", {"preset": "3600", **SHOWN_ENV}),
     "persist": ("post", f"/sessions/{T}/persist/", SHOWN_ENV),
     "clear-page": ("get", f"/sessions/{T}/clear/", None),
@@ -33,7 +35,7 @@ ACTIONS = {
     "lift-page": ("get", "/holds/1/lift/", None),
     "lift": ("post", "/holds/1/lift/", {"reason": "case closed", **SHOWN_ENV}),
 }
-VIEWER = {"list", "read", "raw"}
+VIEWER = {"list", "read", "raw", "overview", "measure"}
 OPERATOR = VIEWER | {"ttl", "persist", "clear-page", "clear", "holds"}
 ADMIN = set(ACTIONS)
 ALLOWED = {"Viewer": VIEWER, "Operator": OPERATOR, "Admin": ADMIN}

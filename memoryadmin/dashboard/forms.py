@@ -38,10 +38,14 @@ class LinkForm(forms.Form):
         return "; ".join(error for errors in self.errors.values() for error in errors)
 
 
+NO_TTL = "none"  # the list's filter: only sessions that never expire
+
+
 class SessionSearchForm(LinkForm):
     q = forms.CharField(required=False, max_length=1024, strip=False)
     cursor = _bounded(MAX_SCAN_CURSOR, "a scan position (cursor)", required=False)
     after = forms.CharField(required=False, max_length=4096)
+    ttl = forms.ChoiceField(choices=[("", "any TTL"), (NO_TTL, "no TTL")], required=False)
 
     def clean_cursor(self):
         # SCAN takes the cursor as text.

@@ -24,6 +24,7 @@ from memoryadmin.summaries.views import summary_panel_context
 from . import markdown_export
 from .downloads import json_strings
 from .forms import (
+    NO_TTL,
     TTL_PRESETS,
     UNIT_SECONDS,
     MessageRedactionForm,
@@ -75,12 +76,17 @@ def session_list(request):
     connection = current_connection(request)
     pattern = form.cleaned_data["q"] or connection.key_pattern
     page = sessions.scan_sessions(
-        connection, pattern, cursor=form.cleaned_data["cursor"] or "0", after=form.cleaned_data["after"]
+        connection,
+        pattern,
+        cursor=form.cleaned_data["cursor"] or "0",
+        after=form.cleaned_data["after"],
+        no_ttl=form.cleaned_data["ttl"] == NO_TTL,
     )
     context = {
         "connection": connection,
         "page": page,
         "q": form.cleaned_data["q"],
+        "ttl": form.cleaned_data["ttl"],
         "ttl_presets": TTL_PRESETS,
         "ttl_units": list(UNIT_SECONDS),
     }

@@ -16,6 +16,7 @@ COUNT_BULK_JOB = "count_bulk_job"
 RUN_BULK_JOB = "run_bulk_job"
 RUN_SEARCH = "run_search"
 RECORD_VERIFICATION = "record_verification"
+RUN_OVERVIEW = "run_overview"
 
 
 def enqueue(task_name, job_id, delay=0):

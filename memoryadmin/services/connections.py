@@ -101,6 +101,12 @@ def _default_slug():
     return str(first) if first is not None else None
 
 
+def default_connection():
+    """The connection operators start on (the default one, else the environment's, else the first), or None."""
+    slug = _default_slug()
+    return find_connection(slug) if slug else None
+
+
 def current_connection(request):
     """The connection this operator works on (their choice, else the default).
 

@@ -229,9 +229,10 @@ def end_unless_taken(job, **changes):
 def _resumable():
     """(model, status while a worker runs it, status to queue it again in, the name of its task, how to give it up)."""
     from memoryadmin.bulk.models import BulkJob, SearchJob
+    from memoryadmin.overview.models import OverviewRun
     from memoryadmin.summaries.models import SummaryBatch, SummaryJob
 
-    from . import bulk, content_search, summary_jobs
+    from . import bulk, content_search, overview, summary_jobs
 
     return [
         (BulkJob, BulkJob.RUNNING, BulkJob.QUEUED, background.RUN_BULK_JOB, bulk.give_up),
@@ -245,6 +246,7 @@ def _resumable():
             background.PLAN_STALE_BATCH,
             summary_jobs.give_up_batch,
         ),
+        (OverviewRun, OverviewRun.RUNNING, OverviewRun.QUEUED, background.RUN_OVERVIEW, overview.give_up),
     ]
 
 

@@ -373,20 +373,24 @@ def decode_keys(raw_keys):
     return keys, unaddressable
 
 
-def scan_sessions(connection, pattern=None, cursor="0", after=None):
-    """One page of sessions (lists) whose keys match the pattern.
+def scan_sessions(connection, pattern=None, cursor="0", after=None, no_ttl=False):
+    """One page of sessions (lists) whose keys match the pattern (`no_ttl`: only those without a TTL).
 
     Scans until the page is full or the connection's budget of examined keys
     is spent; the page says where to resume. A SCAN step can return more
     keys than the page needs: the rest are shown next time by repeating that
     step (same cursor) and taking the keys after the last one shown. Keys of
     a step are sorted because a repeated step may list them in another order
-    (the server rehashes as keys come and go).
+    (the server rehashes as keys come and go). With `no_ttl`, each step's
+    keys are first checked with one pipeline of TTLs, so a page still fills
+    up with sessions without a TTL, within the same budget of examined keys.
     """
     client = get_client(connection)
     pattern = pattern or connection.key_pattern
     if not has_wildcards(pattern):
-        return _exact_lookup(connection, client, pattern)
+        page = _exact_lookup(connection, client, pattern)
+        page.rows = [row for row in page.rows if not no_ttl or row.ttl == TTL_NONE]
+        return page
     page = SessionPage(pattern=pattern, rows=[])
     keys = []
     while page.next_cursor is None:
@@ -401,6 +405,8 @@ def scan_sessions(connection, pattern=None, cursor="0", after=None):
         if after is not None:
             step_keys = [key for key in step_keys if key > after]
             after = None
+        if no_ttl:
+            step_keys = _without_ttl(client, step_keys)
         room = connection.page_size - len(keys)
         keys.extend(step_keys[:room])
         if len(step_keys) > room:
@@ -409,8 +415,15 @@ def scan_sessions(connection, pattern=None, cursor="0", after=None):
             break
         elif len(keys) == connection.page_size or page.examined >= connection.scan_budget:
             page.next_cursor = cursor
-    page.rows = _session_rows(connection, keys)
+    # A TTL set since its step was checked: that row is left out.
+    page.rows = [row for row in _session_rows(connection, keys) if not no_ttl or row.ttl == TTL_NONE]
     return page
+
+
+def _without_ttl(client, keys):
+    """The keys that have no TTL (one pipeline of TTLs)."""
+    ttls = client.pipeline([["TTL", key] for key in keys]) if keys else []
+    return [key for key, ttl in zip(keys, ttls) if ttl == TTL_NONE]
 
 
 def scan_all(connection, pattern, cursor="0"):

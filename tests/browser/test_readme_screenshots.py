@@ -42,3 +42,10 @@ def test_readme_screenshots(operator_page, store):
     page.goto(detail_path(key))
     expect(page.locator("#ttl .countdown")).to_be_visible()
     page.screenshot(path=README_SCREENSHOTS / "transcript.png")
+
+    # The overview, measured twice so that its trend shows too.
+    page.goto("/overview/")
+    for _ in range(2):
+        page.get_by_role("button", name="Measure now").click()
+        expect(page.locator("#overview-run")).to_contain_text("Status: done")
+    page.screenshot(path=README_SCREENSHOTS / "overview.png", full_page=True)
