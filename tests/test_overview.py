@@ -293,3 +293,11 @@ def test_the_no_ttl_filter_lists_only_sessions_without_a_ttl_and_keeps_filling_p
     assert sorted(listed) == sorted(forever)
     everything = web.get("/").content.decode()
     assert sum(f">{key}</a>" in everything for key in keys) == 50  # without the filter: any TTL
+
+
+def test_with_the_no_ttl_filter_no_action_is_offered_on_every_session_of_the_pattern(web, store):
+    store.call("LPUSH", "bot:forever", langchain("human", "hi"))
+    filtered = web.get("/", {"ttl": "none"}).content.decode()
+    assert 'value="pattern"' not in filtered and 'value="stale"' not in filtered
+    assert 'value="selected"' in filtered
+    assert 'value="pattern"' in web.get("/").content.decode()
