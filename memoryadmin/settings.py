@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "memoryadmin.summaries",
     "memoryadmin.bulk",
     "memoryadmin.holds",
+    "memoryadmin.retention",
     "django_tasks",
     "django_tasks_db",
     "memoryadmin.localstore",

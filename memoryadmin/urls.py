@@ -15,6 +15,7 @@ urlpatterns = [
     path("summaries/", include("memoryadmin.summaries.urls")),
     path("bulk/", include("memoryadmin.bulk.urls")),
     path("holds/", include("memoryadmin.holds.urls")),
+    path("retention/", include("memoryadmin.retention.urls")),
     path("django-admin/", admin.site.urls),
     path("", include("memoryadmin.dashboard.urls")),
 ]
