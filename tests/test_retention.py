@@ -324,12 +324,30 @@ def test_the_form_needs_a_ttl_and_a_schedule_that_fit_the_rule(admin_client, con
     assert response.status_code == 422 and not RetentionPolicy.objects.exists()
 
 
+def test_a_preview_under_way_is_polled_and_cannot_be_enabled_yet(admin_client, store, settings):
+    settings.TASKS = DUMMY_TASKS  # the dry run waits for a worker
+    policy = create(admin_client, rule="ttl_if_none", ttl_seconds=WEEK)
+    admin_client.post(f"/retention/{policy.pk}/preview/", SHOWN_ENV)
+    preview = retention.latest_preview(policy)
+    page = admin_client.get(f"/retention/{policy.pk}/").content.decode()
+    assert "Dry run: a complete SCAN" in page and "Enable" not in page
+    fragment = admin_client.get(f"/retention/{policy.pk}/", headers={"HX-Request": "true"}).content.decode()
+    assert fragment.strip().startswith('<section id="preview"') and 'hx-trigger="every 1s"' in fragment
+    admin_client.post(f"/retention/{policy.pk}/enable/", {"preview": preview.pk, **SHOWN_ENV})
+    policy.refresh_from_db()
+    assert not policy.enabled
+    assert AuditEvent.objects.filter(action="retention.view").count() == 1  # the poll is not another view
+
+
 def test_a_policys_page_links_its_last_runs_to_their_bulk_jobs(admin_client, admin_user, store):
     seed(store)
     policy = enabled_policy(admin_user)
     [job] = retention.run_due_policies()
     page = admin_client.get(f"/retention/{policy.pk}/").content.decode()
     assert f'href="/bulk/{job.pk}/"' in page
+    assert f"a run of retention policy #{policy.pk}, confirmed by the policy" in text_of(
+        admin_client.get(f"/bulk/{job.pk}/")
+    )
     listed = admin_client.get("/retention/").content.decode()
     assert f'href="/retention/{policy.pk}/"' in listed and "every 6 hours" in listed
 
