@@ -75,7 +75,7 @@ def needs_confirmation(policy, data):
 
 def confirmation_problem(connection_name, pattern, typed):
     """None when what was typed confirms a clearing rule, else what to type."""
-    if typed.strip() in confirmation_words(connection_name, pattern) and typed.strip():
+    if typed.strip() in confirmation_words(connection_name, pattern):
         return None
     return f"A clearing rule deletes sessions for good: type the connection name “{connection_name}” or the pattern to confirm."
 
