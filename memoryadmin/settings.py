@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "memoryadmin.bulk",
     "memoryadmin.holds",
     "memoryadmin.overview",
+    "memoryadmin.retention",
     "django_tasks",
     "django_tasks_db",
     "memoryadmin.localstore",

@@ -16,6 +16,7 @@ urlpatterns = [
     path("bulk/", include("memoryadmin.bulk.urls")),
     path("holds/", include("memoryadmin.holds.urls")),
     path("overview/", include("memoryadmin.overview.urls")),
+    path("retention/", include("memoryadmin.retention.urls")),
     path("django-admin/", admin.site.urls),
     path("", include("memoryadmin.dashboard.urls")),
 ]

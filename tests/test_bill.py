@@ -288,6 +288,41 @@ def test_the_estimate_bounds_a_run_whose_sessions_changed(web, store, ran):
     assert header(response)[0] == ran.total() == job.run_commands == 3 + 2 * 4 + 2 * 1 + 1 < job.estimated_commands
 
 
+@pytest.mark.parametrize(
+    ("mode", "ran_per_session"),
+    [
+        # A session without a TTL, one with a TTL of a day, one of a year; then a string, and one gone.
+        (bulk.COUNT_NO_TTL, [{"type": 1, "ttl": 1, "llen": 1}, {"type": 1, "ttl": 1}, {"type": 1, "ttl": 1}]),
+        (bulk.COUNT_TTL_OVER, [{"type": 1, "pttl": 1}, {"type": 1, "pttl": 1}, {"type": 1, "pttl": 1, "llen": 1}]),
+        (bulk.EXPIRE_NO_TTL, [{"type": 1, "expire": 2, "llen": 1}, {"type": 1, "expire": 1}, {"type": 1, "expire": 1}]),
+        (
+            bulk.EXPIRE_TTL_OVER,
+            [{"type": 1, "expire": 1}, {"type": 1, "expire": 1}, {"type": 1, "expire": 2, "llen": 1}],
+        ),
+    ],
+)
+def test_a_conditional_batch_counts_what_each_session_ran(connection, store, ran, mode, ran_per_session):
+    """A retention policy's modes: the condition alone for a session left unchanged, then LLEN and its summary's TTL."""
+    for key in ("none", "day", "year"):
+        write_langchain_session(store, key, ["x"])
+    store.call("EXPIRE", "day", 86400)
+    store.call("EXPIRE", "year", 365 * 86400)
+    store.call("SET", "string", "x")
+    keys = ["none", "day", "year", "string", "gone"]
+    receipt = ("memoryadmin:bulk-result:test", 0) if mode.startswith("expire") else None
+    ran.since()
+    with count_commands() as counted:
+        bulk.apply_to_batch(connection, keys, mode, 7 * 86400, receipt=receipt)
+    expected = {"script": 1, "type": len(keys)}
+    for commands in ran_per_session:
+        for name, calls in commands.items():
+            if name != "type":
+                expected[name] = expected.get(name, 0) + calls
+    if receipt:
+        expected.update(get=1, set=1)
+    assert ran.since() == expected and counted.commands == sum(expected.values())
+
+
 def test_a_batch_sent_again_counts_its_replay(connection, store, ran):
     write_langchain_session(store, "a", ["x"])
     receipt = ("memoryadmin:bulk-result:test", 0)

@@ -5,6 +5,7 @@ import pytest
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.holds.models import LegalHold
+from memoryadmin.retention.models import RetentionPolicy
 
 from .conftest import SHOWN_ENV, user_with_role
 from .factories import write_langchain_session
@@ -14,6 +15,14 @@ pytestmark = pytest.mark.django_db
 KEY = "perm/session #1"
 T = encode_key(KEY)
 
+RETENTION_POLICY = {
+    "name": "perm",
+    "rule": "clear",
+    "pattern": "perm/*",
+    "confirm": "perm/*",
+    "schedule": "daily",
+    "daily_at": "03:00",
+}
 # action name -> (method, path, data)
 ACTIONS = {
     "list": ("get", "/", None),
@@ -34,6 +43,16 @@ ACTIONS = {
     "hold": ("post", "/holds/new/", {"kind": "pattern", "target": "perm/*", "reason": "case 1", **SHOWN_ENV}),
     "lift-page": ("get", "/holds/1/lift/", None),
     "lift": ("post", "/holds/1/lift/", {"reason": "case closed", **SHOWN_ENV}),
+    "retention": ("get", "/retention/", None),
+    "retention-new-page": ("get", "/retention/new/", None),
+    "retention-new": ("post", "/retention/new/", {**RETENTION_POLICY, **SHOWN_ENV}),
+    "retention-policy": ("get", "/retention/1/", None),
+    "retention-edit-page": ("get", "/retention/1/edit/", None),
+    "retention-edit": ("post", "/retention/1/edit/", {**RETENTION_POLICY, **SHOWN_ENV}),
+    "retention-preview": ("post", "/retention/1/preview/", SHOWN_ENV),
+    "retention-enable": ("post", "/retention/1/enable/", {"preview": "1", **SHOWN_ENV}),
+    "retention-disable-page": ("get", "/retention/1/disable/", None),
+    "retention-disable": ("post", "/retention/1/disable/", SHOWN_ENV),
 }
 VIEWER = {"list", "read", "raw", "overview", "measure"}
 OPERATOR = VIEWER | {"ttl", "persist", "clear-page", "clear", "holds"}
@@ -57,7 +76,7 @@ def test_permission_matrix(client, connection, store, django_user_model, role, a
         assert event.username == f"user-{role}"
         assert event.details["method"] == method.upper()
         assert store.call("LLEN", KEY) == 2 and store.call("TTL", KEY) == -1
-        assert not LegalHold.objects.exists()
+        assert not LegalHold.objects.exists() and not RetentionPolicy.objects.exists()
 
 
 def test_viewer_sees_no_write_buttons(client, connection, store, viewer):
@@ -73,7 +92,7 @@ def test_operator_sees_write_buttons_but_not_admin_pages(web, store):
     write_langchain_session(store, KEY, ["hello"])
     html = web.get(f"/sessions/{T}/").content.decode()
     assert "Clear session" in html and "Set TTL" in html
-    assert "Audit log</a>" not in html
+    assert "Audit log</a>" not in html and "Retention</a>" not in html
 
 
 def test_the_403_names_the_role_needed(client, connection, store, viewer):

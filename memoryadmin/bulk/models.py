@@ -140,7 +140,11 @@ class BulkJob(WorkerJob, StoreJob):
         (SEARCH, "content search results"),
     ]
 
-    COUNTING, AWAITING, QUEUED, RUNNING, PAUSED, FAILED, CANCELLED, DONE, DISCARDED = (
+    # A retention policy's TTL rules act only on the sessions whose TTL meets the condition (then, atomically).
+    ALWAYS, NO_TTL, TTL_OVER = "", "no_ttl", "ttl_over"
+    CONDITIONS = [(ALWAYS, "every session"), (NO_TTL, "sessions without a TTL"), (TTL_OVER, "TTLs longer than it")]
+
+    COUNTING, AWAITING, QUEUED, RUNNING, PAUSED, FAILED, CANCELLED, DONE, DISCARDED, PREVIEWED = (
         "counting",
         "awaiting",
         "queued",
@@ -150,6 +154,7 @@ class BulkJob(WorkerJob, StoreJob):
         "cancelled",
         "done",
         "discarded",
+        "previewed",
     )
     STATUSES = [
         (COUNTING, "dry run"),
@@ -161,6 +166,7 @@ class BulkJob(WorkerJob, StoreJob):
         (CANCELLED, "cancelled"),
         (DONE, "done"),
         (DISCARDED, "not confirmed"),
+        (PREVIEWED, "preview (never runs)"),
     ]
     ACTIVE = (COUNTING, QUEUED, RUNNING)
 
@@ -170,6 +176,12 @@ class BulkJob(WorkerJob, StoreJob):
     connection_is_production = models.BooleanField(default=False)
     action = models.CharField(max_length=10, choices=ACTIONS)
     ttl_seconds = models.PositiveIntegerField(null=True, blank=True)
+    condition = models.CharField(max_length=10, choices=CONDITIONS, blank=True, default=ALWAYS)
+    # A retention policy's job: its preview (a dry run only), or one of its runs (confirmed by the policy).
+    policy = models.ForeignKey(
+        "retention.RetentionPolicy", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    is_preview = models.BooleanField(default=False)
     redaction = models.CharField(max_length=10, choices=REDACTIONS, blank=True, help_text="What a redaction replaces.")
     reference = models.CharField(
         max_length=200, blank=True, help_text="The request it answers, as the operator typed it (a ticket id)."
@@ -246,7 +258,8 @@ class BulkJobKey(models.Model):
     """One session of a job's frozen selection, and what the job did to it."""
 
     PENDING, DONE, GONE, NOT_A_LIST, HELD, NO_MATCH = "", "done", "gone", "not a list", "on hold", "no match"
-    SKIPPED = (GONE, NOT_A_LIST, HELD, NO_MATCH)
+    UNCHANGED = "unchanged"  # a conditional TTL whose condition no longer held at the run (left alone)
+    SKIPPED = (GONE, NOT_A_LIST, HELD, NO_MATCH, UNCHANGED)
     CHANGED = "changed"  # a redaction found the matching messages changing under it each time it tried (failed)
 
     job = models.ForeignKey(BulkJob, on_delete=models.CASCADE, related_name="keys")

@@ -51,30 +51,50 @@ RECEIPT_TTL = 7 * 86400
 ONLY_ON_ITS_STORE = "The job goes on only once the connection points at that store again (or cancel it)."
 
 # KEYS: session, summary, session, summary, ..., and last, for a run (not a count), the job's receipt.
-# ARGV: mode (count|clear|expire|persist), seconds, and for a run the batch's first position, receipt TTL,
+# ARGV: mode (see LIST_COMMANDS), seconds, and for a run the batch's first position, receipt TTL,
 # and a flag per session, "1" for one on legal hold (left alone, not even looked at).
-# Reply: 1 (ran), then one reply per session: -2 gone, -3 not a list, -4 on hold (all left alone), else its
-# length before the action. A run's replies are kept in the receipt as "<first position>:<reply>,...": the
-# same batch sent again gets them back, after REPLAYED instead of 1, and changes nothing.
+# Reply: 1 (ran), then one reply per session: -2 gone, -3 not a list, -4 on hold, -5 unchanged: the mode's
+# condition does not hold (all left alone), else its length before the action. A run's replies are kept in
+# the receipt as "<first position>:<reply>,...": the same batch sent again gets them back, after REPLAYED
+# instead of 1, and changes nothing.
 REPLAYED = 0
 ON_HOLD = -4
-# What BATCH_SCRIPT runs for a session that is still a list, after its TYPE: LLEN, then the mode's action.
-LIST_COMMANDS = {"count": 1, "clear": 2, "expire": 3, "persist": 3}
+UNCHANGED = -5
+# Conditional modes (retention policies): a TTL only on a session without one (EXPIRE NX), or one cut to
+# the given TTL only when it is longer (EXPIRE XX LT: a session without a TTL is left alone); each counted
+# by a mode that answers for the same condition, so a dry run freezes only the sessions a run would change.
+COUNT_NO_TTL, COUNT_TTL_OVER, EXPIRE_NO_TTL, EXPIRE_TTL_OVER = "count_nx", "count_lt", "expire_nx", "expire_lt"
+# What BATCH_SCRIPT runs for a session that is still a list, after its TYPE: LLEN, then the mode's action
+# (a conditional mode: its condition first, then LLEN and the action on the session or its summary).
+LIST_COMMANDS = {
+    "count": 1,
+    "clear": 2,
+    "expire": 3,
+    "persist": 3,
+    COUNT_NO_TTL: 2,
+    COUNT_TTL_OVER: 2,
+    EXPIRE_NO_TTL: 3,
+    EXPIRE_TTL_OVER: 3,
+}
+# ... and for a list whose condition does not hold: the condition alone (a TTL, PTTL or conditional EXPIRE).
+UNCHANGED_COMMANDS = {COUNT_NO_TTL: 1, COUNT_TTL_OVER: 1, EXPIRE_NO_TTL: 1, EXPIRE_TTL_OVER: 1}
 
 
 def _batch_commands(reply, keys, args):
     """The redis.call()s of one BATCH_SCRIPT run, from its reply.
 
     A batch answered from its receipt: the receipt's GET. Else a TYPE per session not on hold,
-    LIST_COMMANDS[mode] more for each list, and for a run (an odd number of keys: the receipt is last)
-    the receipt's GET and SET.
+    LIST_COMMANDS[mode] more for each list acted on, UNCHANGED_COMMANDS[mode] for each left unchanged,
+    and for a run (an odd number of keys: the receipt is last) the receipt's GET and SET.
     """
     ran, *replies = reply
     if ran == REPLAYED:
         return 1
+    mode = args[0]
     receipt = 2 if len(keys) % 2 else 0
     looked_at = sum(length != ON_HOLD for length in replies)
-    return receipt + looked_at + LIST_COMMANDS[args[0]] * sum(length >= 0 for length in replies)
+    unchanged = UNCHANGED_COMMANDS.get(mode, 0) * sum(length == UNCHANGED for length in replies)
+    return receipt + looked_at + LIST_COMMANDS[mode] * sum(length >= 0 for length in replies) + unchanged
 
 
 BATCH_SCRIPT = scripts.Script(
@@ -82,6 +102,13 @@ BATCH_SCRIPT = scripts.Script(
 local mode, seconds, batch, ttl, held = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5] or ''
 local receipt = (#KEYS % 2 == 1) and KEYS[#KEYS] or nil
 local replies = {1}
+-- A conditional mode acts on (or counts) a list only when its condition holds; the EXPIREs test and act at once.
+local conditions = {
+  count_nx = function(key) return redis.call('TTL', key) == -1 end,
+  count_lt = function(key) return redis.call('PTTL', key) > tonumber(seconds) * 1000 end,
+  expire_nx = function(key) return redis.call('EXPIRE', key, seconds, 'NX') == 1 end,
+  expire_lt = function(key) return redis.call('EXPIRE', key, seconds, 'XX', 'LT') == 1 end,
+}
 if receipt then
   local saved, tag = redis.call('GET', receipt), batch .. ':'
   if saved and string.sub(saved, 1, #tag) == tag then
@@ -100,6 +127,8 @@ for i = 1, #KEYS - 1, 2 do
     replies[#replies + 1] = -2
   elseif kind ~= 'list' then
     replies[#replies + 1] = -3
+  elseif conditions[mode] and not conditions[mode](KEYS[i]) then
+    replies[#replies + 1] = -5
   else
     replies[#replies + 1] = redis.call('LLEN', KEYS[i])
     if mode == 'clear' then
@@ -107,6 +136,8 @@ for i = 1, #KEYS - 1, 2 do
     elseif mode == 'expire' then
       redis.call('EXPIRE', KEYS[i], seconds)
       redis.call('EXPIRE', KEYS[i + 1], seconds)
+    elseif mode == 'expire_nx' or mode == 'expire_lt' then
+      redis.call('EXPIRE', KEYS[i + 1], seconds)  -- the session's was set by its condition: its summary follows
     elseif mode == 'persist' then
       redis.call('PERSIST', KEYS[i])
       redis.call('PERSIST', KEYS[i + 1])
@@ -135,19 +166,20 @@ def apply_to_batch(connection, keys, mode, seconds=0, receipt=None, held=()):
     if receipt:
         names.append(receipt[0])
         extra = [receipt[1], RECEIPT_TTL, "".join("1" if key in held else "0" for key in keys)]
-    if mode == "count":  # the dry run: it only reads
+    if mode in COUNT_MODES.values():  # the dry run: it only reads
         reply = scripts.read(connection, BATCH_SCRIPT, names, mode, seconds)
     else:
         reply = scripts.write(connection, BATCH_SCRIPT, names, mode, seconds, *extra)
     return reply[1:]
 
 
-def run_cost(action, frozen):
+def run_cost(action, frozen, condition=BulkJob.ALWAYS):
     """The most a run on `frozen` keys costs: CommandCount(commands, round trips).
 
-    Exact when every key is still a list and no batch is sent twice (a retry, a resumed job):
-    per batch one EVAL, the receipt's GET and SET, a TYPE per key and LIST_COMMANDS per list;
-    then one DEL of the receipt. A key that is no longer a list costs LIST_COMMANDS less.
+    Exact when every key is still a list (and still meets the job's condition) and no batch is sent
+    twice (a retry, a resumed job): per batch one EVAL, the receipt's GET and SET, a TYPE per key and
+    LIST_COMMANDS per list; then one DEL of the receipt. A key that is no longer a list costs
+    LIST_COMMANDS less; one whose condition no longer holds, LIST_COMMANDS less UNCHANGED_COMMANDS.
     Re-summarizing sends nothing itself: each summary job it queues bills its own reads and write.
     A redaction has no estimate (None): it reads each session whole, however long it is.
     """
@@ -156,7 +188,7 @@ def run_cost(action, frozen):
     if action == BulkJob.REDACT:
         return None
     batches = math.ceil(frozen / BATCH_SIZE)
-    per_key = 1 + LIST_COMMANDS[MODES[action]]
+    per_key = 1 + LIST_COMMANDS[run_mode(action, condition)]
     return CommandCount(commands=3 * batches + per_key * frozen + 1, round_trips=batches + 1)
 
 
@@ -173,13 +205,28 @@ def filed_under(job):
 
 
 def create_job(
-    connection, user, action, *, ttl_seconds=None, keys=None, pattern="", search=None, redaction="", reference=""
+    connection,
+    user,
+    action,
+    *,
+    ttl_seconds=None,
+    keys=None,
+    pattern="",
+    search=None,
+    redaction="",
+    reference="",
+    condition=BulkJob.ALWAYS,
+    policy=None,
+    is_preview=False,
 ):
     """A job in its dry run, bound to the connection's store; explicit keys (or a search's hits) are frozen.
 
     A search's hits are sessions of the store it ran on: StoreChanged (audited) when the
     connection points elsewhere now. A redaction works on a search's hits only (it redacts what the
     search matches); `redaction` says what it replaces, `reference` is the request it answers.
+    A retention policy's job (services/retention.py) names its `policy`: its preview ends with the dry
+    run; a run is confirmed by the policy (`user`, who enabled it) and goes on by itself. `condition`:
+    which sessions a TTL is set on (BulkJob.CONDITIONS).
     """
     if action == BulkJob.REDACT and (search is None or redaction not in dict(BulkJob.REDACTIONS)):
         raise ValueError("A redaction redacts a content search's results: give the search and what to redact.")
@@ -210,6 +257,11 @@ def create_job(
             pattern=pattern,
             search=search,
             requested_by=user,
+            condition=condition,
+            policy=policy,
+            is_preview=is_preview,
+            confirmed_by=user if policy and not is_preview else None,
+            confirmed_at=timezone.now() if policy and not is_preview else None,
         )
         if search:
             hits = search.hits.order_by("id").values_list("session_key", "matches").iterator()
@@ -352,10 +404,10 @@ def count_job(job_id):
         if _cancelled(job_id):
             claim.release(status=BulkJob.DISCARDED, finished_at=timezone.now())
             return
-        estimate = run_cost(job.action, BulkJobKey.objects.filter(job=job).count())
+        estimate = run_cost(job.action, BulkJobKey.objects.filter(job=job).count(), job.condition)
         # A run counts its attempts afresh.
         if not claim.release(
-            status=BulkJob.AWAITING,
+            status=_after_dry_run(job),
             attempts=0,
             estimated_commands=estimate.commands if estimate else None,
             estimated_round_trips=estimate.round_trips if estimate else None,
@@ -379,6 +431,17 @@ def count_job(job_id):
             "estimated_round_trips": job.estimated_round_trips,
         },
     )
+    if job.status == BulkJob.QUEUED:
+        background.enqueue(background.RUN_BULK_JOB, job.pk)
+
+
+def _after_dry_run(job):
+    """A preview ends with its dry run; a policy's run was confirmed by the policy; any other job awaits its operator."""
+    if job.is_preview:
+        return BulkJob.PREVIEWED
+    if job.policy_id:
+        return BulkJob.QUEUED
+    return BulkJob.AWAITING
 
 
 def _drop_dry_run(job, end, error):
@@ -403,7 +466,8 @@ def _freeze_pattern(job, connection, claim):
     position = examined = messages = held = 0
     for keys, _ in scan_all(connection, job.pattern):
         examined += SCAN_COUNT
-        lengths = apply_to_batch(connection, keys, "count")
+        lengths = apply_to_batch(connection, keys, count_mode(job.condition), job.ttl_seconds or 0)
+        # Only the sessions the job would change: lists, and for a conditional TTL those that meet it.
         found = [(key, length) for key, length in zip(keys, lengths) if length >= 0]
         on_hold = holds.held_keys(job.connection_slug, [key for key, _ in found])
         with transaction.atomic():  # the keys are saved only while this worker holds the job
@@ -478,6 +542,18 @@ def run_job(job_id):
 
 
 MODES = {BulkJob.CLEAR: "clear", BulkJob.EXPIRE: "expire", BulkJob.PERSIST: "persist"}
+CONDITIONAL_MODES = {BulkJob.NO_TTL: EXPIRE_NO_TTL, BulkJob.TTL_OVER: EXPIRE_TTL_OVER}
+COUNT_MODES = {BulkJob.ALWAYS: "count", BulkJob.NO_TTL: COUNT_NO_TTL, BulkJob.TTL_OVER: COUNT_TTL_OVER}
+
+
+def run_mode(action, condition=BulkJob.ALWAYS):
+    """BATCH_SCRIPT's mode for a job's action (a condition applies to a TTL only)."""
+    return CONDITIONAL_MODES[condition] if action == BulkJob.EXPIRE and condition else MODES[action]
+
+
+def count_mode(condition):
+    """The dry run's mode: a conditional TTL counts only the sessions that meet its condition."""
+    return COUNT_MODES[condition]
 
 
 def _run(job, claim):
@@ -543,9 +619,8 @@ def _act_on(job, connection, rows, matcher):
     if job.action == BulkJob.REDACT:
         return _redact(job, connection, rows, matcher, on_hold)
     receipt = (receipt_key(job), rows[0].position)
-    replies = _with_retries(
-        apply_to_batch, connection, keys, MODES[job.action], job.ttl_seconds or 0, receipt=receipt, held=on_hold
-    )
+    mode = run_mode(job.action, job.condition)
+    replies = _with_retries(apply_to_batch, connection, keys, mode, job.ttl_seconds or 0, receipt=receipt, held=on_hold)
     for row, reply in zip(rows, replies):
         row.outcome = OUTCOMES.get(reply, BulkJobKey.DONE)
     # The sessions' lengths before the clear; a set TTL removes nothing.
@@ -610,7 +685,12 @@ def _with_retries(call, *args, **kwargs):
             time.sleep(pause)
 
 
-OUTCOMES = {GONE: BulkJobKey.GONE, NOT_A_LIST: BulkJobKey.NOT_A_LIST, ON_HOLD: BulkJobKey.HELD}
+OUTCOMES = {
+    GONE: BulkJobKey.GONE,
+    NOT_A_LIST: BulkJobKey.NOT_A_LIST,
+    ON_HOLD: BulkJobKey.HELD,
+    UNCHANGED: BulkJobKey.UNCHANGED,
+}
 
 
 def _save_batch(job, claim, rows, **counts):

@@ -12,6 +12,7 @@ from django_tasks_db.management.commands.db_worker import Worker
 
 from memoryadmin.services.content_search import erase_expired_searches
 from memoryadmin.services.jobs import recover_interrupted_jobs
+from memoryadmin.services.retention import run_due_policies
 from memoryadmin.tasks import SEARCH_QUEUE
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ class Command(BaseCommand):
         "(bulk jobs, summaries), a second thread the search queue, so a long content search never holds up "
         "a purge. First resumes jobs whose worker was killed, and checks for such jobs again every 30 s "
         "(or every half of MEMORYADMIN_JOB_STALE_SECONDS, when that is shorter); then too, deletes the results "
-        "of searches older than MEMORYADMIN_SEARCH_RESULTS_DAYS."
+        "of searches older than MEMORYADMIN_SEARCH_RESULTS_DAYS, and starts the runs of due retention policies "
+        "(each run once, however many workers)."
     )
 
     def add_arguments(self, parser):
@@ -40,6 +42,9 @@ class Command(BaseCommand):
         erased = erase_expired_searches()
         if erased:
             self.stdout.write(f"Erased the results of {erased} expired search(es).")
+        started = run_due_policies()
+        if started:
+            self.stdout.write(f"Started {len(started)} retention policy run(s).")
         if not batch:
             threading.Thread(target=self._keep_recovering, daemon=True, name="job-recovery").start()
         # db_worker's Worker, as its command builds it, minus the signal handlers: those can only be
@@ -82,7 +87,8 @@ class Command(BaseCommand):
             try:
                 recover_interrupted_jobs()
                 erase_expired_searches()
+                run_due_policies()
             except Exception:  # a passing database error must not end the loop
-                log.exception("job recovery or the sweep of expired searches failed")
+                log.exception("job recovery, the sweep of expired searches or the start of due policies failed")
             finally:
                 close_old_connections()
