@@ -13,7 +13,7 @@ import sys
 import tempfile
 
 from . import references
-from .harness import StoreProcess, percentile, production_env, timed
+from .harness import OPERATOR, StoreProcess, percentile, production_env, timed
 from .keyspace import BIG_SESSION, DENSE_PATTERN, LONG_SESSION, SPARSE_PATTERN, Keyspace
 
 
@@ -69,7 +69,8 @@ def main(argv=None):
 
 
 def django_client():
-    """Django set up in this process, migrated, with a logged-in admin."""
+    """Django set up in this process, migrated, with a logged-in admin made as the bench makes its own
+    (the Admin role, not a superuser: permission checks query the database)."""
     import django
     from django.core.management import call_command
 
@@ -78,9 +79,10 @@ def django_client():
     from django.test import Client
 
     call_command("migrate", verbosity=0)
-    user = get_user_model().objects.create_superuser("bench-profile", password=secrets.token_urlsafe(18))
+    os.environ["BENCH_PASSWORD"] = secrets.token_urlsafe(18)
+    call_command("create_operator", OPERATOR, "--role", "admin", "--password-from-env", "BENCH_PASSWORD", verbosity=0)
     client = Client(HTTP_HOST="127.0.0.1")
-    client.force_login(user)
+    client.force_login(get_user_model().objects.get(username=OPERATOR))
     return client
 
 

@@ -92,6 +92,11 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# Unless DATABASE_URL says otherwise (`?conn_max_age=`), each thread keeps its database connection between
+# requests, checked before it is reused: opening one per request, and on SQLite closing it (the last
+# connection to close checkpoints the WAL), cost a signed-in page more CPU than its queries.
+DATABASES["default"].setdefault("CONN_MAX_AGE", 600)
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 # The test suite's database (pytest.ini sets it): a SQLite file (below), or "postgres": a throwaway
 # server the suite starts (tests/postgres.py), listening on a socket in this directory only.
 if env.str("MEMORYADMIN_TEST_DATABASE", default="") == "postgres":

@@ -6,6 +6,9 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import DatabaseError
+from django.db import connection as database
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from memoryadmin.audit.models import AuditEvent
@@ -79,6 +82,37 @@ def test_ttl_persist_and_clear_are_recorded_with_details(web, session):
     web.post(f"/sessions/{T}/clear/", SHOWN_ENV)
     cleared = only_event(action="session.clear")
     assert cleared.outcome == "ok" and cleared.details == {"messages_removed": 3}
+
+
+def test_a_transcript_read_is_recorded_by_one_insert_after_the_read(web, session):
+    with CaptureQueriesContext(database) as queries:
+        assert web.get(f"/sessions/{T}/").status_code == 200
+    audit_writes = [q["sql"].split()[0] for q in queries.captured_queries if '"audit_auditevent"' in q["sql"]]
+    assert audit_writes[0] == "INSERT" and "UPDATE" not in audit_writes
+    assert only_event(action="session.read").outcome == "ok"
+
+
+def test_a_failed_transcript_read_is_recorded_as_failed(web, session, local_store, settings):
+    assert web.get(f"/sessions/{encode_key('gone')}/").status_code == 404
+    gone = only_event(action="session.read", session_key="gone")
+    assert gone.outcome == "failed" and "cleared or has expired" in gone.error
+    assert gone.details == {"before": None}
+    settings.MEMORYADMIN_STORE_TIMEOUT = 0.3
+    local_store.gateway.latency_ms = 1000
+    response = web.get(f"/sessions/{T}/")
+    local_store.gateway.latency_ms = 0
+    assert response.status_code == 503
+    slow = only_event(action="session.read", session_key=KEY)
+    assert slow.outcome == "failed" and "did not answer" in slow.error
+
+
+def test_a_transcript_is_not_shown_when_its_read_cannot_be_recorded(web, session, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise DatabaseError("the audit database is down")
+
+    monkeypatch.setattr(AuditEvent.objects, "create", refuse)
+    with pytest.raises(DatabaseError):
+        web.get(f"/sessions/{T}/")
 
 
 def test_a_write_that_finds_no_session_is_recorded_as_failed(web, store):

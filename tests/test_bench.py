@@ -92,6 +92,11 @@ def test_the_bench_runs_at_a_tiny_size_and_reports_every_row(tmp_path):
         if row["measurement"] == "transcript":
             assert trips.startswith("1/1/"), row
     assert all(row["cells"]["errors"] == 0 for row in rows if row["measurement"] in ("load", "slow store"))
+    # The app's CPU per page, beside its wall-clock time (issue 17): measured, for every page.
+    for row in rows:
+        if row["measurement"] in ("session list", "transcript", "fixed cost"):
+            assert row["cells"]["app CPU ms"] > 0, row
+    assert any(row["case"].startswith("signed in, no store") for row in rows)
 
     # The realistic rows say whether anything failed (an error is a ✗, not a crash), how large the largest
     # request and reply were, and what the store ran: commands are counted, not guessed.

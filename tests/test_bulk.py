@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
 
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, BulkJobKey, SearchJob
@@ -105,6 +106,24 @@ def test_pattern_selection_is_a_complete_scan_frozen_at_the_dry_run(web, store):
     assert store.call("EXISTS", "old-bot:0", "old-bot:2499") == 0
     assert len(store.call("SCAN", "0", "MATCH", "keep:*", "COUNT", 1000)[1]) == 50
     assert BulkJobKey.objects.get(job=job, key="old-bot:7").outcome == "not a list"
+
+
+def test_frozen_keys_keep_their_exact_text_in_one_insert_per_scan_step(web, store):
+    keys = ["nul:a\x00b", "nul:\u2400mark", "nul:é日", *[f"nul:{i}" for i in range(1200)]]
+    write_sessions(store, keys, messages=2)
+    with CaptureQueriesContext(connections[DEFAULT_DB_ALIAS]) as queries:
+        job = start(web, action="clear", scope="pattern", q="nul:*")
+    job.refresh_from_db()
+    steps = -(-job.examined_keys // 1000)  # SCAN steps of COUNT 1000
+    inserts = [q for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "bulk_bulkjobkey"')]
+    assert len(inserts) <= steps  # one executemany a step (bulk_create made one per ~140 keys on SQLite)
+    frozen = list(BulkJobKey.objects.filter(job=job))
+    assert sorted(key.key for key in frozen) == sorted(keys)  # NUL and the escape mark itself, exactly
+    assert [key.position for key in frozen] == list(range(len(keys)))
+    assert all(key.messages == 2 and key.outcome == "" and key.redacted is None for key in frozen)
+    assert all(key.element_hashes == [] for key in frozen)
+    selected = start(web, action="clear", scope="selected", keys=keys[:3])
+    assert sorted(key.key for key in BulkJobKey.objects.filter(job=selected)) == sorted(keys[:3])
 
 
 def test_set_ttl_and_persist_on_a_selection(web, store):

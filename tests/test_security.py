@@ -106,6 +106,18 @@ def test_settings_from_the_environment():
     )
 
 
+def test_database_connections_are_kept_between_requests_unless_the_url_says_otherwise():
+    """Opening a connection per request cost a signed-in page more CPU than its queries (issue 17)."""
+    script = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.DATABASES['default']['CONN_MAX_AGE'], s.DATABASES['default']['CONN_HEALTH_CHECKS'])"
+    )
+    env = production_env(DATABASE_URL="sqlite:////tmp/memoryadmin-unused.sqlite3")
+    result = subprocess.run([sys.executable, "-c", script], cwd=BASE_DIR, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "600 True"
+
+
 # --- Content Security Policy --------------------------------------------------
 
 

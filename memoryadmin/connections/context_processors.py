@@ -14,4 +14,4 @@ def connections(request):
         connection = current_connection(request)
     except (NoConnectionConfigured, SecretUnreadable):
         connection = None
-    return {"current_connection": connection, "connection_choices": connection_choices()}
+    return {"current_connection": connection, "connection_choices": connection_choices(request)}

@@ -21,7 +21,7 @@ from memoryadmin.services.connections import connection_for_write, current_conne
 from memoryadmin.services.sessions import SessionNotFound
 from memoryadmin.summaries.views import summary_panel_context
 
-from . import markdown_export
+from . import display, markdown_export
 from .downloads import json_strings
 from .forms import (
     NO_TTL,
@@ -85,6 +85,7 @@ def session_list(request):
     context = {
         "connection": connection,
         "page": page,
+        "rows": display.shown_rows(page.rows),
         "q": form.cleaned_data["q"],
         "ttl": form.cleaned_data["ttl"],
         "ttl_presets": TTL_PRESETS,
@@ -115,7 +116,7 @@ def session_detail(request, key):
     linked = connection.slug != current_connection(request).slug
     before, order = form.cleaned_data["before"], form.cleaned_data["order"] or None
     try:
-        with audit.audited(
+        with audit.audited_read(
             request, "session.read", connection=connection, session_key=key, details={"before": before}
         ) as result:
             transcript = sessions.get_transcript(
@@ -131,6 +132,7 @@ def session_detail(request, key):
         "connection": connection,
         "linked": linked,
         "transcript": transcript,
+        "shown_messages": display.shown_messages(key, transcript.messages),
         "key": key,
         "can_redact": request.user.has_perm("accounts.redact_session") and not linked and hold is None,
     }
@@ -291,7 +293,7 @@ def message_redact(request, key, index):
     if request.method == "GET":
         connection = current_connection(request)
         try:
-            with audit.audited(
+            with audit.audited_read(
                 request, "session.read", connection=connection, session_key=key, details={"message": number}
             ):
                 identity = redaction.element_identity(connection, key, index, order)

@@ -66,8 +66,7 @@ def settle(event, outcome, details=None, error=""):
 def audited(request, action, *, connection, session_key="", details=None):
     """Record the intent, run the action, settle the outcome; yields a dict for result details.
 
-    Used for writes (see the ordering above) and for reads alike, so that
-    every transcript read is on record, failed ones included.
+    Used for writes (see the ordering above); reads that render a page use `audited_read`.
 
     Any exception settles the event as failed (with its message) and is re-raised. Streamed
     downloads use AuditedDownload instead.
@@ -82,6 +81,33 @@ def audited(request, action, *, connection, session_key="", details=None):
         settle(event, AuditEvent.FAILED, result, error=str(error))
         raise
     settle(event, AuditEvent.OK, result)
+
+
+@contextmanager
+def audited_read(request, action, *, connection, session_key="", details=None):
+    """A read recorded when it has ended, ok or failed (with its message, re-raised): one INSERT, where
+    `audited` makes two.
+
+    A read changes nothing in the store, so nothing has to be on record before it runs; what must hold
+    is that everything shown is on record, and every failed read too. The view renders after this block,
+    so an event that cannot be saved (the audit database is down) fails the request: nothing is shown.
+    A worker killed in the middle of a read records nothing, and shows nothing either.
+    """
+    result = {}
+    try:
+        yield result
+    except Exception as error:
+        record(
+            request,
+            action,
+            connection=connection,
+            session_key=session_key,
+            outcome=AuditEvent.FAILED,
+            details={**(details or {}), **result},
+            error=str(error)[:2000],
+        )
+        raise
+    record(request, action, connection=connection, session_key=session_key, details={**(details or {}), **result})
 
 
 # Whether this thread is in a garbage collection: finalizers run there, at any allocation, possibly

@@ -20,11 +20,13 @@ where the job stands (its next position), so never twice. The job row holds
 the counters; memory stays flat however many keys there are.
 """
 
+import itertools
 import logging
 import math
 import time
 from functools import partial
 
+from django.db import connection as database
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -274,11 +276,37 @@ def create_job(
 
 def _freeze(job, keys):
     """Freeze (key, messages) pairs: a search's hits come with their matching messages (what a redaction counts)."""
-    rows = (
-        BulkJobKey(job=job, position=position, key=key, messages=messages)
-        for position, (key, messages) in enumerate(keys)
+    rows = ((position, key, messages, BulkJobKey.PENDING) for position, (key, messages) in enumerate(keys))
+    for batch in iter(lambda: list(itertools.islice(rows, BATCH_SIZE)), []):
+        _insert_keys(job, batch)
+
+
+# The columns of a frozen key; each row gives position, key, messages and outcome.
+_KEY_COLUMNS = ("job", "position", "key", "messages", "outcome", "redacted", "element_hashes")
+
+
+def _insert_keys(job, rows):
+    """Save frozen keys, (position, key, messages, outcome) each, by one executemany.
+
+    bulk_create spent four fifths of a dry run's CPU making model objects and their SQL, value by value
+    (a dry run of 100,000 sessions took 7 s). The values are still prepared by their fields (the key's
+    NUL escaping, the JSON column), those that are the same for every row once.
+    """
+    fields = [BulkJobKey._meta.get_field(name) for name in _KEY_COLUMNS]
+    key_field, quote = fields[2], database.ops.quote_name
+    redacted, hashes = fields[5].get_db_prep_save(None, database), fields[6].get_db_prep_save([], database)
+    sql = (
+        f"INSERT INTO {quote(BulkJobKey._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
     )
-    BulkJobKey.objects.bulk_create(rows, batch_size=BATCH_SIZE)
+    with database.cursor() as cursor:
+        cursor.executemany(
+            sql,
+            [
+                (job.pk, position, key_field.get_db_prep_save(key, database), messages, outcome, redacted, hashes)
+                for position, key, messages, outcome in rows
+            ],
+        )
 
 
 # What the operator types to confirm a job that destroys: a clear, or a redaction.
@@ -472,17 +500,12 @@ def _freeze_pattern(job, connection, claim):
         on_hold = holds.held_keys(job.connection_slug, [key for key, _ in found])
         with transaction.atomic():  # the keys are saved only while this worker holds the job
             claim.save()
-            BulkJobKey.objects.bulk_create(
+            _insert_keys(
+                job,
                 [
-                    BulkJobKey(
-                        job=job,
-                        position=position + i,
-                        key=key,
-                        messages=length,
-                        outcome=BulkJobKey.HELD if key in on_hold else BulkJobKey.PENDING,
-                    )
+                    (position + i, key, length, BulkJobKey.HELD if key in on_hold else BulkJobKey.PENDING)
                     for i, (key, length) in enumerate(found)
-                ]
+                ],
             )
             position += len(found)
             messages += sum(length for _, length in found)

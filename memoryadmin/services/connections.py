@@ -74,9 +74,20 @@ def environment_connection():
     )
 
 
-def connection_choices():
+def _saved_connections(request=None):
+    """(pk, name, is_production, is_default) of each saved connection, by name: one query serves the default
+    connection and the switcher, read once per request (kept on it) when there is one."""
+    saved = getattr(request, "_memoryadmin_saved_connections", None)
+    if saved is None:
+        saved = list(Connection.objects.values_list("pk", "name", "is_production", "is_default"))
+        if request is not None:
+            request._memoryadmin_saved_connections = saved
+    return saved
+
+
+def connection_choices(request=None):
     choices = [ConnectionChoice(ENVIRONMENT_SLUG, ENVIRONMENT_NAME, False)] if environment_is_configured() else []
-    for pk, name, is_production in Connection.objects.values_list("pk", "name", "is_production"):
+    for pk, name, is_production, _ in _saved_connections(request):
         choices.append(ConnectionChoice(str(pk), name, is_production))
     return choices
 
@@ -91,14 +102,14 @@ def find_connection(slug):
     return saved.to_store_connection() if saved else None
 
 
-def _default_slug():
-    default = Connection.objects.filter(is_default=True).values_list("pk", flat=True).first()
+def _default_slug(request=None):
+    saved = _saved_connections(request)
+    default = next((pk for pk, _, _, is_default in saved if is_default), None)
     if default is not None:
         return str(default)
     if environment_is_configured():
         return ENVIRONMENT_SLUG
-    first = Connection.objects.values_list("pk", flat=True).first()
-    return str(first) if first is not None else None
+    return str(saved[0][0]) if saved else None
 
 
 def default_connection():
@@ -114,7 +125,8 @@ def current_connection(request):
     """
     if getattr(request, "_memoryadmin_connection", None):
         return request._memoryadmin_connection
-    for slug in (request.session.get(SESSION_KEY), _default_slug()):
+    for choose in (lambda: request.session.get(SESSION_KEY), lambda: _default_slug(request)):
+        slug = choose()
         connection = find_connection(slug) if slug else None
         if connection:
             request._memoryadmin_connection = connection

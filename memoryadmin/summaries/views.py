@@ -58,7 +58,7 @@ def summary_job(request, pk):
     connection = find_connection(job.connection_slug)
     if connection is None:
         raise Http404("The connection of this job was deleted.")
-    with audit.audited(
+    with audit.audited_read(
         request, "session.read", connection=connection, session_key=job.session_key, details={"summary_job": job.pk}
     ):
         return _render_panel(request, connection, job)
