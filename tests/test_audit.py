@@ -6,10 +6,13 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import DatabaseError
+from django.db import connection as db_connection
 from django.utils import timezone
 
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.dashboard.converters import encode_key
+from memoryadmin.services import audit
 
 from .conftest import SHOWN_ENV
 from .factories import write_langchain_session
@@ -95,6 +98,45 @@ def test_a_failed_store_write_is_still_audited(web, session, local_store, settin
     assert response.status_code == 503
     event = only_event(action="session.clear")
     assert event.outcome == "failed" and "did not answer" in event.error
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "action", "store_state"),
+    [
+        ("clear/", {}, "session.clear", lambda store: store.call("LLEN", KEY)),
+        ("ttl/", {"preset": "3600"}, "session.ttl", lambda store: store.call("TTL", KEY)),
+    ],
+    ids=["clear", "ttl"],
+)
+def test_the_event_is_pending_before_the_store_is_written(
+    web, session, store, monkeypatch, path, data, action, store_state
+):
+    # What the store held when the event was recorded: the session as it was before the write.
+    seen_at_record = []
+    record = audit.record
+
+    def noting_the_store(*args, **kwargs):
+        event = record(*args, **kwargs)
+        seen_at_record.append((event.action, event.outcome, store_state(store)))
+        return event
+
+    before = store_state(store)
+    monkeypatch.setattr(audit, "record", noting_the_store)
+    web.post(f"/sessions/{T}/{path}", {**data, **SHOWN_ENV})
+    assert store_state(store) != before  # the write happened...
+    assert seen_at_record == [(action, "pending", before)]  # ...after its event was recorded, pending
+    assert only_event(action=action).outcome == "ok"
+
+
+def test_the_store_is_untouched_when_the_audit_database_fails(web, session, store):
+    def refuse_audit_inserts(execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith("INSERT") and AuditEvent._meta.db_table in sql:
+            raise DatabaseError("the audit database is down")
+        return execute(sql, params, many, context)
+
+    with db_connection.execute_wrapper(refuse_audit_inserts), pytest.raises(DatabaseError):
+        web.post(f"/sessions/{T}/clear/", SHOWN_ENV)
+    assert store.call("LLEN", KEY) == 3  # no event, no write
 
 
 def test_connection_changes_are_recorded_without_secrets(admin_web):
