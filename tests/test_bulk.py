@@ -118,6 +118,29 @@ def test_set_ttl_and_persist_on_a_selection(web, store):
     assert store.call("TTL", "a") == -1 and 0 < store.call("TTL", "b")
 
 
+def test_the_summary_follows_its_session_in_each_bulk_action(web, store):
+    write_sessions(store, ["a", "b"])
+    summaries = ["memoryadmin:summary:a", "memoryadmin:summary:b"]
+    for summary in summaries:
+        store.call("HSET", summary, "text", "x")
+    web.post(f"/bulk/{start(web, action='expire', scope='selected', keys=['a', 'b'], preset='86400').pk}/confirm/")
+    assert all(86300 < store.call("TTL", summary) <= 86400 for summary in summaries)
+    web.post(f"/bulk/{start(web, action='persist', scope='selected', keys=['a']).pk}/confirm/")
+    assert store.call("TTL", "memoryadmin:summary:a") == -1 and 0 < store.call("TTL", "memoryadmin:summary:b")
+    web.post(f"/bulk/{start(web, action='clear', scope='selected', keys=['a', 'b']).pk}/confirm/", {"typed": "2"})
+    assert store.call("EXISTS", "a", "b", *summaries) == 0
+
+
+@pytest.mark.parametrize("mode", [bulk.EXPIRE_NO_TTL, bulk.EXPIRE_TTL_OVER])
+def test_a_conditional_ttl_gives_the_summary_the_sessions_new_ttl(connection, store, mode):
+    write_sessions(store, ["a"])
+    store.call("HSET", "memoryadmin:summary:a", "text", "x")
+    if mode == bulk.EXPIRE_TTL_OVER:
+        store.call("EXPIRE", "a", 10 * 86400)
+    assert bulk.apply_to_batch(connection, ["a"], mode, seconds=86400) == [3]
+    assert 86300 < store.call("TTL", "a") <= 86400 and 86300 < store.call("TTL", "memoryadmin:summary:a") <= 86400
+
+
 def test_custom_ttl_is_validated(web, store):
     write_sessions(store, ["a"])
     response = web.post(
