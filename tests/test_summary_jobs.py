@@ -52,6 +52,18 @@ def test_job_writes_a_real_summary_with_the_sessions_ttl(connection, store, oper
     assert abs(store.call("TTL", "memoryadmin:summary:refund") - store.call("TTL", "refund")) <= 1
 
 
+def test_a_new_summary_replaces_the_old_hash_whole(connection, store, operator):
+    write_conversation(store, "refund")  # no TTL
+    old = "memoryadmin:summary:refund"
+    store.call("HSET", old, "text", "old", "written_by", "a chat app", "method", "gpt-3")
+    store.call("EXPIRE", old, 600)  # an older summary's expiry must not outlive it
+    job, _ = summary_jobs.request_summary(connection, "refund", operator)
+    job.refresh_from_db()
+    assert job.status == "done"
+    assert set(summary_hash(store, "refund")) == {"text", "method", "message_count", "generated_at", "duration_ms"}
+    assert store.call("TTL", old) == -1  # like its session
+
+
 def test_a_summary_covers_every_message_of_a_session_too_big_for_one_transcript_window(connection, store, operator):
     turns = [("human" if i % 2 == 0 else "ai", f"Part {i}: " + "lorem ipsum " * 10_000) for i in range(40)]
     write_conversation(store, "long", turns)  # 4.8 MB: a transcript window holds fewer of them
