@@ -254,6 +254,23 @@ def test_summarizer_settings_api_key_is_write_only(admin_web):
     assert saved.model == "llama3.1" and saved.api_key == "sk-live-abcdef987654"
 
 
+def test_summarizer_settings_that_failed_validation_do_not_echo_the_api_key(admin_web):
+    data = {
+        "provider": "openai",
+        "base_url": "http://127.0.0.1:11434/v1",
+        "model": "llama3",
+        "api_key": "sk-live-abcdef987654",
+        "max_input_chars": "12000",
+        "timeout": "0",
+        "prompt_template": "Summarize:\n{transcript}",
+    }
+    response = admin_web.post("/summaries/settings/", data)
+    html = response.content.decode()
+    assert response.status_code == 200 and 'name="timeout"' in html  # the form, shown again
+    assert "sk-live-abcdef987654" not in html
+    assert SummarizerSettings.load().api_key == ""
+
+
 def test_a_stored_api_key_is_not_kept_for_another_base_url(admin_web):
     data = {
         "provider": "openai",
