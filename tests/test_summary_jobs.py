@@ -16,9 +16,10 @@ from memoryadmin.services.messages import parse_element
 from memoryadmin.services.upstash import get_client
 from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, SummaryJob
 
-from .conftest import SHOWN_ENV
+from .conftest import DUMMY_TASKS, SHOWN_ENV
 from .factories import langchain
 from .processes import app_env
+from .threads import run_together
 
 pytestmark = pytest.mark.django_db
 
@@ -146,20 +147,18 @@ def test_summarizer_failure_is_recorded_on_the_job_and_audited(connection, store
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_requests_share_one_job(connection, store, operator, settings):
-    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}  # queued, not run
+    settings.TASKS = DUMMY_TASKS  # queued, not run
     write_conversation(store, "chat")
-    results, barrier = [], threading.Barrier(4)
+    barrier = threading.Barrier(4)
 
     def click():
-        barrier.wait()
-        results.append(summary_jobs.request_summary(connection, "chat", operator))
-        db.close()
+        barrier.wait(timeout=60)
+        try:
+            return summary_jobs.request_summary(connection, "chat", operator)
+        finally:
+            db.close()
 
-    threads = [threading.Thread(target=click) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = run_together(*[click] * 4)
     assert len({job.pk for job, _ in results}) == 1
     assert sum(created for _, created in results) == 1
     assert SummaryJob.objects.count() == 1

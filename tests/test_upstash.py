@@ -1,9 +1,10 @@
 """The store client: decoding, timeouts, retries and error mapping, against real servers."""
 
 import dataclasses
+import functools
 import socket
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -18,6 +19,7 @@ from memoryadmin.services.upstash import (
 )
 
 from .fake_store import FakeStore, Reply, b64
+from .threads import run_together
 
 
 def free_port():
@@ -110,14 +112,15 @@ def test_while_the_probe_waits_other_requests_fail_at_once(local_store, connecti
     local_store.gateway.latency_ms = 2000
     with pytest.raises(StoreUnavailable):
         client.call("PING")
-    probe = threading.Thread(target=lambda: pytest.raises(StoreUnavailable, client.call, "PING"))
-    probe.start()
-    time.sleep(0.1)
-    started = time.monotonic()
-    with pytest.raises(StoreUnavailable, match="a moment ago"):
-        client.call("PING")
-    assert time.monotonic() - started < 0.05
-    probe.join()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        probe = pool.submit(client.call, "PING")
+        time.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="a moment ago"):
+            client.call("PING")
+        assert time.monotonic() - started < 0.05
+        with pytest.raises(StoreUnavailable):
+            probe.result(timeout=30)
     local_store.gateway.latency_ms = 0
 
 
@@ -176,11 +179,8 @@ def test_threads_sharing_a_client_all_send_the_token_they_were_handed():
         fake.replies["*"] = TokenDesk()
         client = StoreClient(fake.url, "t")
         client.call("PING")
-        threads = [threading.Thread(target=lambda: [client.call("PING") for _ in range(20)]) for _ in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        replies = run_together(*[lambda: [client.call("PING") for _ in range(20)]] * 6)
+        assert replies == [[b"PONG"] * 20] * 6
         handed_out = {f"sync-{n}" for n in range(1, 122)}
         assert len(fake.seen) == 121 and set(sent_tokens(fake)[1:]) <= handed_out
 
@@ -231,11 +231,7 @@ def test_each_thread_counts_its_own_work_and_the_client_counts_all(connection):
                 client.pipeline([["PING"]] * size)
         counts[name] = (counted.commands, counted.round_trips)
 
-    threads = [threading.Thread(target=work, args=(n, n)) for n in range(1, 7)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(*[functools.partial(work, n, n) for n in range(1, 7)])
     assert counts == {n: (25 * n, 25) for n in range(1, 7)}
     assert (client.totals().commands, client.totals().round_trips) == (25 * 21, 150)
     client.close()
