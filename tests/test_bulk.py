@@ -198,6 +198,34 @@ def test_cancel_stops_before_the_next_batch(connection, store, operator, setting
     assert len(store.call("SCAN", "0", "COUNT", 10000)[1]) == 2500
 
 
+def test_cancel_during_a_run_stops_after_the_current_batch(connection, store, operator, settings, monkeypatch):
+    settings.TASKS = DUMMY_TASKS
+    monkeypatch.setattr(bulk, "BATCH_SIZE", 2)
+    keys = [f"s{i}" for i in range(6)]
+    write_sessions(store, keys, messages=1)
+    job = bulk.create_job(connection, operator, "clear", keys=keys)
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    assert bulk.confirm_job(job, request_by(operator), "6") is None
+    apply_to_batch, sent = bulk.apply_to_batch, []
+
+    def cancelled_while_the_first_batch_is_sent(*args, **kwargs):
+        sent.append(args[1])
+        if len(sent) == 1:  # the operator clicks Cancel while the worker runs
+            running = BulkJob.objects.get(pk=job.pk)
+            assert running.status == "running"
+            bulk.request_cancel(running)
+        return apply_to_batch(*args, **kwargs)
+
+    monkeypatch.setattr(bulk, "apply_to_batch", cancelled_while_the_first_batch_is_sent)
+    bulk.run_job(job.pk)
+    job.refresh_from_db()
+    assert sent == [["s0", "s1"]]  # that batch ended; no other was sent
+    assert job.status == "cancelled" and job.done == 2 and job.next_position == 2
+    assert store.call("EXISTS", *keys) == 4
+    assert AuditEvent.objects.filter(job=f"bulk:{job.pk}", action="bulk.cancel").exists()
+
+
 def test_store_failure_pauses_the_job_which_resumes_later(web, store, local_store, settings, monkeypatch, other_store):
     elsewhere = saved_connection("elsewhere", other_store.url, other_store.token)
     monkeypatch.setattr(bulk, "RETRY_PAUSES", (0.01, 0.01))
