@@ -28,6 +28,7 @@ from .factories import langchain
 from .processes import app_env
 from .test_bulk import request_by, start, write_sessions
 from .test_summarizers import Answer, ChatCompletionsServer, completion
+from .waiting import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -313,13 +314,6 @@ def workers(local_store, tmp_path, settings):
             process.kill()
             process.wait(timeout=10)
     local_store.gateway.latency_ms = 0
-
-
-def wait_for(condition, seconds=30, what="the condition"):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
-        time.sleep(0.05)
 
 
 def freeze(process):
