@@ -20,6 +20,7 @@ from memoryadmin.services.upstash import (
 
 from .fake_store import FakeStore, Reply, b64
 from .threads import run_together
+from .waiting import wait_for
 
 
 def free_port():
@@ -64,12 +65,13 @@ def test_a_url_httpx_cannot_use_is_a_store_error():
 
 
 def test_slow_store_times_out_once_without_retry(local_store, connection):
-    client = get_client(dataclasses.replace(connection, name="slow", timeout=0.3))
-    local_store.gateway.latency_ms = 1000
+    client = get_client(dataclasses.replace(connection, name="slow", timeout=1))
+    local_store.gateway.latency_ms = 4000
     started = time.monotonic()
-    with pytest.raises(StoreUnavailable, match="did not answer within 0.3 s"):
+    with pytest.raises(StoreUnavailable, match="did not answer within 1 s"):
         client.call("PING")
-    assert time.monotonic() - started < 0.9
+    # About 1 s; a retry would take 2 s and more. The room between is for a loaded machine.
+    assert time.monotonic() - started < 1.9
     local_store.gateway.latency_ms = 0
 
 
@@ -108,17 +110,19 @@ def test_after_a_timeout_the_next_request_finds_the_store_back(local_store, conn
 
 
 def test_while_the_probe_waits_other_requests_fail_at_once(local_store, connection):
-    client = get_client(dataclasses.replace(connection, name="flaky2", slug="flaky2", timeout=0.5))
-    local_store.gateway.latency_ms = 2000
+    client = get_client(dataclasses.replace(connection, name="flaky2", slug="flaky2", timeout=1))
+    local_store.gateway.latency_ms = 3000
     with pytest.raises(StoreUnavailable):
         client.call("PING")
     with ThreadPoolExecutor(max_workers=1) as pool:
         probe = pool.submit(client.call, "PING")
-        time.sleep(0.1)
+        # The probe is in the store, next to the request that timed out (still in its 3 s there).
+        wait_for(lambda: local_store.gateway.in_flight >= 2, what="the probe to reach the store")
         started = time.monotonic()
         with pytest.raises(StoreUnavailable, match="a moment ago"):
             client.call("PING")
-        assert time.monotonic() - started < 0.05
+        # At once (milliseconds), not after waiting for the probe (its 1 s timeout).
+        assert time.monotonic() - started < 0.5
         with pytest.raises(StoreUnavailable):
             probe.result(timeout=30)
     local_store.gateway.latency_ms = 0
