@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.db import DatabaseError
 from django.db import connection as db_connection
+from django.test import RequestFactory
 from django.utils import timezone
 
 from memoryadmin.audit.models import AuditEvent
@@ -235,6 +236,33 @@ def test_csv_export_of_the_filtered_rows(admin_web):
     assert [row["action"] for row in rows] == ["session.read", "session.clear"]
     assert rows[1]["outcome"] == "denied" and rows[1]["connection_slug"] == "7"
     assert only_event(action="audit.export").details == {"filters": {"user": "victor"}}
+
+
+def test_csv_export_has_every_column_as_recorded(admin_web, admin):
+    request = RequestFactory().post("/", HTTP_USER_AGENT="agent/1.0", REMOTE_ADDR="10.0.0.9")
+    request.user, request.request_id = admin, "r" * 32
+    event = audit.record(request, "session.clear", session_key="k ü", details={"b": "ü", "a": 1}, error="no")
+    response = admin_web.get("/audit/export.csv", {"action": "session.clear"})
+    (row,) = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
+    assert row == {
+        "created_at": event.created_at.isoformat(),
+        "username": "ada",
+        "action": "session.clear",
+        "outcome": "ok",
+        "connection_name": "",
+        "connection_slug": "",
+        "session_key": "k ü",
+        "details": '{"a": 1, "b": "ü"}',
+        "error": "no",
+        "job": "",
+        "ip": "10.0.0.9",
+        "user_agent": "agent/1.0",
+        "request_id": "r" * 32,
+    }
+    audit.record(None, "bulk.finish", user=admin)  # background work: no request, no address
+    response = admin_web.get("/audit/export.csv", {"action": "bulk.finish"})
+    (row,) = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
+    assert row["ip"] == "" and row["user_agent"] == "" and row["details"] == "{}"
 
 
 def test_session_page_shows_its_recent_events(web, session):
