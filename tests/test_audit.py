@@ -259,10 +259,23 @@ def test_csv_export_has_every_column_as_recorded(admin_web, admin):
         "user_agent": "agent/1.0",
         "request_id": "r" * 32,
     }
-    audit.record(None, "bulk.finish", user=admin)  # background work: no request, no address
+    audit.record(None, "bulk.finish")  # background work for no one: no request, no user, no connection
     response = admin_web.get("/audit/export.csv", {"action": "bulk.finish"})
     (row,) = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
-    assert row["ip"] == "" and row["user_agent"] == "" and row["details"] == "{}"
+    assert row["details"] == "{}"
+    assert {column: value for column, value in row.items() if column not in ("created_at", "action", "details")} == {
+        column: "ok" if column == "outcome" else ""
+        for column in audit.CSV_COLUMNS
+        if column not in ("created_at", "action", "details")
+    }
+
+
+def test_settling_an_event_changes_that_event_only():
+    first, second = (audit.record(None, "session.clear", outcome=AuditEvent.PENDING) for _ in range(2))
+    audit.settle(first, AuditEvent.OK, error="x" * 3000)
+    first.refresh_from_db(), second.refresh_from_db()
+    assert first.outcome == "ok" and first.error == "x" * 2000  # long errors are cut
+    assert second.outcome == "pending"
 
 
 def test_session_page_shows_its_recent_events(web, session):
