@@ -23,12 +23,25 @@ DATABASE_TASKS = {"default": {"BACKEND": "django_tasks_db.backend.DatabaseBacken
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     """On a run on PostgreSQL, its throwaway server: up before the test database is made, down after it is dropped."""
     if os.environ.get("MEMORYADMIN_TEST_DATABASE") != "postgres":
+        _database_of_this_process()
         yield
         return
     from .postgres import ThrowawayPostgres
 
     with ThrowawayPostgres(django_settings.DATABASES["default"]["HOST"]):
         yield
+
+
+def _database_of_this_process():
+    """The SQLite test database named for this process, also in one forked after the settings were read.
+
+    mutmut runs each mutant's tests in a process forked from its own: without this, they would all
+    share (and destroy) the database named for that first process.
+    """
+    template = os.environ.get("MEMORYADMIN_TEST_DATABASE", "")
+    if "{pid}" in template:
+        test_settings = django_settings.DATABASES["default"]["TEST"]
+        test_settings["NAME"] = str(django_settings.BASE_DIR / template.format(pid=os.getpid()))
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,13 @@ from datetime import timedelta
 import pytest
 from django.db import DatabaseError
 from django.db import connection as database
+from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.dashboard.converters import encode_key
+from memoryadmin.services import audit
 
 from .conftest import SHOWN_ENV
 from .factories import write_langchain_session
@@ -131,6 +133,45 @@ def test_a_failed_store_write_is_still_audited(web, session, local_store, settin
     assert event.outcome == "failed" and "did not answer" in event.error
 
 
+@pytest.mark.parametrize(
+    ("path", "data", "action", "store_state"),
+    [
+        ("clear/", {}, "session.clear", lambda store: store.call("LLEN", KEY)),
+        ("ttl/", {"preset": "3600"}, "session.ttl", lambda store: store.call("TTL", KEY)),
+    ],
+    ids=["clear", "ttl"],
+)
+def test_the_event_is_pending_before_the_store_is_written(
+    web, session, store, monkeypatch, path, data, action, store_state
+):
+    # What the store held when the event was recorded: the session as it was before the write.
+    seen_at_record = []
+    record = audit.record
+
+    def noting_the_store(*args, **kwargs):
+        event = record(*args, **kwargs)
+        seen_at_record.append((event.action, event.outcome, store_state(store)))
+        return event
+
+    before = store_state(store)
+    monkeypatch.setattr(audit, "record", noting_the_store)
+    web.post(f"/sessions/{T}/{path}", {**data, **SHOWN_ENV})
+    assert store_state(store) != before  # the write happened...
+    assert seen_at_record == [(action, "pending", before)]  # ...after its event was recorded, pending
+    assert only_event(action=action).outcome == "ok"
+
+
+def test_the_store_is_untouched_when_the_audit_database_fails(web, session, store):
+    def refuse_audit_inserts(execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith("INSERT") and AuditEvent._meta.db_table in sql:
+            raise DatabaseError("the audit database is down")
+        return execute(sql, params, many, context)
+
+    with database.execute_wrapper(refuse_audit_inserts), pytest.raises(DatabaseError):
+        web.post(f"/sessions/{T}/clear/", SHOWN_ENV)
+    assert store.call("LLEN", KEY) == 3  # no event, no write
+
+
 def test_connection_changes_are_recorded_without_secrets(admin_web):
     admin_web.post(
         "/connections/new/",
@@ -227,6 +268,46 @@ def test_csv_export_of_the_filtered_rows(admin_web):
     assert [row["action"] for row in rows] == ["session.read", "session.clear"]
     assert rows[1]["outcome"] == "denied" and rows[1]["connection_slug"] == "7"
     assert only_event(action="audit.export").details == {"filters": {"user": "victor"}}
+
+
+def test_csv_export_has_every_column_as_recorded(admin_web, admin):
+    request = RequestFactory().post("/", HTTP_USER_AGENT="agent/1.0", REMOTE_ADDR="10.0.0.9")
+    request.user, request.request_id = admin, "r" * 32
+    event = audit.record(request, "session.clear", session_key="k ü", details={"b": "ü", "a": 1}, error="no")
+    response = admin_web.get("/audit/export.csv", {"action": "session.clear"})
+    (row,) = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
+    assert row == {
+        "created_at": event.created_at.isoformat(),
+        "username": "ada",
+        "action": "session.clear",
+        "outcome": "ok",
+        "connection_name": "",
+        "connection_slug": "",
+        "session_key": "k ü",
+        "details": '{"a": 1, "b": "ü"}',
+        "error": "no",
+        "job": "",
+        "ip": "10.0.0.9",
+        "user_agent": "agent/1.0",
+        "request_id": "r" * 32,
+    }
+    audit.record(None, "bulk.finish")  # background work for no one: no request, no user, no connection
+    response = admin_web.get("/audit/export.csv", {"action": "bulk.finish"})
+    (row,) = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
+    assert row["details"] == "{}"
+    assert {column: value for column, value in row.items() if column not in ("created_at", "action", "details")} == {
+        column: "ok" if column == "outcome" else ""
+        for column in audit.CSV_COLUMNS
+        if column not in ("created_at", "action", "details")
+    }
+
+
+def test_settling_an_event_changes_that_event_only():
+    first, second = (audit.record(None, "session.clear", outcome=AuditEvent.PENDING) for _ in range(2))
+    audit.settle(first, AuditEvent.OK, error="x" * 3000)
+    first.refresh_from_db(), second.refresh_from_db()
+    assert first.outcome == "ok" and first.error == "x" * 2000  # long errors are cut
+    assert second.outcome == "pending"
 
 
 def test_session_page_shows_its_recent_events(web, session):

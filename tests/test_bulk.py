@@ -137,6 +137,29 @@ def test_set_ttl_and_persist_on_a_selection(web, store):
     assert store.call("TTL", "a") == -1 and 0 < store.call("TTL", "b")
 
 
+def test_the_summary_follows_its_session_in_each_bulk_action(web, store):
+    write_sessions(store, ["a", "b"])
+    summaries = ["memoryadmin:summary:a", "memoryadmin:summary:b"]
+    for summary in summaries:
+        store.call("HSET", summary, "text", "x")
+    web.post(f"/bulk/{start(web, action='expire', scope='selected', keys=['a', 'b'], preset='86400').pk}/confirm/")
+    assert all(86300 < store.call("TTL", summary) <= 86400 for summary in summaries)
+    web.post(f"/bulk/{start(web, action='persist', scope='selected', keys=['a']).pk}/confirm/")
+    assert store.call("TTL", "memoryadmin:summary:a") == -1 and 0 < store.call("TTL", "memoryadmin:summary:b")
+    web.post(f"/bulk/{start(web, action='clear', scope='selected', keys=['a', 'b']).pk}/confirm/", {"typed": "2"})
+    assert store.call("EXISTS", "a", "b", *summaries) == 0
+
+
+@pytest.mark.parametrize("mode", [bulk.EXPIRE_NO_TTL, bulk.EXPIRE_TTL_OVER])
+def test_a_conditional_ttl_gives_the_summary_the_sessions_new_ttl(connection, store, mode):
+    write_sessions(store, ["a"])
+    store.call("HSET", "memoryadmin:summary:a", "text", "x")
+    if mode == bulk.EXPIRE_TTL_OVER:
+        store.call("EXPIRE", "a", 10 * 86400)
+    assert bulk.apply_to_batch(connection, ["a"], mode, seconds=86400) == [3]
+    assert 86300 < store.call("TTL", "a") <= 86400 and 86300 < store.call("TTL", "memoryadmin:summary:a") <= 86400
+
+
 def test_custom_ttl_is_validated(web, store):
     write_sessions(store, ["a"])
     response = web.post(
@@ -192,6 +215,34 @@ def test_cancel_stops_before_the_next_batch(connection, store, operator, setting
     job.refresh_from_db()
     assert job.status == "cancelled" and job.done == 0
     assert len(store.call("SCAN", "0", "COUNT", 10000)[1]) == 2500
+
+
+def test_cancel_during_a_run_stops_after_the_current_batch(connection, store, operator, settings, monkeypatch):
+    settings.TASKS = DUMMY_TASKS
+    monkeypatch.setattr(bulk, "BATCH_SIZE", 2)
+    keys = [f"s{i}" for i in range(6)]
+    write_sessions(store, keys, messages=1)
+    job = bulk.create_job(connection, operator, "clear", keys=keys)
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    assert bulk.confirm_job(job, request_by(operator), "6") is None
+    apply_to_batch, sent = bulk.apply_to_batch, []
+
+    def cancelled_while_the_first_batch_is_sent(*args, **kwargs):
+        sent.append(args[1])
+        if len(sent) == 1:  # the operator clicks Cancel while the worker runs
+            running = BulkJob.objects.get(pk=job.pk)
+            assert running.status == "running"
+            bulk.request_cancel(running)
+        return apply_to_batch(*args, **kwargs)
+
+    monkeypatch.setattr(bulk, "apply_to_batch", cancelled_while_the_first_batch_is_sent)
+    bulk.run_job(job.pk)
+    job.refresh_from_db()
+    assert sent == [["s0", "s1"]]  # that batch ended; no other was sent
+    assert job.status == "cancelled" and job.done == 2 and job.next_position == 2
+    assert store.call("EXISTS", *keys) == 4
+    assert AuditEvent.objects.filter(job=f"bulk:{job.pk}", action="bulk.cancel").exists()
 
 
 def test_store_failure_pauses_the_job_which_resumes_later(web, store, local_store, settings, monkeypatch, other_store):

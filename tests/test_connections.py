@@ -71,6 +71,15 @@ def test_validation(admin_web, overrides, error):
     assert not Connection.objects.exists()
 
 
+def test_a_form_that_failed_validation_does_not_echo_its_tokens(admin_web):
+    sent = form_data(page_size="0", read_only_token="ro-token-secret-5555")
+    response = admin_web.post("/connections/new/", sent)
+    html = response.content.decode()
+    assert response.status_code == 200 and "Between 1 and 500" in html  # the form, shown again with its error
+    assert "tok-abcdef-9876" not in html and "ro-token-secret-5555" not in html
+    assert not Connection.objects.exists()
+
+
 def test_a_pro_plan_raises_the_request_limit_its_reads_are_sized_by(admin_web):
     from memoryadmin.services.sessions import reply_budget
 

@@ -98,7 +98,7 @@ def test_backtracking_patterns_run_in_linear_time():
         matcher = Matcher(pattern, is_regex=True)
         started = time.monotonic()
         assert not any(matcher.find(text) for text in hostile)
-        assert time.monotonic() - started < 1, pattern
+        assert time.monotonic() - started < 10, pattern  # a backtracking engine: minutes; this one: milliseconds
     assert Matcher(r"(a|aa)+$", is_regex=True).find("b aaaa") == (2, 6)
 
 

@@ -20,7 +20,7 @@ from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, SearchJob
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.services import bulk, content_search, summary_jobs
-from memoryadmin.services.jobs import Claim, recover_interrupted_jobs
+from memoryadmin.services.jobs import Claim, interruption, recover_interrupted_jobs
 from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, SummaryJob
 
 from .conftest import DATABASE_TASKS, DUMMY_TASKS
@@ -28,6 +28,7 @@ from .factories import langchain
 from .processes import app_env
 from .test_bulk import request_by, start, write_sessions
 from .test_summarizers import Answer, ChatCompletionsServer, completion
+from .waiting import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -163,6 +164,34 @@ def test_recovery_tells_a_stopped_worker_from_a_live_one(connection, operator, s
     assert [result.args for result in default_task_backend.results] == ([[job.pk]] if resumed else [])
 
 
+@pytest.mark.parametrize(
+    ("silent_for", "interrupted"),
+    [(None, True), (timedelta(seconds=90), False), (timedelta(seconds=150), True)],
+    ids=["never beat", "beat within the stale time", "silent past the stale time"],
+)
+def test_a_worker_elsewhere_is_interrupted_only_once_silent_past_the_stale_time(settings, silent_for, interrupted):
+    settings.MEMORYADMIN_JOB_STALE_SECONDS = 120  # far on either side of 90 and 150 s: no race with the clock
+    heartbeat_at = None if silent_for is None else timezone.now() - silent_for
+    reason = interruption("elsewhere:4242:ab12cd34", heartbeat_at)
+    assert (reason is not None) == interrupted
+    assert reason is None or "no sign of life for more than 120" in reason
+
+
+def test_two_workers_cannot_claim_one_job(connection, operator):
+    job = running_summary_job(connection, operator, "", None, attempts=0)
+    SummaryJob.objects.filter(pk=job.pk).update(status="queued")
+    first = Claim.take(SummaryJob, job.pk, "queued")  # a claim that keeps the status (as a count or a planning)
+    assert first is not None
+    with first:
+        assert Claim.take(SummaryJob, job.pk, "queued") is None
+        job.refresh_from_db()
+        assert job.worker == first.worker and job.attempts == 1
+        assert first.release()
+    with Claim.take(SummaryJob, job.pk, "queued"):  # free again once released
+        job.refresh_from_db()
+        assert job.worker not in ("", first.worker) and job.attempts == 2
+
+
 def test_a_job_this_worker_runs_is_left_to_it_however_long_it_is_silent(connection, operator, settings):
     settings.TASKS = DUMMY_TASKS
     job = running_summary_job(connection, operator, "", None, attempts=0)
@@ -285,13 +314,6 @@ def workers(local_store, tmp_path, settings):
             process.kill()
             process.wait(timeout=10)
     local_store.gateway.latency_ms = 0
-
-
-def wait_for(condition, seconds=30, what="the condition"):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
-        time.sleep(0.05)
 
 
 def freeze(process):

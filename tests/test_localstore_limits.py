@@ -18,6 +18,7 @@ from memoryadmin.localstore.gateway import MAX_KEY_BYTES, MAX_REQUEST_BYTES
 from memoryadmin.localstore.store import LocalStore
 
 from .conftest import TEST_TOKEN
+from .waiting import wait_for
 
 READ_ONLY_TOKEN = "read-only-token-9876"
 AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
@@ -324,13 +325,13 @@ def test_reads_without_a_sync_token_may_be_stale(replicated_store):
     assert httpx.post(replicated_store.url, headers=AUTH, json=["GET", "stale"]).json() == {"result": None}
     fresh = {**AUTH, "Upstash-Sync-Token": fresh_token}
     assert httpx.post(replicated_store.url, headers=fresh, json=["GET", "stale"]).json() == {"result": "new"}
-    time.sleep(0.5)  # the replica catches up
-    assert httpx.post(replicated_store.url, headers=AUTH, json=["GET", "stale"]).json() == {"result": "new"}
+    # The replica catches up (without a token, the replica answers).
+    wait_for(lambda: httpx.post(replicated_store.url, headers=AUTH, json=["GET", "stale"]).json() == {"result": "new"})
 
 
 def test_a_token_the_replica_has_applied_is_served_by_the_replica(replicated_store):
     first = httpx.post(replicated_store.url, headers=AUTH, json=["SET", "counter", "1"]).headers["Upstash-Sync-Token"]
-    time.sleep(0.5)
+    wait_for(lambda: httpx.post(replicated_store.url, headers=AUTH, json=["GET", "counter"]).json() == {"result": "1"})
     httpx.post(replicated_store.url, headers=AUTH, json=["SET", "counter", "2"])
     seen_first = {**AUTH, "Upstash-Sync-Token": first}
     reply = httpx.post(f"{replicated_store.url}/multi-exec", headers=seen_first, json=[["GET", "counter"]])
@@ -351,8 +352,8 @@ def test_upstash_redis_reads_its_own_writes_with_sync_tokens(replicated_store):
     reader = sdk(replicated_store, READ_ONLY_TOKEN)
     with pytest.raises(UpstashError, match="NOPERM"):
         reader.set("session", "x")  # writes go to the primary, where the read-only user may not write either
-    time.sleep(0.5)
-    assert careless.llen("session") == reader.llen("session") == 5
+    wait_for(lambda: careless.llen("session") == 5, what="the replica to catch up")
+    assert reader.llen("session") == 5
 
 
 # --- the command line -----------------------------------------------------------------------------------------

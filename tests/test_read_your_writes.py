@@ -5,8 +5,6 @@ primary, unless the request carries a sync token newer than what the replica has
 client keeps the last token each reply carried and sends it, as Upstash's SDKs do.
 """
 
-import time
-
 import pytest
 
 from memoryadmin.dashboard.converters import encode_key
@@ -15,6 +13,7 @@ from memoryadmin.services.upstash import StoreConnection, get_client
 
 from .conftest import SHOWN_ENV, TEST_TOKEN
 from .factories import write_langchain_session
+from .waiting import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +34,11 @@ def replicated(replicated_store, settings):
     writer = get_client(StoreConnection(name="seed", slug="seed", url=replicated_store.url, token=TEST_TOKEN))
     writer.call("FLUSHDB")
     write_langchain_session(writer, "cleared-session", ["hello", "hi"])
-    time.sleep(LAG_MS / 1000 + 0.5)  # the replica has it too
+    # The replica has it too: a read without a sync token (the replica answers) sees it.
+    replica_reader = StoreConnection(
+        name="replica reader", slug="replica-reader", url=replicated_store.url, token=TEST_TOKEN
+    )
+    wait_for(lambda: get_client(replica_reader).call("LLEN", "cleared-session") == 2, what="the replica")
     return replicated_store
 
 

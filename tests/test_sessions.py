@@ -64,6 +64,22 @@ def test_paging_resumes_mid_step_without_duplicates_or_gaps(connection, store):
     assert len(seen) == len(set(seen)) == 130
 
 
+def test_paging_across_several_scan_steps_lists_every_key_exactly_once(connection, store):
+    keys = [f"s:{i:05}" for i in range(2500)]  # three SCAN steps of about 1,000 keys; 50 pages
+    for start in range(0, len(keys), 500):
+        store.pipeline([["LPUSH", key, langchain("human", "hi")] for key in keys[start : start + 500]])
+    seen, cursor, after, crossings = [], "0", None, 0
+    while True:
+        page = sessions.scan_sessions(connection, "s:*", cursor=cursor, after=after)
+        seen += [row.key for row in page.rows]
+        if page.next_cursor is None:
+            break
+        crossings += page.next_cursor != cursor  # this page ended in a later SCAN step than it began in
+        cursor, after = page.next_cursor, page.next_after
+    assert crossings >= 2
+    assert len(seen) == len(set(seen)) and sorted(seen) == keys
+
+
 def test_sparse_pattern_spans_many_scan_steps_within_the_budget(connection, store):
     pipeline = [["SET", f"noise:{i}", "x"] for i in range(6000)]
     for start in range(0, len(pipeline), 1000):

@@ -16,9 +16,10 @@ from memoryadmin.services.messages import parse_element
 from memoryadmin.services.upstash import get_client
 from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, SummaryJob
 
-from .conftest import SHOWN_ENV
+from .conftest import DUMMY_TASKS, SHOWN_ENV
 from .factories import langchain
 from .processes import app_env
+from .threads import run_together
 
 pytestmark = pytest.mark.django_db
 
@@ -50,6 +51,18 @@ def test_job_writes_a_real_summary_with_the_sessions_ttl(connection, store, oper
     assert stored["method"] == "extractive" and stored["message_count"] == "4"
     assert stored["generated_at"].endswith("Z") and int(stored["duration_ms"]) >= 0
     assert abs(store.call("TTL", "memoryadmin:summary:refund") - store.call("TTL", "refund")) <= 1
+
+
+def test_a_new_summary_replaces_the_old_hash_whole(connection, store, operator):
+    write_conversation(store, "refund")  # no TTL
+    old = "memoryadmin:summary:refund"
+    store.call("HSET", old, "text", "old", "written_by", "a chat app", "method", "gpt-3")
+    store.call("EXPIRE", old, 600)  # an older summary's expiry must not outlive it
+    job, _ = summary_jobs.request_summary(connection, "refund", operator)
+    job.refresh_from_db()
+    assert job.status == "done"
+    assert set(summary_hash(store, "refund")) == {"text", "method", "message_count", "generated_at", "duration_ms"}
+    assert store.call("TTL", old) == -1  # like its session
 
 
 def test_a_summary_covers_every_message_of_a_session_too_big_for_one_transcript_window(connection, store, operator):
@@ -134,20 +147,18 @@ def test_summarizer_failure_is_recorded_on_the_job_and_audited(connection, store
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_requests_share_one_job(connection, store, operator, settings):
-    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}  # queued, not run
+    settings.TASKS = DUMMY_TASKS  # queued, not run
     write_conversation(store, "chat")
-    results, barrier = [], threading.Barrier(4)
+    barrier = threading.Barrier(4)
 
     def click():
-        barrier.wait()
-        results.append(summary_jobs.request_summary(connection, "chat", operator))
-        db.close()
+        barrier.wait(timeout=60)
+        try:
+            return summary_jobs.request_summary(connection, "chat", operator)
+        finally:
+            db.close()
 
-    threads = [threading.Thread(target=click) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = run_together(*[click] * 4)
     assert len({job.pk for job, _ in results}) == 1
     assert sum(created for _, created in results) == 1
     assert SummaryJob.objects.count() == 1
@@ -240,6 +251,23 @@ def test_summarizer_settings_api_key_is_write_only(admin_web):
     admin_web.post("/summaries/settings/", {**data, "api_key": "", "model": "llama3.1"})
     saved = SummarizerSettings.load()
     assert saved.model == "llama3.1" and saved.api_key == "sk-live-abcdef987654"
+
+
+def test_summarizer_settings_that_failed_validation_do_not_echo_the_api_key(admin_web):
+    data = {
+        "provider": "openai",
+        "base_url": "http://127.0.0.1:11434/v1",
+        "model": "llama3",
+        "api_key": "sk-live-abcdef987654",
+        "max_input_chars": "12000",
+        "timeout": "0",
+        "prompt_template": "Summarize:\n{transcript}",
+    }
+    response = admin_web.post("/summaries/settings/", data)
+    html = response.content.decode()
+    assert response.status_code == 200 and 'name="timeout"' in html  # the form, shown again
+    assert "sk-live-abcdef987654" not in html
+    assert SummarizerSettings.load().api_key == ""
 
 
 def test_a_stored_api_key_is_not_kept_for_another_base_url(admin_web):

@@ -35,4 +35,9 @@ def test_main_pages_fit_the_screen(operator_page, width, viewport, support_chat,
         screenshot(page, f"{name}-{width}")
     page.emulate_media(color_scheme="dark")
     page.goto(detail_path(CHAT_KEY))
+    expect(page.locator("main")).not_to_be_empty()
+    # The dark theme's colours (static/css/app.css), not the light ones: light text on a dark page.
+    expect(page.locator("body")).to_have_css("background-color", "rgb(20, 23, 28)")
+    expect(page.locator("body")).to_have_css("color", "rgb(230, 233, 238)")
+    assert page.evaluate(OVERFLOW) == 0, f"the dark transcript is wider than a {width} screen"
     screenshot(page, f"transcript-{width}-dark")
