@@ -38,7 +38,8 @@ def test_a_pattern_too_costly_is_refused_at_once_with_a_form_error(web, query, e
     started = time.monotonic()
     response = web.post("/bulk/search/", {"query": query, "is_regex": "on", "key_pattern": "", "role": ""})
     assert response.status_code == 200 and error in response.content.decode()
-    assert time.monotonic() - started < 1
+    # Refused in ~0.1 s; compiled, the first of these takes seconds and hundreds of MB, the hostile one hours.
+    assert time.monotonic() - started < 5
     assert not SearchJob.objects.exists()
 
 

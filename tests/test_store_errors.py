@@ -25,7 +25,8 @@ def test_dead_store_is_a_503_page(web, settings):
     settings.UPSTASH_REDIS_REST_URL = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     response = web.get("/")
-    assert time.monotonic() - started < 3
+    # Refused connections: ~0.4 s of retry pauses; waiting on a timeout instead would take 5 s or more.
+    assert time.monotonic() - started < 4
     assert response.status_code == 503
     assert b"Could not reach the store" in response.content
     assert b"Try again" in response.content
@@ -34,14 +35,15 @@ def test_dead_store_is_a_503_page(web, settings):
 def test_slow_store_is_a_503_within_the_timeout(web, settings, local_store, store):
     write_langchain_session(store, "lc", ["x"])
     settings.MEMORYADMIN_STORE_TIMEOUT = 0.5
-    local_store.gateway.latency_ms = 2000
+    local_store.gateway.latency_ms = 6000
     started = time.monotonic()
     response = web.get("/")
     elapsed = time.monotonic() - started
     local_store.gateway.latency_ms = 0
     assert response.status_code == 503
     assert b"did not answer within 0.5 s" in response.content
-    assert elapsed < 1.5
+    # ~0.5 s; a request that waited for the store's answer would take its 6 s: far from both.
+    assert elapsed < 3
 
 
 def test_store_error_in_an_htmx_request_is_an_alert_fragment(web, settings):
