@@ -79,5 +79,5 @@ $(VENV)/.installed-mutation: $(VENV)/.installed-test requirements-mutation.txt
 	touch $@
 
 mutation: test-deps $(VENV)/.installed-mutation
-	$(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
+	$(PY) -m mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
 	$(PY) scripts/mutation_report.py
