@@ -197,7 +197,7 @@ def test_a_message_too_big_for_a_reply_is_read_whole_while_the_chat_app_writes(c
 
 
 def test_read_ahead_hands_over_items_in_order_and_errors_in_place():
-    from memoryadmin.services.content_search import read_ahead
+    from memoryadmin.services.read_ahead import read_ahead
 
     def steps():
         yield from range(5)

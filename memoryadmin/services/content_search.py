@@ -26,13 +26,10 @@ MEMORYADMIN_SEARCH_RESULTS_DAYS after it ended (the worker sweeps). Nothing
 it stores or logs on failure quotes the query or a message.
 """
 
-import contextvars
 import json
 import logging
 import math
-import queue
 import re
-import threading
 import time
 from datetime import timedelta
 from functools import partial
@@ -50,6 +47,7 @@ from . import audit, background, scripts, secrets, signing
 from .connections import ConnectionChoice, StoreChanged, binding_change, find_connection, store_binding
 from .jobs import Claim, end_unless_taken
 from .messages import detect_order, parse_element
+from .read_ahead import read_ahead
 from .sessions import (
     COST_FUNCTION,
     NEWEST_FIRST,
@@ -385,47 +383,6 @@ def _read_big(connection, key, size, indexes):
             "the session meanwhile. Search again."
         )
     return None
-
-
-def read_ahead(items):
-    """The items of a generator, the next one made in a thread while this one is used.
-
-    The store's round trip and its work for the next SCAN step then overlap
-    the matching of this one. Stopping early (a cancelled search) stops the thread.
-    """
-    ready, stop = queue.Queue(maxsize=1), threading.Event()
-
-    def hand_over(entry):
-        while not stop.is_set():
-            try:
-                ready.put(entry, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def produce():
-        try:
-            for item in items:
-                hand_over(("item", item))
-                if stop.is_set():
-                    return
-            hand_over(("end", None))
-        except BaseException as error:  # handed to the consumer, who raises it
-            hand_over(("error", error))
-
-    # In a copy of this thread's context: its store commands count in this one's open counts (the job's bill).
-    context = contextvars.copy_context()
-    threading.Thread(target=context.run, args=(produce,), name="search-read-ahead", daemon=True).start()
-    try:
-        while True:
-            kind, value = ready.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
 
 
 def estimated_cost(keys_in_store):
