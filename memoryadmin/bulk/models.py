@@ -262,7 +262,9 @@ class BulkJobKey(models.Model):
     SKIPPED = (GONE, NOT_A_LIST, HELD, NO_MATCH, UNCHANGED)
     CHANGED = "changed"  # a redaction found the matching messages changing under it each time it tried (failed)
 
-    job = models.ForeignKey(BulkJob, on_delete=models.CASCADE, related_name="keys")
+    # No index of its own: one_key_per_position's (job, position) serves every lookup by job, and a
+    # dry run writes one index less per frozen key.
+    job = models.ForeignKey(BulkJob, on_delete=models.CASCADE, related_name="keys", db_index=False)
     position = models.PositiveIntegerField()
     key = StoreTextField()
     messages = models.PositiveIntegerField(
