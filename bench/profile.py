@@ -4,6 +4,10 @@ PAGE is `list` (the dense session list), `sparse`, `long` or `big` (the two
 transcripts), or a path. The app runs in this process (Django's test client,
 every middleware, the production settings of the bench) against a seeded
 store in its own process, under pyinstrument (requirements-bench.txt).
+
+`floor` instead prints the CPU per request of pages that do nothing
+(bench/floor_urls.py) beside the login page and the clear confirmation: what
+every request pays before its view does any work.
 """
 
 import argparse
@@ -11,6 +15,7 @@ import os
 import secrets
 import sys
 import tempfile
+import time
 
 from . import references
 from .harness import OPERATOR, StoreProcess, percentile, production_env, timed
@@ -50,6 +55,8 @@ def main(argv=None):
             os.environ.update(production_env(store, workdir, 5))
             os.environ.update(DJANGO_SETTINGS_MODULE="memoryadmin.settings", LOG_LEVEL="WARNING")
             client = django_client()
+            if options.page == "floor":
+                return print_floor(client, options.runs)
             path = page_path(options.page)
             first = client.get(path)
             if first.status_code != 200:
@@ -66,6 +73,38 @@ def main(argv=None):
                     out.write(profiler.output_html())
         finally:
             store.close()
+
+
+def print_floor(client, runs):
+    """CPU per request (this process, no profiler) of the floor pages, best of five rounds of `runs`."""
+    from django.conf import settings
+    from django.test import Client
+    from django.urls import clear_url_caches
+
+    from memoryadmin.dashboard.converters import encode_key
+
+    settings.ROOT_URLCONF = "bench.floor_urls"
+    clear_url_caches()
+    anonymous = Client(HTTP_HOST="127.0.0.1")
+    cases = [
+        ("anonymous, empty view", anonymous, "/floor/anonymous/"),
+        ("anonymous, login page", anonymous, "/login/"),
+        ("signed in, empty view", client, "/floor/signed-in/"),
+        ("signed in, empty view + a permission check", client, "/floor/permission/"),
+        ("signed in, base.html + a permission check", client, "/floor/base/"),
+        ("signed in, clear confirmation (the bench's page)", client, f"/sessions/{encode_key(LONG_SESSION)}/clear/"),
+    ]
+    print("| page (in-process, no store) | CPU ms per request |\n|---|---|")
+    for name, user, path in cases:
+        if (status := user.get(path).status_code) != 200:
+            raise SystemExit(f"GET {path} answered HTTP {status}")
+        rounds = []
+        for _ in range(5):
+            started = time.process_time()
+            for _ in range(runs):
+                user.get(path)
+            rounds.append((time.process_time() - started) * 1000 / runs)
+        print(f"| {name} | {min(rounds):.2f} |")
 
 
 def django_client():
