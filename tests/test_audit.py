@@ -1,11 +1,14 @@
 """The audit log: what is recorded for each action, the page, the CSV export, append-only."""
 
 import csv
+import gc
 import io
 import re
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError
 from django.db import connection as database
 from django.test import RequestFactory
@@ -13,11 +16,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from memoryadmin.audit.models import AuditEvent
+from memoryadmin.bulk.models import BulkJob, BulkJobKey
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.services import audit
 
 from .conftest import SHOWN_ENV
 from .factories import write_langchain_session
+from .threads import run_together
 
 pytestmark = pytest.mark.django_db
 
@@ -323,3 +328,104 @@ def test_django_admin_is_read_only(admin_web):
     assert admin_web.get("/django-admin/audit/auditevent/add/").status_code == 403
     assert admin_web.post(f"/django-admin/audit/auditevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
     assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_an_anonymous_request_is_recorded_without_a_user():
+    request = RequestFactory().get("/")
+    request.user = AnonymousUser()
+    event = audit.record(request, "session.read")
+    assert event.user is None and event.username == ""
+
+
+@pytest.mark.parametrize(("header", "kept"), [({}, ""), ({"HTTP_USER_AGENT": "a" * 400}, "a" * 300)])
+def test_the_user_agent_is_kept_to_300_characters_and_empty_when_not_sent(header, kept):
+    event = audit.record(RequestFactory().get("/", **header), "session.read")
+    assert event.user_agent == kept
+
+
+def downloaded(request, chunks, **kwargs):
+    return audit.AuditedDownload(
+        request, "session.export", chunks, connection=SimpleNamespace(slug="env", name="E"), **kwargs
+    )
+
+
+def two_messages_then(error=None):
+    def chunks(result):
+        result["messages"] = 2
+        yield b"first part"
+        if error:
+            raise error
+
+    return chunks
+
+
+def test_a_download_is_recorded_with_who_where_and_which_connection(operator):
+    request = RequestFactory().get("/", HTTP_USER_AGENT="agent/2", REMOTE_ADDR="10.9.8.7")
+    request.user = operator
+    download = downloaded(request, two_messages_then())
+    event = AuditEvent.objects.get(pk=download.event.pk)
+    assert (event.username, event.ip, event.user_agent) == ("olga", "10.9.8.7", "agent/2")
+    assert (event.connection_slug, event.connection_name, event.session_key) == ("env", "E", "")
+    assert event.outcome == "pending"
+
+
+def test_a_failed_download_keeps_the_details_gathered_before_it_failed():
+    download = downloaded(RequestFactory().get("/"), two_messages_then(OSError("the store went away")))
+    with pytest.raises(OSError):
+        list(download)
+    event = AuditEvent.objects.get(pk=download.event.pk)
+    assert event.outcome == "failed" and event.error == "the store went away"
+    assert event.details == {"messages": 2}
+
+
+def test_a_download_closed_before_its_end_is_failed_with_what_was_sent():
+    download = downloaded(RequestFactory().get("/"), two_messages_then(), details={"format": "json"})
+    next(download)
+    download.close()
+    event = AuditEvent.objects.get(pk=download.event.pk)
+    assert event.outcome == "failed"
+    assert event.error == "Stopped before the end: the download was interrupted."
+    assert event.details == {"format": "json", "messages": 2}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_download_closed_on_a_thread_that_never_collected_garbage_is_settled():
+    """close() asks whether this thread is in a garbage collection: a thread where none ever ran has no answer
+    recorded yet, and is not in one."""
+    download = downloaded(RequestFactory().get("/"), two_messages_then())
+    next(download)
+
+    def close_in_a_new_thread():
+        try:
+            assert not hasattr(audit._collection, "running")
+            download.close()
+        finally:
+            database.close()
+
+    gc.disable()  # no collection may start in the new thread (it would record that it ran)
+    try:
+        run_together(close_in_a_new_thread)
+    finally:
+        gc.enable()
+    assert AuditEvent.objects.get(pk=download.event.pk).outcome == "failed"
+
+
+def test_a_sessions_recent_events_are_its_own_on_its_connection_ten_at_most():
+    for _ in range(12):
+        AuditEvent.objects.create(action="session.read", outcome="ok", connection_slug="env", session_key="k1")
+    AuditEvent.objects.create(action="session.clear", outcome="ok", connection_slug="other", session_key="k1")
+    AuditEvent.objects.create(action="session.clear", outcome="ok", connection_slug="env", session_key="k2")
+    recent = list(audit.recent_for_session(SimpleNamespace(slug="env"), "k1"))
+    assert len(recent) == 10
+    assert {(event.connection_slug, event.session_key, event.action) for event in recent} == {
+        ("env", "k1", "session.read")
+    }
+
+
+def test_an_audit_search_by_key_names_only_the_bulk_jobs_that_purged_it():
+    purged, skipped = (BulkJob.objects.create(action="clear", connection_slug="env") for _ in range(2))
+    BulkJobKey.objects.create(job=purged, position=0, key="k1", outcome="done")
+    BulkJobKey.objects.create(job=skipped, position=0, key="k1", outcome="gone")
+    for job in (purged, skipped):
+        AuditEvent.objects.create(action="bulk.finish", outcome="ok", job=job.audit_job)
+    assert [event.job for event in audit.search_events(session_key="k1")] == [purged.audit_job]
