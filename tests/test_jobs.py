@@ -20,7 +20,7 @@ from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, SearchJob
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.services import bulk, content_search, summary_jobs
-from memoryadmin.services.jobs import Claim, interruption, recover_interrupted_jobs
+from memoryadmin.services.jobs import Claim, end_unless_taken, interruption, recover_interrupted_jobs, retry_delay
 from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, SummaryJob
 
 from .conftest import DATABASE_TASKS, DUMMY_TASKS
@@ -126,11 +126,11 @@ def ended_process():
     return process.pid
 
 
-def running_summary_job(connection, operator, worker, heartbeat_at, attempts=1):
+def running_summary_job(connection, operator, worker, heartbeat_at, attempts=1, session_key="chat"):
     return SummaryJob.objects.create(
         connection_slug=connection.slug,
         connection_name=connection.name,
-        session_key="chat",
+        session_key=session_key,
         requested_by=operator,
         status="running",
         worker=worker,
@@ -231,6 +231,36 @@ def test_an_interrupted_job_is_resumed_later_each_time_then_given_up_with_the_re
     assert html.escape(job.error) in web.get(f"/bulk/search/{job.pk}/").content.decode()
     event = AuditEvent.objects.get(action="search.run")
     assert event.outcome == "failed" and event.error == job.error
+
+
+def test_each_resume_after_the_second_waits_twice_as_long(settings):
+    settings.MEMORYADMIN_JOB_RETRY_SECONDS = 60
+    assert [retry_delay(attempts) for attempts in (1, 2, 3, 4)] == [0, 60, 120, 240]
+
+
+def test_a_job_whose_task_ended_here_says_so():
+    # The reason ends up in the error of a job given up, on its page.
+    assert interruption(f"{HOST}:{os.getpid()}:ab12cd34", timezone.now()) == (
+        "its task ended in this worker without ending the job (see the worker's log)"
+    )
+
+
+def test_a_job_found_interrupted_is_ended_only_as_it_was_found_and_alone(connection, operator):
+    gone = f"{HOST}:{ended_process()}"  # a worker of before claims: one name for every job it held
+    found, sibling = (running_summary_job(connection, operator, gone, None, session_key=key) for key in ("a", "b"))
+
+    SummaryJob.objects.filter(pk=found.pk).update(worker=f"{HOST}:{os.getppid()}:ab12cd34")  # taken meanwhile
+    assert not end_unless_taken(found, status="failed")
+    SummaryJob.objects.filter(pk=found.pk).update(worker=gone, status="queued")  # or moved on meanwhile
+    assert not end_unless_taken(found, status="failed")
+    assert SummaryJob.objects.get(pk=found.pk).status == "queued"
+
+    SummaryJob.objects.filter(pk=found.pk).update(status="running")  # as found
+    assert end_unless_taken(found, status="failed", error="given up")
+    found.refresh_from_db()
+    sibling.refresh_from_db()
+    assert (found.status, found.worker, found.error) == ("failed", "", "given up")
+    assert (sibling.status, sibling.worker, sibling.error) == ("running", gone, "")
 
 
 # --- a worker that lost its job writes nothing ---------------------------------------------------
