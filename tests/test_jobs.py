@@ -204,7 +204,7 @@ def test_a_job_this_worker_runs_is_left_to_it_however_long_it_is_silent(connecti
     assert job.status == "running" and job.worker == claim.worker and job.attempts == 1
 
 
-def test_an_interrupted_job_is_resumed_later_each_time_then_given_up_with_the_reason(web, operator, settings):
+def test_an_interrupted_job_is_resumed_later_each_time_then_given_up_with_the_reason(web, operator, settings, caplog):
     settings.TASKS = DUMMY_TASKS
     settings.MEMORYADMIN_JOB_MAX_ATTEMPTS, settings.MEMORYADMIN_JOB_RETRY_SECONDS = 3, 60
     job = SearchJob.objects.create(
@@ -228,9 +228,29 @@ def test_an_interrupted_job_is_resumed_later_each_time_then_given_up_with_the_re
     assert job.status == "failed" and job.finished_at and len(default_task_backend.results) == 2
     assert job.error.startswith("Stopped after 3 attempts: each time its worker stopped before the job ended")
     assert "is gone" in job.error
+    assert f"Gave up SearchJob {job.pk}: {job.error}" in caplog.messages  # the worker's log says so too
     assert html.escape(job.error) in web.get(f"/bulk/search/{job.pk}/").content.decode()
     event = AuditEvent.objects.get(action="search.run")
     assert event.outcome == "failed" and event.error == job.error
+
+
+def test_a_dry_run_queued_again_is_not_queued_twice(settings):
+    # A dry run is queued again in the status it runs in (counting), without a worker: not interrupted.
+    settings.TASKS = DUMMY_TASKS
+    job = BulkJob.objects.create(connection_slug="env", action="clear", selection="selected", status="counting")
+    assert_left_alone_by_the_recovery(job, "counting")
+    assert default_task_backend.results == []
+
+
+def test_a_live_job_does_not_keep_the_recovery_from_the_jobs_after_it(connection, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    live, silent = (timezone.now(), "ab12cd34"), (timezone.now() - SILENT, "ef56ab78")
+    jobs = [  # a live one first, whichever way the database lists them
+        running_summary_job(connection, operator, f"elsewhere:4242:{claim}", heartbeat_at, session_key=key)
+        for key, (heartbeat_at, claim) in zip("abc", (live, silent, live))
+    ]
+    assert recover_interrupted_jobs() == 1
+    assert [result.args for result in default_task_backend.results] == [[jobs[1].pk]]
 
 
 def test_each_resume_after_the_second_waits_twice_as_long(settings):
