@@ -212,8 +212,9 @@ def test_an_interrupted_job_is_resumed_later_each_time_then_given_up_with_the_re
     )
     delays = []
     for attempt in (1, 2):  # a worker takes the search up, and dies
+        worker = f"{HOST}:{ended_process()}:x"
         SearchJob.objects.filter(pk=job.pk).update(
-            status="running", worker=f"{HOST}:{ended_process()}:x", heartbeat_at=timezone.now(), attempts=attempt
+            status="running", worker=worker, heartbeat_at=timezone.now(), attempts=attempt
         )
         started = timezone.now()
         assert recover_interrupted_jobs() == 1
@@ -221,6 +222,9 @@ def test_an_interrupted_job_is_resumed_later_each_time_then_given_up_with_the_re
         assert job.status == "queued" and job.worker == ""
         run_after = default_task_backend.results[-1].task.run_after
         delays.append(None if run_after is None else round((run_after - started).total_seconds()))
+        in_seconds = 0 if attempt == 1 else 60
+        resuming = f"Resuming SearchJob {job.pk} (attempt {attempt + 1} of 3, in {in_seconds} s)"
+        assert f"{resuming}: its worker process ({worker}) is gone" in caplog.messages  # the worker's log
     assert delays == [None, 60]  # at once after a first crash; then it waits
     SearchJob.objects.filter(pk=job.pk).update(status="running", worker=f"{HOST}:{ended_process()}:x", attempts=3)
     assert recover_interrupted_jobs() == 0
@@ -251,6 +255,40 @@ def test_a_live_job_does_not_keep_the_recovery_from_the_jobs_after_it(connection
     ]
     assert recover_interrupted_jobs() == 1
     assert [result.args for result in default_task_backend.results] == [[jobs[1].pk]]
+
+
+def test_every_job_a_worker_of_before_claims_left_is_resumed(connection, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    gone = f"{HOST}:{ended_process()}"  # one name for every job that worker held
+    jobs = [running_summary_job(connection, operator, gone, None, session_key=key) for key in "ab"]
+    assert recover_interrupted_jobs() == 2
+    assert sorted(result.args for result in default_task_backend.results) == [[job.pk] for job in jobs]
+
+
+def test_a_job_given_up_does_not_keep_the_recovery_from_the_jobs_after_it(connection, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    settings.MEMORYADMIN_JOB_MAX_ATTEMPTS = 3
+    jobs = [  # one to give up first, whichever way the database lists them
+        running_summary_job(connection, operator, "elsewhere:4242:ab12cd34", None, attempts, session_key=key)
+        for key, attempts in zip("abc", (3, 1, 3))
+    ]
+    assert recover_interrupted_jobs() == 1
+    assert [result.args for result in default_task_backend.results] == [[jobs[1].pk]]
+    assert [SummaryJob.objects.get(pk=job.pk).status for job in jobs] == ["failed", "queued", "failed"]
+
+
+def test_a_save_of_progress_is_a_heartbeat_and_bills_the_store_commands_so_far(connection, operator, store):
+    job = running_summary_job(connection, operator, "", None, attempts=0)
+    SummaryJob.objects.filter(pk=job.pk).update(status="queued")
+    claim = Claim.take(SummaryJob, job.pk, "queued", "running")
+    with claim:
+        SummaryJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - SILENT)
+        store.call("SET", "progress", "1")
+        claim.save()
+        job.refresh_from_db()
+        assert timezone.now() - job.heartbeat_at < SILENT / 2
+        assert (job.store_commands, job.store_round_trips) == (1, 1)  # saved even if the worker dies now
+        claim.release(status="done")
 
 
 def test_each_resume_after_the_second_waits_twice_as_long(settings):
