@@ -296,11 +296,18 @@ def test_each_resume_after_the_second_waits_twice_as_long(settings):
     assert [retry_delay(attempts) for attempts in (1, 2, 3, 4)] == [0, 60, 120, 240]
 
 
-def test_a_job_whose_task_ended_here_says_so():
+def test_a_job_whose_task_ended_here_without_ending_it_is_resumed_with_the_reason(connection, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    job = running_summary_job(connection, operator, "", None, attempts=0)
+    SummaryJob.objects.filter(pk=job.pk).update(status="queued")
+    with Claim.take(SummaryJob, job.pk, "queued", "running"):
+        pass  # its task ends here without releasing the job
+    job.refresh_from_db()
     # The reason ends up in the error of a job given up, on its page.
-    assert interruption(f"{HOST}:{os.getpid()}:ab12cd34", timezone.now()) == (
+    assert interruption(job.worker, job.heartbeat_at) == (
         "its task ended in this worker without ending the job (see the worker's log)"
     )
+    assert recover_interrupted_jobs() == 1
 
 
 def test_a_job_found_interrupted_is_ended_only_as_it_was_found_and_alone(connection, operator):
@@ -325,7 +332,7 @@ def test_a_job_found_interrupted_is_ended_only_as_it_was_found_and_alone(connect
 
 
 def test_a_summary_job_taken_over_while_the_model_works_writes_nothing(
-    connection, store, operator, settings, monkeypatch
+    connection, store, operator, settings, monkeypatch, caplog
 ):
     settings.TASKS = DUMMY_TASKS
     store.call("LPUSH", "chat", langchain("human", "hello"), langchain("ai", "hi"))
@@ -342,6 +349,8 @@ def test_a_summary_job_taken_over_while_the_model_works_writes_nothing(
     assert job.status == "running" and job.worker == "elsewhere:1:x" and job.finished_at is None
     assert store.call("EXISTS", "memoryadmin:summary:chat") == 0
     assert not AuditEvent.objects.filter(action="session.summarize").exists()
+    stopped = f"SummaryJob {job.pk}: another worker has taken it over; this one stops here, saving nothing more"
+    assert stopped in caplog.messages  # the worker's log
 
 
 def test_a_resummarize_bulk_job_taken_over_queues_each_session_once(connection, store, operator, settings, monkeypatch):
