@@ -192,6 +192,19 @@ def test_two_workers_cannot_claim_one_job(connection, operator):
         assert job.worker not in ("", first.worker) and job.attempts == 2
 
 
+def test_taking_a_job_takes_it_alone_alive_and_with_its_changes(connection, operator):
+    jobs = [running_summary_job(connection, operator, "", timezone.now() - SILENT, 0, key) for key in "ab"]
+    SummaryJob.objects.update(status="queued")
+    started_at = timezone.now() - timedelta(seconds=5)
+    claim = Claim.take(SummaryJob, jobs[0].pk, "queued", "running", started_at=started_at)
+    taken, other = (SummaryJob.objects.get(pk=job.pk) for job in jobs)
+    assert (taken.status, taken.worker, taken.started_at) == ("running", claim.worker, started_at)
+    assert interruption("elsewhere:4242:ab12cd34", taken.heartbeat_at) is None  # alive before its first beat
+    assert (other.status, other.worker, other.heartbeat_at) == ("queued", "", jobs[1].heartbeat_at)
+    with claim:
+        claim.release()
+
+
 def test_a_job_this_worker_runs_is_left_to_it_however_long_it_is_silent(connection, operator, settings):
     settings.TASKS = DUMMY_TASKS
     job = running_summary_job(connection, operator, "", None, attempts=0)
