@@ -367,6 +367,8 @@ def test_a_resummarization_batch_bills_its_planning_and_each_job(web, store, ran
     assert len(jobs) == 2 and all(job.status == "done" for job in jobs)
     spent = ran.total()
     assert header(response)[0] == spent == batch.store_commands + sum(job.store_commands for job in jobs)
+    # Each job's round trips billed to it, not to the batch too.
+    assert header(response)[1] == batch.store_round_trips + sum(job.store_round_trips for job in jobs)
     # Each job: the session read whole (a window script: its run, TYPE, HGETALL, LLEN, TTL, LRANGE), then
     # the write script (its run, TYPE, DEL, HSET, PTTL, and PEXPIRE on a TTL).
     assert sorted(job.store_commands for job in jobs) == [6 + 5, 6 + 6]

@@ -20,7 +20,7 @@ from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, SearchJob
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.services import bulk, content_search, summary_jobs
-from memoryadmin.services.jobs import Claim, interruption, recover_interrupted_jobs
+from memoryadmin.services.jobs import Claim, end_unless_taken, interruption, recover_interrupted_jobs, retry_delay
 from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, SummaryJob
 
 from .conftest import DATABASE_TASKS, DUMMY_TASKS
@@ -126,11 +126,11 @@ def ended_process():
     return process.pid
 
 
-def running_summary_job(connection, operator, worker, heartbeat_at, attempts=1):
+def running_summary_job(connection, operator, worker, heartbeat_at, attempts=1, session_key="chat"):
     return SummaryJob.objects.create(
         connection_slug=connection.slug,
         connection_name=connection.name,
-        session_key="chat",
+        session_key=session_key,
         requested_by=operator,
         status="running",
         worker=worker,
@@ -192,6 +192,19 @@ def test_two_workers_cannot_claim_one_job(connection, operator):
         assert job.worker not in ("", first.worker) and job.attempts == 2
 
 
+def test_taking_a_job_takes_it_alone_alive_and_with_its_changes(connection, operator):
+    jobs = [running_summary_job(connection, operator, "", timezone.now() - SILENT, 0, key) for key in "ab"]
+    SummaryJob.objects.update(status="queued")
+    started_at = timezone.now() - timedelta(seconds=5)
+    claim = Claim.take(SummaryJob, jobs[0].pk, "queued", "running", started_at=started_at)
+    taken, other = (SummaryJob.objects.get(pk=job.pk) for job in jobs)
+    assert (taken.status, taken.worker, taken.started_at) == ("running", claim.worker, started_at)
+    assert interruption("elsewhere:4242:ab12cd34", taken.heartbeat_at) is None  # alive before its first beat
+    assert (other.status, other.worker, other.heartbeat_at) == ("queued", "", jobs[1].heartbeat_at)
+    with claim:
+        claim.release()
+
+
 def test_a_job_this_worker_runs_is_left_to_it_however_long_it_is_silent(connection, operator, settings):
     settings.TASKS = DUMMY_TASKS
     job = running_summary_job(connection, operator, "", None, attempts=0)
@@ -204,7 +217,7 @@ def test_a_job_this_worker_runs_is_left_to_it_however_long_it_is_silent(connecti
     assert job.status == "running" and job.worker == claim.worker and job.attempts == 1
 
 
-def test_an_interrupted_job_is_resumed_later_each_time_then_given_up_with_the_reason(web, operator, settings):
+def test_an_interrupted_job_is_resumed_later_each_time_then_given_up_with_the_reason(web, operator, settings, caplog):
     settings.TASKS = DUMMY_TASKS
     settings.MEMORYADMIN_JOB_MAX_ATTEMPTS, settings.MEMORYADMIN_JOB_RETRY_SECONDS = 3, 60
     job = SearchJob.objects.create(
@@ -212,8 +225,9 @@ def test_an_interrupted_job_is_resumed_later_each_time_then_given_up_with_the_re
     )
     delays = []
     for attempt in (1, 2):  # a worker takes the search up, and dies
+        worker = f"{HOST}:{ended_process()}:x"
         SearchJob.objects.filter(pk=job.pk).update(
-            status="running", worker=f"{HOST}:{ended_process()}:x", heartbeat_at=timezone.now(), attempts=attempt
+            status="running", worker=worker, heartbeat_at=timezone.now(), attempts=attempt
         )
         started = timezone.now()
         assert recover_interrupted_jobs() == 1
@@ -221,6 +235,9 @@ def test_an_interrupted_job_is_resumed_later_each_time_then_given_up_with_the_re
         assert job.status == "queued" and job.worker == ""
         run_after = default_task_backend.results[-1].task.run_after
         delays.append(None if run_after is None else round((run_after - started).total_seconds()))
+        in_seconds = 0 if attempt == 1 else 60
+        resuming = f"Resuming SearchJob {job.pk} (attempt {attempt + 1} of 3, in {in_seconds} s)"
+        assert f"{resuming}: its worker process ({worker}) is gone" in caplog.messages  # the worker's log
     assert delays == [None, 60]  # at once after a first crash; then it waits
     SearchJob.objects.filter(pk=job.pk).update(status="running", worker=f"{HOST}:{ended_process()}:x", attempts=3)
     assert recover_interrupted_jobs() == 0
@@ -228,16 +245,107 @@ def test_an_interrupted_job_is_resumed_later_each_time_then_given_up_with_the_re
     assert job.status == "failed" and job.finished_at and len(default_task_backend.results) == 2
     assert job.error.startswith("Stopped after 3 attempts: each time its worker stopped before the job ended")
     assert "is gone" in job.error
+    assert f"Gave up SearchJob {job.pk}: {job.error}" in caplog.messages  # the worker's log says so too
     assert html.escape(job.error) in web.get(f"/bulk/search/{job.pk}/").content.decode()
     event = AuditEvent.objects.get(action="search.run")
     assert event.outcome == "failed" and event.error == job.error
+
+
+def test_a_dry_run_queued_again_is_not_queued_twice(settings):
+    # A dry run is queued again in the status it runs in (counting), without a worker: not interrupted.
+    settings.TASKS = DUMMY_TASKS
+    job = BulkJob.objects.create(connection_slug="env", action="clear", selection="selected", status="counting")
+    assert_left_alone_by_the_recovery(job, "counting")
+    assert default_task_backend.results == []
+
+
+def test_a_live_job_does_not_keep_the_recovery_from_the_jobs_after_it(connection, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    live, silent = (timezone.now(), "ab12cd34"), (timezone.now() - SILENT, "ef56ab78")
+    jobs = [  # a live one first, whichever way the database lists them
+        running_summary_job(connection, operator, f"elsewhere:4242:{claim}", heartbeat_at, session_key=key)
+        for key, (heartbeat_at, claim) in zip("abc", (live, silent, live))
+    ]
+    assert recover_interrupted_jobs() == 1
+    assert [result.args for result in default_task_backend.results] == [[jobs[1].pk]]
+
+
+def test_every_job_a_worker_of_before_claims_left_is_resumed(connection, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    gone = f"{HOST}:{ended_process()}"  # one name for every job that worker held
+    jobs = [running_summary_job(connection, operator, gone, None, session_key=key) for key in "ab"]
+    assert recover_interrupted_jobs() == 2
+    assert sorted(result.args for result in default_task_backend.results) == [[job.pk] for job in jobs]
+
+
+def test_a_job_given_up_does_not_keep_the_recovery_from_the_jobs_after_it(connection, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    settings.MEMORYADMIN_JOB_MAX_ATTEMPTS = 3
+    jobs = [  # one to give up first, whichever way the database lists them
+        running_summary_job(connection, operator, "elsewhere:4242:ab12cd34", None, attempts, session_key=key)
+        for key, attempts in zip("abc", (3, 1, 3))
+    ]
+    assert recover_interrupted_jobs() == 1
+    assert [result.args for result in default_task_backend.results] == [[jobs[1].pk]]
+    assert [SummaryJob.objects.get(pk=job.pk).status for job in jobs] == ["failed", "queued", "failed"]
+
+
+def test_a_save_of_progress_is_a_heartbeat_and_bills_the_store_commands_so_far(connection, operator, store):
+    job = running_summary_job(connection, operator, "", None, attempts=0)
+    SummaryJob.objects.filter(pk=job.pk).update(status="queued")
+    claim = Claim.take(SummaryJob, job.pk, "queued", "running")
+    with claim:
+        SummaryJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - SILENT)
+        store.call("SET", "progress", "1")
+        claim.save()
+        job.refresh_from_db()
+        assert timezone.now() - job.heartbeat_at < SILENT / 2
+        assert (job.store_commands, job.store_round_trips) == (1, 1)  # saved even if the worker dies now
+        claim.release(status="done")
+
+
+def test_each_resume_after_the_second_waits_twice_as_long(settings):
+    settings.MEMORYADMIN_JOB_RETRY_SECONDS = 60
+    assert [retry_delay(attempts) for attempts in (1, 2, 3, 4)] == [0, 60, 120, 240]
+
+
+def test_a_job_whose_task_ended_here_without_ending_it_is_resumed_with_the_reason(connection, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    job = running_summary_job(connection, operator, "", None, attempts=0)
+    SummaryJob.objects.filter(pk=job.pk).update(status="queued")
+    with Claim.take(SummaryJob, job.pk, "queued", "running"):
+        pass  # its task ends here without releasing the job
+    job.refresh_from_db()
+    # The reason ends up in the error of a job given up, on its page.
+    assert interruption(job.worker, job.heartbeat_at) == (
+        "its task ended in this worker without ending the job (see the worker's log)"
+    )
+    assert recover_interrupted_jobs() == 1
+
+
+def test_a_job_found_interrupted_is_ended_only_as_it_was_found_and_alone(connection, operator):
+    gone = f"{HOST}:{ended_process()}"  # a worker of before claims: one name for every job it held
+    found, sibling = (running_summary_job(connection, operator, gone, None, session_key=key) for key in ("a", "b"))
+
+    SummaryJob.objects.filter(pk=found.pk).update(worker=f"{HOST}:{os.getppid()}:ab12cd34")  # taken meanwhile
+    assert not end_unless_taken(found, status="failed")
+    SummaryJob.objects.filter(pk=found.pk).update(worker=gone, status="queued")  # or moved on meanwhile
+    assert not end_unless_taken(found, status="failed")
+    assert SummaryJob.objects.get(pk=found.pk).status == "queued"
+
+    SummaryJob.objects.filter(pk=found.pk).update(status="running")  # as found
+    assert end_unless_taken(found, status="failed", error="given up")
+    found.refresh_from_db()
+    sibling.refresh_from_db()
+    assert (found.status, found.worker, found.error) == ("failed", "", "given up")
+    assert (sibling.status, sibling.worker, sibling.error) == ("running", gone, "")
 
 
 # --- a worker that lost its job writes nothing ---------------------------------------------------
 
 
 def test_a_summary_job_taken_over_while_the_model_works_writes_nothing(
-    connection, store, operator, settings, monkeypatch
+    connection, store, operator, settings, monkeypatch, caplog
 ):
     settings.TASKS = DUMMY_TASKS
     store.call("LPUSH", "chat", langchain("human", "hello"), langchain("ai", "hi"))
@@ -254,6 +362,8 @@ def test_a_summary_job_taken_over_while_the_model_works_writes_nothing(
     assert job.status == "running" and job.worker == "elsewhere:1:x" and job.finished_at is None
     assert store.call("EXISTS", "memoryadmin:summary:chat") == 0
     assert not AuditEvent.objects.filter(action="session.summarize").exists()
+    stopped = f"SummaryJob {job.pk}: another worker has taken it over; this one stops here, saving nothing more"
+    assert stopped in caplog.messages  # the worker's log
 
 
 def test_a_resummarize_bulk_job_taken_over_queues_each_session_once(connection, store, operator, settings, monkeypatch):

@@ -1,11 +1,13 @@
 """The sessions service against a real local store, through the real client."""
 
 import dataclasses
+from datetime import UTC, datetime
 
 import pytest
 
-from memoryadmin.services import sessions
+from memoryadmin.services import sessions, summaries
 from memoryadmin.services.sessions import SessionNotFound
+from memoryadmin.services.summarizers import SummaryResult
 
 from .factories import langchain, write_langchain_session, write_llamaindex_session
 
@@ -211,6 +213,67 @@ def test_transcript_carries_ttl_and_summary(connection, store):
     assert 0 < transcript.ttl <= 500
     assert transcript.summary.text == "A summary"
     assert transcript.summary.is_stale(transcript.message_count)
+
+
+def test_a_summary_reads_with_every_field_and_is_fresh_while_it_covers_every_message(connection, store):
+    write_langchain_session(store, "lc", texts(2))
+    store.call("HSET", "memoryadmin:summary:lc", "text", "A summary", "method", "llm", "message_count", "2")
+    store.call("HSET", "memoryadmin:summary:lc", "generated_at", "2026-03-04T05:06:07Z", "duration_ms", "1500")
+    summary, length = summaries.read_summary(connection, "lc")
+    assert summary == summaries.Summary(
+        text="A summary",
+        method="llm",
+        message_count=2,
+        generated_at=datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC),
+        duration_ms=1500,
+    )
+    assert length == 2 and not summary.is_stale(length)
+    assert summary.is_stale(length + 1)
+
+
+def test_a_summary_written_by_another_app_may_leave_out_any_field(connection, store):
+    store.call("HSET", "memoryadmin:summary:lc", "message_count", "2")
+    summary, _ = summaries.read_summary(connection, "lc")
+    assert summary == summaries.Summary(text="", method="unknown", message_count=2, generated_at=None, duration_ms=None)
+
+
+def test_a_summary_with_bytes_that_are_not_utf8_still_reads(connection, store):
+    # Another app may write the hash: an invalid byte in a value or a field's name is shown as �, not an error.
+    write_langchain_session(store, "lc", texts(1))
+    script = "redis.call('HSET', KEYS[1], 'text', 'caf' .. string.char(233), string.char(255), 'x', 'method', 'm')"
+    store.call("EVAL", script + " return 1", 1, "memoryadmin:summary:lc")
+    summary, _ = summaries.read_summary(connection, "lc")
+    assert (summary.text, summary.method) == ("caf\ufffd", "m")
+
+
+def test_summary_fields_are_read_as_name_value_pairs_whatever_the_values(connection, store):
+    store.call("HSET", "memoryadmin:summary:lc", "text", "text", "method", "method", "message_count", "3")
+    summary, _ = summaries.read_summary(connection, "lc")
+    assert (summary.text, summary.method, summary.message_count) == ("text", "method", 3)
+
+
+def test_a_summary_is_named_by_namespace_and_key_up_to_32_kb(connection, store):
+    # Chat apps that write summaries name them so: a key that just fits must be read there.
+    fits = "k" * (summaries.MAX_KEY_BYTES - len(connection.summary_namespace))
+    write_langchain_session(store, fits, texts(1))
+    store.call("HSET", connection.summary_namespace + fits, "text", "written by the chat app")
+    summary, _ = summaries.read_summary(connection, fits)
+    assert summary.text == "written by the chat app"
+
+
+def test_sessions_with_keys_too_long_to_prefix_each_have_their_own_summary(connection, store):
+    room = summaries.MAX_KEY_BYTES - len(connection.summary_namespace)
+    first, second = "a" * room + "1", "a" * room + "2"
+    for key in (first, second):
+        write_langchain_session(store, key, texts(2))
+    result = SummaryResult(text="the first session's", method="extractive", message_count=2, duration_ms=1)
+    assert summaries.write_summary(connection, first, result, datetime.now(UTC))
+    assert summaries.read_summary(connection, first)[0].text == "the first session's"
+    assert summaries.read_summary(connection, second)[0] is None
+    # A key with a lone surrogate (a hostile writer's) is named too, by the digest of its bytes.
+    hostile = summaries.summary_key(connection, "\ud800" + "a" * room)
+    assert hostile.startswith(connection.summary_namespace + "#sha256:")
+    assert hostile != summaries.summary_key(connection, "\udfff" + "a" * room)
 
 
 def test_missing_key_and_non_list_are_not_found(connection, store):
