@@ -126,6 +126,16 @@ def ended_process():
     return process.pid
 
 
+@pytest.fixture
+def live_pid():
+    """Another live process of this host: a sleeping child of the test's own (never its parent, which a
+    mistake in the liveness check, such as a signal other than 0, would hit)."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield process.pid
+    process.kill()
+    assert process.wait() == -signal.SIGKILL, "the live process was signalled by the test, not only asked about"
+
+
 def running_summary_job(connection, operator, worker, heartbeat_at, attempts=1, session_key="chat"):
     return SummaryJob.objects.create(
         connection_slug=connection.slug,
@@ -146,18 +156,20 @@ FRESH, SILENT = timedelta(0), timedelta(seconds=600)
 @pytest.mark.parametrize(
     ("worker", "silent_for", "resumed"),
     [
-        (lambda: f"{HOST}:{ended_process()}:ab12cd34", FRESH, True),  # its process is gone
-        (lambda: f"{HOST}:{os.getpid()}:ab12cd34", FRESH, True),  # this process, whose task is over
-        (lambda: f"{HOST}:{os.getppid()}:ab12cd34", FRESH, False),  # another live process, beating
-        (lambda: f"{HOST}:{os.getppid()}:ab12cd34", SILENT, True),  # another live process, silent
-        (lambda: "elsewhere:4242:ab12cd34", FRESH, False),  # another host, beating
-        (lambda: "elsewhere:4242:ab12cd34", SILENT, True),  # another host, silent
+        (lambda live: f"{HOST}:{ended_process()}:ab12cd34", FRESH, True),  # its process is gone
+        (lambda live: f"{HOST}:{os.getpid()}:ab12cd34", FRESH, True),  # this process, whose task is over
+        (lambda live: f"{HOST}:{live}:ab12cd34", FRESH, False),  # another live process, beating
+        (lambda live: f"{HOST}:{live}:ab12cd34", SILENT, True),  # another live process, silent
+        (lambda live: "elsewhere:4242:ab12cd34", FRESH, False),  # another host, beating
+        (lambda live: "elsewhere:4242:ab12cd34", SILENT, True),  # another host, silent
     ],
     ids=["process gone", "task over here", "live here", "silent here", "live elsewhere", "silent elsewhere"],
 )
-def test_recovery_tells_a_stopped_worker_from_a_live_one(connection, operator, settings, worker, silent_for, resumed):
+def test_recovery_tells_a_stopped_worker_from_a_live_one(
+    connection, operator, settings, live_pid, worker, silent_for, resumed
+):
     settings.TASKS = DUMMY_TASKS
-    job = running_summary_job(connection, operator, worker(), timezone.now() - silent_for)
+    job = running_summary_job(connection, operator, worker(live_pid), timezone.now() - silent_for)
     assert recover_interrupted_jobs() == resumed
     job.refresh_from_db()
     assert job.status == ("queued" if resumed else "running")
@@ -323,11 +335,11 @@ def test_a_job_whose_task_ended_here_without_ending_it_is_resumed_with_the_reaso
     assert recover_interrupted_jobs() == 1
 
 
-def test_a_job_found_interrupted_is_ended_only_as_it_was_found_and_alone(connection, operator):
+def test_a_job_found_interrupted_is_ended_only_as_it_was_found_and_alone(connection, operator, live_pid):
     gone = f"{HOST}:{ended_process()}"  # a worker of before claims: one name for every job it held
     found, sibling = (running_summary_job(connection, operator, gone, None, session_key=key) for key in ("a", "b"))
 
-    SummaryJob.objects.filter(pk=found.pk).update(worker=f"{HOST}:{os.getppid()}:ab12cd34")  # taken meanwhile
+    SummaryJob.objects.filter(pk=found.pk).update(worker=f"{HOST}:{live_pid}:ab12cd34")  # taken meanwhile
     assert not end_unless_taken(found, status="failed")
     SummaryJob.objects.filter(pk=found.pk).update(worker=gone, status="queued")  # or moved on meanwhile
     assert not end_unless_taken(found, status="failed")
