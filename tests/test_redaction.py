@@ -527,3 +527,32 @@ def test_messages_that_change_at_each_write_are_counted_changed_and_those_gone_w
         hooks.remove(after_the_first_write)
     assert len(writes) == redaction.MAX_ATTEMPTS and trimmed
     assert (result.redacted, result.changed, result.vanished) == (0, 2, 2)
+
+
+@pytest.mark.parametrize(("messages", "words"), [(60, 1_000), (4, 9_000)])  # redacted: 11 KB each, 99 KB each
+def test_redactions_that_outgrow_what_was_read_are_split_into_requests_under_the_limit(
+    connection, store, sent, messages, words
+):
+    """Each short match becomes the longer marker: a window's changes take several requests, each under the limit."""
+    small = dataclasses.replace(connection, max_request_bytes=200_000)
+    store.call("RPUSH", "s", *(llamaindex("user", "x " * words) for _ in range(messages)))
+    sent.clear()
+    result = redaction.redact_session(small, "s", Matcher("x"), None, whole=False)
+    assert result.redacted == messages and result.not_redacted == 0
+    assert all(message["content"] == "[redacted] " * words for message in stored(store))
+    writes = [size for size in sent if size > 50_000]
+    assert len(writes) >= 4 and max(writes) <= 200_000
+
+
+def test_a_session_cleared_between_two_requests_of_a_window_counts_the_rest_vanished(
+    connection, store, before_each_write
+):
+    small = dataclasses.replace(connection, max_request_bytes=200_000)
+    element = llamaindex("user", "x " * 1_000)
+    store.call("RPUSH", "s", *[element] * 30)  # read in one window
+    writes = before_each_write(lambda write: write == 2 and chat_app(connection).call("DEL", "s"))
+    result = redaction.redact_session(small, "s", Matcher("x"), None, whole=False)
+    written = writes[0].content.count(sha1(element.encode()).encode())  # the changes the first request carried
+    assert len(writes) == 2 and 0 < written < 30
+    assert (result.redacted, result.vanished) == (written, 30 - written)
+    assert len(result.sha1_after) == result.redacted and store.call("EXISTS", "s") == 0
