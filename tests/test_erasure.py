@@ -418,3 +418,5 @@ def test_the_certificate_file_is_utf8_as_typed(web, mailbox):
     job = erase(web, search(web), "clear", reference="Anfrage Müller")
     document = web.get(f"/bulk/{job.pk}/certificate.json").content
     assert b'"reference": "Anfrage M\xc3\xbcller"' in document
+    # Laid out for reading, a line a field, indented by two, and ending with a newline.
+    assert document.startswith(b'{\n  "certificate": {\n    "kind": ') and document.endswith(b"\n}\n")
