@@ -1,15 +1,18 @@
 """Erasure requests: a search's results purged or redacted, verified by searching again, certified and checked."""
 
+import hashlib
+import io
 import json
+from datetime import datetime
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.test import RequestFactory
+from django.test import RequestFactory, override_settings
 
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, BulkJobKey, SearchJob
 from memoryadmin.holds.models import LegalHold
-from memoryadmin.services import bulk, content_search, erasure
+from memoryadmin.services import bulk, content_search, erasure, signing
 
 from .conftest import DUMMY_TASKS
 from .factories import langchain, llamaindex
@@ -224,3 +227,196 @@ def confirm_request(user):
     request = RequestFactory().post("/")
     request.user = user
     return request
+
+
+def moment(text):
+    """A certificate's time: ISO 8601 in UTC, written with a Z."""
+    assert text.endswith("Z") and "+" not in text, text
+    return datetime.fromisoformat(text)
+
+
+def test_a_purges_certificate_states_the_request_its_scope_every_session_and_the_verification(
+    web, mailbox, store, operator
+):
+    messages = {key: store.call("LLEN", key) for key in ("lc:jane", "li:jane")}
+    job = erase(web, search(web, role="", key_pattern=""), "clear", reference="DPO-2026-117")
+    body = erasure.certificate(job)
+    times = {name: moment(body.pop(name)) for name in ("requested_at", "confirmed_at", "started_at", "finished_at")}
+    assert times == {
+        "requested_at": job.created_at,
+        "confirmed_at": job.confirmed_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
+    assert moment(body.pop("issued_at")) == job.verified_at
+    verification = body.pop("verification")
+    assert moment(verification.pop("finished_at")) == job.verification.finished_at
+    assert verification == {
+        "search": job.verification_id,
+        "sessions_read": 1,  # lc:bob, all that is left
+        "remaining": 0,
+        "remaining_sessions": [],
+    }
+    sessions = sorted(body.pop("sessions"), key=lambda session: session["key"])
+    assert sessions == [
+        {"key": key, "outcome": "done", "messages_at_dry_run": messages[key]} for key in ("lc:jane", "li:jane")
+    ]
+    assert body == {
+        "kind": "memoryadmin.erasure-certificate",
+        "version": 1,
+        "job": {"id": job.pk, "uuid": str(job.uuid)},
+        "reference": "DPO-2026-117",
+        "requested_by": "olga",
+        "confirmed_by": "olga",
+        "connection": {
+            "name": job.connection_name,
+            "slug": job.connection_slug,
+            "store_url": job.store_url,
+            "token_fingerprint": job.token_fingerprint,
+        },
+        "scope": {
+            "search": job.search_id,
+            "query_hash": job.search.query_hash,
+            "query_hash_algorithm": "HMAC-SHA256",
+            "query_hash_key_id": signing.current_key_id(),
+            "regular_expression": False,
+            "key_pattern": job.search.key_pattern,
+            "role": "any",
+            "sessions_found": 2,
+        },
+        "action": "clear",
+        "redaction": None,
+        "totals": {
+            "sessions": 2,
+            "done": 2,
+            "skipped": 0,
+            "on_legal_hold": 0,
+            "failed": 0,
+            "messages_removed": sum(messages.values()),
+            "messages_redacted": 0,
+        },
+    }
+    # An operator's account deleted since: the certificate still stands, naming no one.
+    operator.delete()
+    job.refresh_from_db()
+    assert erasure.certificate(job)["requested_by"] is None and erasure.certificate(job)["confirmed_by"] is None
+
+
+def test_a_redactions_certificate_gives_each_messages_sha1_before_and_after(web, admin, mailbox, store, connection):
+    LegalHold.objects.create(
+        connection_slug=connection.slug, connection_name="x", pattern="li:*", reason="Case 7", created_by=admin
+    )
+    before = {key: elements(store, key) for key in ("lc:jane", "li:jane")}
+    job = erase(web, search(web), "redact:messages")
+    body = erasure.certificate(job)
+    assert (body["action"], body["redaction"]) == ("redact", "messages")
+    assert body["totals"]["messages_redacted"] == 1 and body["totals"]["messages_removed"] == 0
+
+    def changed(key):
+        after = elements(store, key)
+        return [
+            {"before": sha1(old), "after": sha1(new)} for old, new in zip(before[key], after, strict=True) if old != new
+        ]
+
+    assert sorted(body["sessions"], key=lambda session: session["key"]) == [
+        {"key": "lc:jane", "outcome": "done", "messages_redacted": 1, "message_sha1": changed("lc:jane")},
+        {"key": "li:jane", "outcome": "on hold", "messages_redacted": 0, "message_sha1": []},
+    ]
+    assert len(changed("lc:jane")) == 1 and changed("li:jane") == []
+
+
+def sha1(text):
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+# Issued by an earlier version with the key "a-key-of-2026": the signature covers the certificate in its
+# documented canonical form (sorted keys, no spaces, UTF-8), whatever the layout of the file.
+ISSUED_EARLIER = {
+    "certificate": {
+        "kind": "memoryadmin.erasure-certificate",
+        "version": 1,
+        "job": {"id": 7, "uuid": "0b6f3c9e-1f2a-4c55-9a0e-3d1b2c4e5f60"},
+        "reference": "DPO-7 Müller",
+        "issued_at": "2026-05-04T10:00:00.123456Z",
+        "sessions": [{"key": "lc:jane", "outcome": "done", "messages_at_dry_run": 2}],
+        "verification": {"remaining": 0, "remaining_sessions": []},
+    },
+    "signature": {
+        "algorithm": "HMAC-SHA256",
+        "key_id": "d522d39a0c4d",
+        "value": "da685a097510e54725a79d40313982864caf15c4beda3d4cff642d043dae5378",
+    },
+}
+
+
+def test_a_certificate_issued_earlier_still_checks_out_and_says_what_it_certifies(tmp_path):
+    issued = tmp_path / "erasure-certificate-7.json"
+    issued.write_text(json.dumps(ISSUED_EARLIER, indent=2, ensure_ascii=False), encoding="utf-8")
+    with override_settings(MEMORYADMIN_SIGNING_KEYS=["a-newer-key", "a-key-of-2026"]):
+        out = io.StringIO()
+        call_command("verify_erasure_report", str(issued), stdout=out)
+        assert out.getvalue() == (
+            "Valid: erasure job 7 (DPO-7 Müller), issued 2026-05-04T10:00:00.123456Z, 1 session(s), "
+            "0 remaining at verification.\n"
+        )
+        without_reference = json.loads(json.dumps(ISSUED_EARLIER))
+        without_reference["certificate"]["reference"] = ""
+        without_reference["signature"] = signing.sign(
+            "erasure-certificate", erasure.canonical(without_reference["certificate"])
+        )
+        valid, why = erasure.check_certificate_file(json.dumps(without_reference).encode())
+        assert valid and why.startswith("Valid: erasure job 7 (no reference), issued")
+
+
+def test_a_file_that_is_no_valid_certificate_says_why():
+    def check(document):
+        return erasure.check_certificate_file(
+            document if isinstance(document, bytes) else json.dumps(document).encode()
+        )
+
+    valid, why = check(b"{not json")
+    assert not valid and why.startswith("Not a certificate: the file is not JSON (") and why.endswith(").")
+    for document in ([ISSUED_EARLIER], {"signature": ISSUED_EARLIER["signature"]}, {"certificate": "signed"}):
+        assert check(document) == (False, 'Not a certificate: there is no "certificate" object in the file.')
+    other_kind = {**ISSUED_EARLIER, "certificate": {**ISSUED_EARLIER["certificate"], "kind": "a receipt"}}
+    assert check(other_kind) == (False, "Not an erasure certificate (its kind is 'a receipt').")
+    # Signed with a key this deployment does not have (the test settings' key only), or not signed at all.
+    mismatch = (
+        "The signature does not match: the certificate was edited after it was issued, or it was signed "
+        "with a key this deployment does not have (key id {!r})."
+    )
+    assert check(ISSUED_EARLIER) == (False, mismatch.format("d522d39a0c4d"))
+    assert check({**ISSUED_EARLIER, "signature": None}) == (False, mismatch.format(None))
+
+
+def test_a_job_without_a_certificate_says_why(web, mailbox, store, settings, operator, connection):
+    store.call("LPUSH", "keep:1", langchain("human", "hello"))
+    web.post("/bulk/new/", {"action": "clear", "scope": "pattern", "q": "keep:*"})
+    not_an_erasure = BulkJob.objects.get()
+    settings.TASKS = DUMMY_TASKS  # the erasure waits for a worker: not done, then done but not verified
+    search_job = search(web)
+    content_search.run_search(search_job.pk)
+    search_job.refresh_from_db()
+    job = bulk.create_job(connection, operator, BulkJob.CLEAR, search=search_job, reference="T-6")
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    unfinished = BulkJob.objects.get(pk=job.pk)
+    bulk.confirm_job(job, confirm_request(operator), str(job.total))
+    bulk.run_job(job.pk)
+    job.refresh_from_db()
+    for refused_job, why in (
+        (not_an_erasure, "Only a clear or a redaction of a content search's results has an erasure certificate."),
+        (unfinished, "The job has not finished: its certificate comes once it is done and verified."),
+        (job, "The job is not verified yet: its certificate comes once the search has run again."),
+    ):
+        with pytest.raises(erasure.NotCertifiable) as refused:
+            erasure.certificate(refused_job)
+        assert str(refused.value) == why
+
+
+def test_the_certificate_file_is_utf8_as_typed(web, mailbox):
+    job = erase(web, search(web), "clear", reference="Anfrage Müller")
+    document = web.get(f"/bulk/{job.pk}/certificate.json").content
+    assert b'"reference": "Anfrage M\xc3\xbcller"' in document
+    # Laid out for reading, a line a field, indented by two, and ending with a newline.
+    assert document.startswith(b'{\n  "certificate": {\n    "kind": ') and document.endswith(b"\n}\n")

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from memoryadmin.services import redaction, scripts
+from memoryadmin.services import redaction, scripts, sessions
 from memoryadmin.services.content_search import Matcher
 from memoryadmin.services.sessions import NEWEST_FIRST, OLDEST_FIRST, SessionNotFound
 from memoryadmin.services.upstash import count_commands, get_client, get_writer
@@ -62,10 +62,11 @@ def test_a_message_that_changed_after_it_was_shown_is_left_alone(connection, sto
     store.call("LPUSH", "s", langchain("human", f"I am {EMAIL}"), langchain("ai", "noted"))
     store.call("HSET", SUMMARY, "text", "kept")
     identity = redaction.element_identity(connection, "s", 0, NEWEST_FIRST)
-    store.call("LSET", "s", -1, langchain("human", "another message"))  # the chat app rewrote its history
+    rewritten = langchain("human", "another message")
+    store.call("LSET", "s", -1, rewritten)  # the chat app rewrote its history
     before = store.call("LRANGE", "s", 0, -1)
     done = redaction.redact_message(connection, "s", 0, NEWEST_FIRST, identity.sha1)
-    assert done.outcome == redaction.CHANGED_MEANWHILE
+    assert done == redaction.MessageRedaction(redaction.CHANGED_MEANWHILE, identity.sha1, len(rewritten))
     assert store.call("LRANGE", "s", 0, -1) == before and store.call("HGET", SUMMARY, "text") == b"kept"
 
 
@@ -214,7 +215,16 @@ def test_matcher_sub_replaces_every_match_whatever_its_case_and_the_characters_b
     assert Matcher(r"\bx", is_regex=True).sub("x ax xx", "[r]") == "[r] ax [r]x"  # empty matches replace nothing
 
 
-@pytest.mark.parametrize("element", [b"not json " + EMAIL.encode(), b'["a list", "jane.doe@example.com"]', b"\xff"])
+@pytest.mark.parametrize(
+    "element",
+    [
+        b"not json " + EMAIL.encode(),
+        b'["a list", "jane.doe@example.com"]',
+        b"\xff",
+        b'{"type": "human", "data": "jane.doe@example.com"}',  # a type, and data that is no LangChain data
+        b'{"type": "human", "text": "hi", "data": "jane.doe@example.com"}',  # nor old LangChain JS, having data
+    ],
+)
 def test_an_element_of_no_known_writer_becomes_the_bare_marker(element):
     assert redaction.redacted_element(element, Matcher(EMAIL)) == (b"[redacted]", True)
 
@@ -225,3 +235,324 @@ def test_a_query_that_survives_text_only_redaction_redacts_the_whole_message():
     # is no field a reader needs (a field that should be true or false, holding text).
     whole = redaction.redacted_element(element, Matcher("kwargs"))
     assert whole == (langchain("human", "[redacted]", example=False).encode(), True)
+
+
+@pytest.fixture
+def after_read(connection):
+    """after_read(conn, change): `change` runs once, right after the store answered the app's next read of
+    a message (or of its first part): the chat app writing between that read and what the app does next."""
+    hooked = []
+
+    def arrange(conn, change):
+        hooks = get_writer(conn)._sdk._client.event_hooks["response"]
+
+        def hook(response):
+            if not hooked[-1][2] and sessions.PART_SCRIPT.digest.encode() in response.request.content:
+                hooked[-1][2].append(change())
+
+        hooked.append((hooks, hook, []))
+        hooks.append(hook)
+
+    yield arrange
+    for hooks, hook, _ in hooked:
+        hooks.remove(hook)
+
+
+def chat_app(connection):
+    return get_client(dataclasses.replace(connection, slug="chat-app"))  # a client of its own
+
+
+def test_a_message_read_in_parts_is_redacted_whole(connection, store):
+    small = dataclasses.replace(connection, max_request_bytes=200_000)  # parts of 120 KB
+    store.call("LPUSH", "s", langchain("human", f"{EMAIL} " + "x" * 300_000), langchain("ai", "noted"))
+    identity = redaction.element_identity(small, "s", 0, NEWEST_FIRST)
+    done = redaction.redact_message(small, "s", 0, NEWEST_FIRST, identity.sha1)
+    assert (done.outcome, done.sha1_before, done.size_before) == (redaction.REDACTED, identity.sha1, identity.size)
+    assert json.loads(store.call("LINDEX", "s", -1))["data"]["content"] == "[redacted]"
+
+
+def test_a_message_rewritten_while_it_is_read_in_parts_is_left_alone(connection, store, after_read):
+    small = dataclasses.replace(connection, max_request_bytes=200_000)
+    store.call("LPUSH", "s", langchain("human", f"{EMAIL} " + "x" * 300_000))
+    identity = redaction.element_identity(small, "s", 0, NEWEST_FIRST)
+    rewritten = langchain("human", "y" * 300_000)
+    after_read(small, lambda: chat_app(connection).call("LSET", "s", 0, rewritten))  # after the first part
+    done = redaction.redact_message(small, "s", 0, NEWEST_FIRST, identity.sha1)
+    assert done == redaction.MessageRedaction(redaction.CHANGED_MEANWHILE, identity.sha1, 0)
+    assert store.call("LRANGE", "s", 0, -1) == [rewritten.encode()]
+
+
+def test_a_message_rewritten_between_its_read_and_the_write_is_left_alone(connection, store, after_read):
+    store.call("LPUSH", "s", langchain("human", f"I am {EMAIL}"), langchain("ai", "noted"))
+    store.call("HSET", SUMMARY, "text", "kept")
+    identity = redaction.element_identity(connection, "s", 0, NEWEST_FIRST)
+    rewritten = langchain("human", "I am someone else")
+    after_read(connection, lambda: chat_app(connection).call("LSET", "s", -1, rewritten))
+    done = redaction.redact_message(connection, "s", 0, NEWEST_FIRST, identity.sha1)
+    assert done == redaction.MessageRedaction(redaction.CHANGED_MEANWHILE, identity.sha1, identity.size)
+    assert store.call("LINDEX", "s", -1) == rewritten.encode() and store.call("HGET", SUMMARY, "text") == b"kept"
+
+
+def test_a_session_cleared_or_trimmed_between_the_read_and_the_write_is_not_found(connection, store, after_read):
+    store.call("RPUSH", "s", llamaindex("user", f"I am {EMAIL}"), llamaindex("assistant", f"Hello {EMAIL}"))
+    newest = redaction.element_identity(connection, "s", 1, OLDEST_FIRST)
+    after_read(connection, lambda: chat_app(connection).call("RPOP", "s"))  # the chat app trims its history
+    with pytest.raises(SessionNotFound) as trimmed:
+        redaction.redact_message(connection, "s", 1, OLDEST_FIRST, newest.sha1)
+    assert str(trimmed.value) == "Session 's' has no message #2 (any more)."
+    oldest = redaction.element_identity(connection, "s", 0, OLDEST_FIRST)
+    after_read(connection, lambda: chat_app(connection).call("DEL", "s"))
+    with pytest.raises(SessionNotFound) as cleared:
+        redaction.redact_message(connection, "s", 0, OLDEST_FIRST, oldest.sha1)
+    assert str(cleared.value) == "There is no session 's': it was cleared or has expired."
+    assert store.call("EXISTS", "s") == 0
+
+
+def test_a_long_messages_identity_is_its_start_with_the_whole_ones_size_and_sha1(connection, store):
+    element = langchain("human", f"I am {EMAIL} " + "x" * 10_000)
+    store.call("LPUSH", "s", element)
+    identity = redaction.element_identity(connection, "s", 0, NEWEST_FIRST)
+    assert (identity.size, identity.sha1) == (len(element), sha1(element.encode()))
+    message = identity.message
+    assert message.cut and message.size == len(element) and len(message.raw) <= sessions.PREVIEW_BYTES
+    assert message.role == "human" and message.text.startswith(f"I am {EMAIL} xxx")
+
+
+def test_what_is_not_there_is_named_in_the_not_found_message(connection, store):
+    store.call("LPUSH", "s", langchain("human", "hi"))
+    store.call("SET", "cache", "x")
+    for key, index, why in (
+        ("s", 1, "Session 's' has no message #2 (any more)."),
+        ("gone", 0, "There is no session 'gone': it was cleared or has expired."),
+        ("cache", 0, "'cache' is not a list, so it is not a chat session; it was left alone."),
+    ):
+        with pytest.raises(SessionNotFound) as not_found:
+            redaction.element_identity(connection, key, index, NEWEST_FIRST)
+        assert str(not_found.value) == why
+
+
+OPENAI_CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "lookup", "arguments": json.dumps({"q": EMAIL})},
+}
+
+
+@pytest.mark.parametrize(
+    ("element", "redacted"),
+    [
+        # A tool call's message without content keeps none, its call's id and name, arguments emptied to "{}",
+        # and a field no reader needs nulled, whatever it holds.
+        (
+            {"role": "assistant", "content": None, "additional_kwargs": {"tool_calls": [{**OPENAI_CALL, "extra": {"q": EMAIL}}]}},
+            {"role": "assistant", "content": None, "additional_kwargs": {"tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}, "extra": None}
+            ]}},
+        ),
+        # Shapes no writer writes, stored all the same: no block list, no tool call list, an id that is no id.
+        (
+            {"role": "user", "content": EMAIL, "blocks": None},
+            {"role": "user", "content": "[redacted]", "blocks": [{"block_type": "text", "text": "[redacted]"}]},
+        ),
+        (
+            {"type": "ai", "data": {"content": EMAIL, "tool_calls": None, "id": {"email": EMAIL}}},
+            {"type": "ai", "data": {"content": "[redacted]", "tool_calls": [], "id": None}},
+        ),
+        # Very old LangChain JS: {"type", "role", "text"}.
+        ({"type": "human", "role": "user", "text": EMAIL}, {"type": "human", "role": "user", "text": "[redacted]"}),
+        # A chunk is read as its message's kind (a tool's name stays); metadata emptied; a legacy function call
+        # kept by its name; what pairs nothing is dropped; `example` stays a boolean.
+        (
+            {"type": "ToolMessageChunk", "data": {"content": EMAIL, "name": "lookup", "tool_call_id": "call_1",
+                                                  "additional_kwargs": {"name": "lookup", "note": {"q": EMAIL}}}},
+            {"type": "ToolMessageChunk", "data": {"content": "[redacted]", "name": "lookup", "tool_call_id": "call_1",
+                                                  "additional_kwargs": {"name": "lookup"}}},
+        ),
+        (
+            {"type": "AIMessageChunk", "data": {"content": EMAIL, "name": "Jane", "example": True,
+                                                "response_metadata": {"to": EMAIL},
+                                                "additional_kwargs": {"function_call": OPENAI_CALL["function"]}}},
+            {"type": "AIMessageChunk", "data": {"content": "[redacted]", "example": True, "response_metadata": {},
+                                                "additional_kwargs": {"function_call": {"name": "lookup", "arguments": "{}"}}}},
+        ),
+        # A ChatMessage keeps its speaker, and nothing else it carries; a message without content gets the marker.
+        (
+            {"type": "chat", "data": {"content": EMAIL, "role": "boss", "signature": EMAIL}},
+            {"type": "chat", "data": {"content": "[redacted]", "role": "boss"}},
+        ),
+        ({"type": "ai", "data": {"id": "run-1"}}, {"type": "ai", "data": {"id": "run-1", "content": "[redacted]"}}),
+    ],
+    ids=[
+        "tool-call-without-content",
+        "blocks-not-a-list",
+        "calls-and-id-not-as-written",
+        "old-langchain-js",
+        "tool-chunk",
+        "ai-chunk",
+        "chat-message",
+        "no-content",
+    ],
+)  # fmt: skip
+def test_a_whole_message_redaction_keeps_only_what_its_reader_needs(element, redacted):
+    assert redaction.redacted_element(json.dumps(element).encode()) == (json.dumps(redacted).encode(), True)
+
+
+WRITES_REDACTIONS = b"if written then redis.call('DEL', KEYS[2]) end"  # REDACT_SCRIPT sent whole, the first time
+
+
+@pytest.fixture
+def before_each_write(connection):
+    """before_each_write(change): `change` runs right before each request that writes redactions (REDACT_SCRIPT);
+    returns the list of those requests (one a write attempt)."""
+    hooks = get_writer(connection)._sdk._client.event_hooks["request"]
+    added = []
+
+    def arrange(change):
+        writes = []
+
+        def hook(request):
+            if redaction.REDACT_SCRIPT.digest.encode() in request.content or WRITES_REDACTIONS in request.content:
+                writes.append(request)
+                change(len(writes))
+
+        hooks.append(hook)
+        added.append(hook)
+        return writes
+
+    yield arrange
+    for hook in added:
+        hooks.remove(hook)
+
+
+def stored(store, key="s"):
+    return [json.loads(element) for element in store.call("LRANGE", key, 0, -1)]
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_a_message_rewritten_before_the_write_is_read_again_and_redacted_if_it_still_matches(
+    connection, store, before_each_write, whole
+):
+    store.call("RPUSH", "s", *(llamaindex("user", f"{i}: I am {EMAIL}") for i in range(3)))
+    rewrites = {0: llamaindex("user", f"Now at {EMAIL}, again"), 1: llamaindex("assistant", f"Ask {EMAIL}")}
+
+    def chat_app_rewrites(write):
+        if write == 1:
+            for index, element in rewrites.items():
+                chat_app(connection).call("LSET", "s", index, element)
+
+    writes = before_each_write(chat_app_rewrites)
+    result = redaction.redact_session(connection, "s", Matcher(EMAIL), "human", whole)  # a user's, as read
+    # Written at once: #2; read again and written: #0 (still the user's, still matching); left: #1 (the assistant's now).
+    assert len(writes) == 2 and (result.redacted, result.changed, result.vanished) == (2, 0, 0)
+    now = stored(store)
+    assert now[0]["content"] == ("[redacted]" if whole else "Now at [redacted], again")
+    assert now[1] == json.loads(rewrites[1]) and now[2]["content"] == ("[redacted]" if whole else "2: I am [redacted]")
+    after = [sha1(element) for element in store.call("LRANGE", "s", 0, -1)]
+    assert sorted(result.sha1_before) == sorted(
+        [sha1(rewrites[0].encode()), sha1(llamaindex("user", f"2: I am {EMAIL}").encode())]
+    )
+    assert sorted(result.sha1_after) == sorted([after[0], after[2]])
+
+
+def test_a_message_rewritten_before_every_write_is_tried_max_attempts_times_then_counted_changed(
+    connection, store, before_each_write
+):
+    store.call("RPUSH", "s", llamaindex("user", f"I am {EMAIL}"))
+    writes = before_each_write(
+        lambda write: chat_app(connection).call("LSET", "s", 0, llamaindex("user", f"{write}: {EMAIL}"))
+    )
+    result = redaction.redact_session(connection, "s", Matcher(EMAIL), None, whole=False)
+    assert len(writes) == redaction.MAX_ATTEMPTS == 3
+    assert (result.outcome, result.redacted, result.changed, result.not_redacted) == (
+        redaction.NOTHING_MATCHED,
+        0,
+        1,
+        1,
+    )
+
+
+def test_messages_trimmed_before_the_write_are_counted_vanished(connection, store, before_each_write):
+    store.call("RPUSH", "s", *(llamaindex("user", f"{i}: {EMAIL}") for i in range(3)))
+    before_each_write(lambda write: chat_app(connection).call("LTRIM", "s", 0, 0))  # keeps the oldest only
+    result = redaction.redact_session(connection, "s", Matcher(EMAIL), None, whole=True)
+    assert (result.outcome, result.redacted, result.vanished, result.not_redacted) == (redaction.REDACTED, 1, 2, 2)
+
+
+def test_once_the_session_is_gone_no_more_is_written(connection, store, before_each_write):
+    small = dataclasses.replace(connection, max_request_bytes=200_000)  # windows of about 120 KB
+    store.call("RPUSH", "s", *(llamaindex("user", f"{EMAIL} " + "x" * 10_000) for _ in range(40)))
+    writes = before_each_write(lambda write: chat_app(connection).call("DEL", "s"))
+    result = redaction.redact_session(small, "s", Matcher(EMAIL), None, whole=False)
+    assert len(writes) == 1 and result.redacted == 0 and result.vanished > 0
+
+
+def test_without_a_query_every_message_or_every_message_of_a_role_is_redacted(connection, store):
+    store.call("LPUSH", "s", langchain("human", "hi"), langchain("ai", "hello"), langchain("human", "bye"))
+    assert redaction.redact_session(connection, "s", None, "human", whole=True).redacted == 2
+    assert [message["data"]["content"] for message in stored(store)] == ["[redacted]", "hello", "[redacted]"]
+    assert redaction.redact_session(connection, "s", None, None, whole=True).redacted == 1
+    assert {message["data"]["content"] for message in stored(store)} == {"[redacted]"}
+
+
+def test_an_element_written_compact_is_redacted_compact():
+    """LangChain JS and Flowise write JSON.stringify's compact JSON: so does a redaction of theirs."""
+    element = json.dumps({"type": "human", "data": {"content": f"I am {EMAIL}"}}, separators=(",", ":")).encode()
+    assert redaction.redacted_element(element, Matcher(EMAIL)) == (
+        b'{"type":"human","data":{"content":"I am [redacted]"}}',
+        False,
+    )
+    assert redaction.redacted_element(element) == (b'{"type":"human","data":{"content":"[redacted]"}}', True)
+
+
+def test_messages_that_change_at_each_write_are_counted_changed_and_those_gone_when_read_again_vanished(
+    connection, store, before_each_write
+):
+    store.call("RPUSH", "s", *(llamaindex("user", f"{i}: {EMAIL}") for i in range(4)))
+    app = chat_app(connection)
+
+    def rewrite_each_message(write):  # still matching, each time: the write is refused
+        for index in range(app.call("LLEN", "s")):
+            app.call("LSET", "s", index, llamaindex("user", f"{index}, write {write}: {EMAIL}"))
+
+    def after_the_first_write(response):
+        if len(writes) == 1 and not trimmed:
+            trimmed.append(app.call("LTRIM", "s", 0, 1))  # #2 and #3 go before they are read again
+
+    writes, trimmed = before_each_write(rewrite_each_message), []
+    hooks = get_writer(connection)._sdk._client.event_hooks["response"]
+    hooks.append(after_the_first_write)
+    try:
+        result = redaction.redact_session(connection, "s", Matcher(EMAIL), None, whole=True)
+    finally:
+        hooks.remove(after_the_first_write)
+    assert len(writes) == redaction.MAX_ATTEMPTS and trimmed
+    assert (result.redacted, result.changed, result.vanished) == (0, 2, 2)
+
+
+@pytest.mark.parametrize(("messages", "words"), [(60, 1_000), (4, 9_000)])  # redacted: 11 KB each, 99 KB each
+def test_redactions_that_outgrow_what_was_read_are_split_into_requests_under_the_limit(
+    connection, store, sent, messages, words
+):
+    """Each short match becomes the longer marker: a window's changes take several requests, each under the limit."""
+    small = dataclasses.replace(connection, max_request_bytes=200_000)
+    store.call("RPUSH", "s", *(llamaindex("user", "x " * words) for _ in range(messages)))
+    sent.clear()
+    result = redaction.redact_session(small, "s", Matcher("x"), None, whole=False)
+    assert result.redacted == messages and result.not_redacted == 0
+    assert all(message["content"] == "[redacted] " * words for message in stored(store))
+    writes = [size for size in sent if size > 50_000]
+    assert len(writes) >= 4 and max(writes) <= 200_000
+
+
+def test_a_session_cleared_between_two_requests_of_a_window_counts_the_rest_vanished(
+    connection, store, before_each_write
+):
+    small = dataclasses.replace(connection, max_request_bytes=200_000)
+    element = llamaindex("user", "x " * 1_000)
+    store.call("RPUSH", "s", *[element] * 30)  # read in one window
+    writes = before_each_write(lambda write: write == 2 and chat_app(connection).call("DEL", "s"))
+    result = redaction.redact_session(small, "s", Matcher("x"), None, whole=False)
+    written = writes[0].content.count(sha1(element.encode()).encode())  # the changes the first request carried
+    assert len(writes) == 2 and 0 < written < 30
+    assert (result.redacted, result.vanished) == (written, 30 - written)
+    assert len(result.sha1_after) == result.redacted and store.call("EXISTS", "s") == 0

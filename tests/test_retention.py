@@ -9,6 +9,7 @@ from datetime import time as clock
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import RequestFactory, override_settings
 from django.utils import timezone
 
 from memoryadmin.audit.models import AuditEvent
@@ -241,6 +242,14 @@ def test_schedules():
     # From the run that was due (no drift), but never a run in the past (missed runs are not made up).
     assert retention.next_run_after(hourly, at, due=at - timedelta(minutes=1)) == at + timedelta(hours=6, minutes=-1)
     assert retention.next_run_after(hourly, at, due=at - timedelta(days=2)) == at + timedelta(hours=6)
+    assert retention.next_run_after(hourly, at, due=at - timedelta(hours=6)) == at + timedelta(hours=6)  # not `at`
+
+
+def test_a_daily_time_is_in_utc_whatever_the_servers_time_zone():
+    daily = RetentionPolicy(schedule=RetentionPolicy.DAILY, daily_at=clock(20, 0))
+    at = datetime(2026, 5, 1, 13, 0, tzinfo=UTC)  # already 2 May, 01:00, in Auckland
+    with override_settings(TIME_ZONE="Pacific/Auckland"):
+        assert retention.next_run_after(daily, at) == datetime(2026, 5, 1, 20, 0, tzinfo=UTC)
 
 
 def test_create_edit_enable_and_disable_are_audited_with_the_rule(admin_client, admin_user, store):
@@ -387,3 +396,238 @@ def test_the_command_runs_due_policies_and_fails_loudly(connection, store, admin
     out = io.StringIO()
     call_command("retention", "list", stdout=out)
     assert f"#{policy.pk} 'bound'" in out.getvalue() and "disabled" in out.getvalue()
+
+
+def test_an_edit_and_a_disable_are_audited_as_who_did_them_where_and_what_they_typed(
+    admin_client, admin_user, store, django_user_model
+):
+    data = {"name": "purge", "rule": "clear", "pattern": "chat:*", "schedule": "daily", "daily_at": "03:00"}
+    admin_client.post("/retention/new/", {**data, "confirm": "default (environment)", **SHOWN_ENV})
+    policy = RetentionPolicy.objects.get()
+    assert AuditEvent.objects.get(action="retention.create").details["typed"] == "default (environment)"
+    editor = user_with_role(django_user_model, "eve-admin", "Admin")
+    admin_client.force_login(editor)
+
+    # A clearing rule renamed, on the same sessions: nothing to type again.
+    response = admin_client.post(f"/retention/{policy.pk}/edit/", {**data, "name": "purge chats", **SHOWN_ENV})
+    assert response.status_code == 302
+    # Onto other sessions: typed again, and what was typed is on record when it is one of the words asked for.
+    refused = admin_client.post(f"/retention/{policy.pk}/edit/", {**data, "pattern": "*", "confirm": "ok", **SHOWN_ENV})
+    assert refused.status_code == 422
+    assert "A clearing rule deletes sessions for good: type the connection name" in text_of(refused)
+    for pattern, typed in (("*", "default (environment)"), ("chat:*", "chat:*")):
+        response = admin_client.post(
+            f"/retention/{policy.pk}/edit/", {**data, "pattern": pattern, "confirm": typed, **SHOWN_ENV}
+        )
+        assert response.status_code == 302
+    policy.refresh_from_db()
+    assert policy.pattern == "chat:*" and policy.changed_by == editor
+    assert not policy.enabled and policy.next_run_at is None  # never enabled: an edit schedules nothing
+    edits = list(AuditEvent.objects.filter(action="retention.edit").order_by("id"))
+    assert edits[0].details["now"] == {
+        "policy": policy.pk,
+        "name": "purge chats",
+        "rule": "clear",
+        "pattern": "chat:*",
+        "ttl_seconds": None,
+        "schedule": "daily",
+        "daily_at": "03:00:00",
+        "every_hours": None,
+    }
+    assert [(event.outcome, event.details.get("typed")) for event in edits] == [
+        ("ok", None),
+        ("failed", "(other)"),
+        ("ok", "default (environment)"),
+        ("ok", "chat:*"),
+    ]
+    assert {(event.user, event.connection_slug) for event in edits} == {(editor, "env")}
+
+    admin_client.force_login(admin_user)
+    admin_client.post(f"/retention/{policy.pk}/disable/", SHOWN_ENV)
+    disabled = AuditEvent.objects.get(action="retention.disable")
+    assert (disabled.user, disabled.connection_slug, disabled.outcome) == (admin_user, "env", "ok")
+    policy.refresh_from_db()
+    assert not policy.enabled and policy.changed_by == admin_user
+
+
+def test_the_command_says_why_it_does_not_run_a_disabled_policy(connection, admin_user):
+    policy = enabled_policy(admin_user)
+    RetentionPolicy.objects.filter(pk=policy.pk).update(enabled=False)
+    err = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("retention", "run", "--policy", str(policy.pk), stdout=io.StringIO(), stderr=err)
+    assert f"Policy #{policy.pk} is disabled: preview and enable it first." in err.getvalue()
+
+
+def test_a_new_schedule_of_an_enabled_policy_moves_its_next_run(admin_client, admin_user):
+    policy = enabled_policy(admin_user)  # every 6 hours, due a minute ago
+    edit = {"name": "bound", "rule": "ttl_if_none", "pattern": "chat:*", "ttl_seconds": WEEK, **SHOWN_ENV}
+    before = timezone.now()
+    admin_client.post(f"/retention/{policy.pk}/edit/", {**edit, "schedule": "hours", "every_hours": "12"})
+    policy.refresh_from_db()
+    assert policy.enabled and before + timedelta(hours=12) <= policy.next_run_at <= timezone.now() + timedelta(hours=12)
+    # A disabled policy has no next run, whatever its new schedule.
+    admin_client.post(f"/retention/{policy.pk}/disable/", SHOWN_ENV)
+    admin_client.post(f"/retention/{policy.pk}/edit/", {**edit, "schedule": "daily", "daily_at": "04:00"})
+    policy.refresh_from_db()
+    assert not policy.enabled and policy.daily_at == clock(4, 0) and policy.next_run_at is None
+
+
+def test_enabling_is_refused_with_the_reason_when_the_policy_is_on_or_changed_meanwhile(
+    admin_client, admin_user, store, django_user_model
+):
+    policy = create(admin_client, rule="ttl_if_none", ttl_seconds=WEEK)
+    # Another disabled policy changed at the same moment: enabling one leaves it alone.
+    twin = RetentionPolicy.objects.create(
+        connection_slug="env", connection_name="default (environment)", name="twin", pattern="x:*",
+        rule=RetentionPolicy.TTL_IF_NONE, ttl_seconds=DAY, schedule=RetentionPolicy.EVERY_HOURS, every_hours=1,
+        changed_at=policy.changed_at,
+    )  # fmt: skip
+    admin_client.post(f"/retention/{policy.pk}/enable/", {"preview": "1", **SHOWN_ENV})
+    admin_client.post(f"/retention/{policy.pk}/preview/", SHOWN_ENV)
+    preview = retention.latest_preview(policy)
+    assert preview.requested_by == admin_user
+    assert AuditEvent.objects.get(action="retention.preview").user == admin_user
+    stale = RetentionPolicy.objects.get(pk=policy.pk)  # read before the enabling below
+    before = timezone.now()
+    admin_client.post(f"/retention/{policy.pk}/enable/", {"preview": preview.pk, **SHOWN_ENV})
+    policy.refresh_from_db()
+    assert policy.enabled and before <= policy.enabled_at <= timezone.now() and policy.enabled_by == admin_user
+    twin.refresh_from_db()
+    assert not twin.enabled and twin.next_run_at is None
+
+    admin_client.post(f"/retention/{policy.pk}/enable/", {"preview": preview.pk, **SHOWN_ENV})
+    # Enabled meanwhile by someone else, from a page read before: refused, the first enabling stands.
+    other = user_with_role(django_user_model, "eve-admin", "Admin")
+    request = RequestFactory().post("/")
+    request.user = other
+    assert retention.enable_policy(request, stale, preview.pk) == "The policy changed meanwhile: preview it again."
+    policy.refresh_from_db()
+    assert policy.enabled_by == admin_user
+    # Edited meanwhile (and so disabled): the preview read with it is of the policy before the edit.
+    RetentionPolicy.objects.filter(pk=policy.pk).update(enabled=False, ttl_seconds=DAY, changed_at=timezone.now())
+    assert retention.enable_policy(request, stale, preview.pk) == "The policy changed meanwhile: preview it again."
+    policy.refresh_from_db()
+    assert not policy.enabled
+
+    events = AuditEvent.objects.filter(action="retention.enable").order_by("id")
+    assert [(event.outcome, event.error) for event in events] == [
+        ("failed", "Preview the policy as it is now, then enable it from that preview."),
+        ("ok", ""),
+        ("failed", "This policy is enabled already."),
+        ("failed", "The policy changed meanwhile: preview it again."),
+        ("failed", "The policy changed meanwhile: preview it again."),
+    ]
+    # Each names who, where, and the preview it was asked from (none before the first preview).
+    assert [(event.user, event.connection_slug, event.job, event.details["preview"]) for event in events] == [
+        (admin_user, "env", "", None),
+        *[(user, "env", f"bulk:{preview.pk}", preview.pk) for user in (admin_user, admin_user, other, other)],
+    ]
+    assert events[1].details["rule"] == "ttl_if_none" and events[1].details["ttl_seconds"] == WEEK
+
+
+def test_a_policys_last_runs_are_its_own_newest_ten_runs_not_its_previews(connection, admin_user, settings):
+    settings.TASKS = DUMMY_TASKS  # the runs are created, none is run
+    policy, other = enabled_policy(admin_user), enabled_policy(admin_user)
+    preview = retention.preview_policy(None, policy, user=admin_user)  # as the command does it, for someone
+    assert preview.requested_by == admin_user
+    event = AuditEvent.objects.get(action="retention.preview")
+    assert (event.outcome, event.user, event.connection_slug, event.job) == ("ok", admin_user, "env", preview.audit_job)
+    assert event.details == retention.rule_details(policy)
+    runs = []
+    for _ in range(11):
+        RetentionPolicy.objects.filter(pk__in=[policy.pk, other.pk]).update(next_run_at=timezone.now())
+        jobs = retention.run_due_policies()  # both due at the same moment: each runs
+        assert sorted(job.policy_id for job in jobs) == [policy.pk, other.pk]
+        runs += [job for job in jobs if job.policy_id == policy.pk]
+    newest_ten = [job.pk for job in reversed(runs[1:])]
+    assert [job.pk for job in retention.last_runs(policy)] == newest_ten
+    assert retention.latest_preview(policy) == preview  # not a run made since
+    again = retention.preview_policy(None, policy)
+    retention.preview_policy(None, other)
+    assert [job.pk for job in retention.last_runs(policy)] == newest_ten  # a preview is no run
+    assert retention.latest_preview(policy) == again  # not another policy's
+
+
+def test_the_command_waits_for_the_end_of_a_run_a_worker_has_taken(connection, admin_user, settings, monkeypatch):
+    settings.TASKS = DUMMY_TASKS
+    job = retention.claim_run(enabled_policy(admin_user))
+    BulkJob.objects.filter(pk=job.pk).update(status=BulkJob.RUNNING)  # a worker took it
+    waits = []
+
+    def the_worker_ends_it_meanwhile(seconds):
+        waits.append(seconds)
+        BulkJob.objects.filter(pk=job.pk).update(status=BulkJob.DONE)
+
+    monkeypatch.setattr(retention.time, "sleep", the_worker_ends_it_meanwhile)
+    assert retention.see_through(job).status == BulkJob.DONE and waits == [retention.WAIT_POLL]
+
+
+def test_a_run_is_due_every_n_hours_from_the_last_due_time_and_not_once_disabled(connection, admin_user, settings):
+    settings.TASKS = DUMMY_TASKS
+    policy = enabled_policy(admin_user)  # every 6 hours, due a minute ago
+    due = policy.next_run_at
+    job = retention.claim_run(policy)
+    policy.refresh_from_db()
+    assert policy.next_run_at == due + timedelta(hours=6)  # no drift by the time it took to start
+    event = AuditEvent.objects.get(action="retention.run")
+    assert (event.outcome, event.user, event.connection_slug, event.job) == ("ok", admin_user, "env", f"bulk:{job.pk}")
+    assert event.details == {**retention.rule_details(policy), "bulk_job": job.pk}
+    RetentionPolicy.objects.filter(pk=policy.pk).update(next_run_at=due)
+    seen_due = RetentionPolicy.objects.get(pk=policy.pk)
+    RetentionPolicy.objects.filter(pk=policy.pk).update(enabled=False)  # disabled after it was read as due
+    assert retention.claim_run(seen_due) is None
+    assert BulkJob.objects.filter(policy=policy).count() == 1
+
+
+def test_a_policy_whose_connection_is_gone_neither_runs_nor_previews_and_says_so(connection, admin_user):
+    policy = enabled_policy(admin_user)
+    RetentionPolicy.objects.filter(pk=policy.pk).update(connection_slug="gone", connection_name="Gone")
+    policy.refresh_from_db()
+    assert retention.run_due_policies() == []
+    request = RequestFactory().post("/")
+    request.user = admin_user
+    for previewed in ({"request": request}, {"request": None, "user": admin_user}):  # the page's, the command's
+        with pytest.raises(retention.PolicyRefused, match="^The policy's connection no longer exists.$"):
+            retention.preview_policy(policy=policy, **previewed)
+    assert not BulkJob.objects.exists()
+    events = AuditEvent.objects.filter(action__in=["retention.run", "retention.preview"]).order_by("id")
+    assert [
+        (event.action, event.outcome, event.error, event.user, event.connection_slug, event.connection_name)
+        for event in events
+    ] == [
+        (action, "failed", "The policy's connection no longer exists.", admin_user, "gone", "Gone")
+        for action in ("retention.run", "retention.preview", "retention.preview")
+    ]
+    assert [event.details for event in events] == [retention.rule_details(policy)] * 3
+    assert events[0].details["pattern"] == "chat:*" and events[0].details["every_hours"] == 6
+
+
+def test_a_creation_is_audited_with_the_rule_as_written_and_what_was_typed(admin_client, admin_user, store):
+    clearing = {"name": "purge", "rule": "clear", "pattern": "chat:*", "schedule": "daily", "daily_at": "03:00"}
+    admin_client.post("/retention/new/", {**clearing, "confirm": "chat:*", **SHOWN_ENV})
+    create(admin_client, name="cap", rule="cap_ttl", ttl_seconds=WEEK, schedule="hours", every_hours="6")
+    events = AuditEvent.objects.filter(action="retention.create").order_by("id")
+    assert [(event.outcome, event.user, event.connection_slug) for event in events] == [("ok", admin_user, "env")] * 2
+    policies = RetentionPolicy.objects.order_by("id")
+    assert {(policy.created_by, policy.changed_by) for policy in policies} == {(admin_user, admin_user)}
+    assert [event.details for event in events] == [
+        {
+            **clearing,
+            "ttl_seconds": None,
+            "daily_at": "03:00:00",
+            "every_hours": None,
+            "typed": "chat:*",
+            "policy": policies[0].pk,
+        },
+        {
+            "policy": policies[1].pk,
+            "name": "cap",
+            "rule": "cap_ttl",
+            "pattern": "chat:*",
+            "ttl_seconds": WEEK,
+            "schedule": "hours",
+            "daily_at": None,
+            "every_hours": 6,
+        },
+    ]
