@@ -388,7 +388,7 @@ def test_a_download_closed_before_its_end_is_failed_with_what_was_sent():
     assert event.details == {"format": "json", "messages": 2}
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_download_closed_on_a_thread_that_never_collected_garbage_is_settled():
     """close() asks whether this thread is in a garbage collection: a thread where none ever ran has no answer
     recorded yet, and is not in one."""
