@@ -132,12 +132,7 @@ def test_an_erasure_needs_a_request_reference(web, mailbox):
 
 def test_what_remains_is_listed_when_the_chat_app_writes_meanwhile(web, mailbox, store, settings, operator, connection):
     settings.TASKS = DUMMY_TASKS  # the job and its verification run when this test says
-    search_job = search(web)
-    content_search.run_search(search_job.pk)
-    search_job.refresh_from_db()
-    job = bulk.create_job(connection, operator, BulkJob.CLEAR, search=search_job, reference="T-2")
-    bulk.count_job(job.pk)
-    job.refresh_from_db()
+    job = counted_clear(web, connection, operator, reference="T-2")
     assert bulk.confirm_job(job, confirm_request(operator), str(job.total)) is None
     store.call("LPUSH", "lc:jane-again", langchain("human", f"It's me again, {EMAIL}"))  # written meanwhile
     bulk.run_job(job.pk)
@@ -151,12 +146,7 @@ def test_what_remains_is_listed_when_the_chat_app_writes_meanwhile(web, mailbox,
 
 def test_a_verification_that_could_not_finish_can_be_run_again(web, mailbox, store, settings, operator, connection):
     settings.TASKS = DUMMY_TASKS
-    search_job = search(web)
-    content_search.run_search(search_job.pk)
-    search_job.refresh_from_db()
-    job = bulk.create_job(connection, operator, BulkJob.CLEAR, search=search_job, reference="T-3")
-    bulk.count_job(job.pk)
-    job.refresh_from_db()
+    job = counted_clear(web, connection, operator, reference="T-3")
     bulk.confirm_job(job, confirm_request(operator), str(job.total))
     bulk.run_job(job.pk)
     job.refresh_from_db()
@@ -221,6 +211,17 @@ def test_a_bulk_clear_skips_held_sessions_exactly_in_its_counts(web, admin, stor
     assert store.call("EXISTS", "keep:1", "keep:2", "go:1") == 2
     assert not job.is_erasure  # not from a search: no verification, no certificate
     assert web.get(f"/bulk/{job.pk}/certificate.json").status_code == 302
+
+
+def counted_clear(web, connection, operator, reference):
+    """A clear of the mailbox search's hits, searched and counted here (the tests' DUMMY_TASKS run nothing)."""
+    search_job = search(web)
+    content_search.run_search(search_job.pk)
+    search_job.refresh_from_db()
+    job = bulk.create_job(connection, operator, BulkJob.CLEAR, search=search_job, reference=reference)
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    return job
 
 
 def confirm_request(user):
@@ -394,12 +395,7 @@ def test_a_job_without_a_certificate_says_why(web, mailbox, store, settings, ope
     web.post("/bulk/new/", {"action": "clear", "scope": "pattern", "q": "keep:*"})
     not_an_erasure = BulkJob.objects.get()
     settings.TASKS = DUMMY_TASKS  # the erasure waits for a worker: not done, then done but not verified
-    search_job = search(web)
-    content_search.run_search(search_job.pk)
-    search_job.refresh_from_db()
-    job = bulk.create_job(connection, operator, BulkJob.CLEAR, search=search_job, reference="T-6")
-    bulk.count_job(job.pk)
-    job.refresh_from_db()
+    job = counted_clear(web, connection, operator, reference="T-6")
     unfinished = BulkJob.objects.get(pk=job.pk)
     bulk.confirm_job(job, confirm_request(operator), str(job.total))
     bulk.run_job(job.pk)
