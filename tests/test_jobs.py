@@ -17,6 +17,7 @@ from django.utils import timezone
 from django_tasks import default_task_backend
 
 from memoryadmin.audit.models import AuditEvent
+from memoryadmin.bulk.management.commands.worker import RECOVERY_ROUND
 from memoryadmin.bulk.models import BulkJob, SearchJob
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.services import bulk, content_search, summary_jobs
@@ -417,7 +418,7 @@ def test_a_resummarize_bulk_job_taken_over_queues_each_session_once(connection, 
 def workers(local_store, tmp_path, settings):
     """Starts `manage.py worker` processes on the test database (`MEMORYADMIN_JOB_STALE_SECONDS` = 1)."""
     settings.TASKS = DATABASE_TASKS
-    env = app_env(local_store, MEMORYADMIN_JOB_STALE_SECONDS="1")
+    env = app_env(local_store, MEMORYADMIN_JOB_STALE_SECONDS="1", LOG_LEVEL="DEBUG")  # DEBUG: its recovery rounds
     started = []
 
     def start_worker():
@@ -436,6 +437,12 @@ def workers(local_store, tmp_path, settings):
             process.kill()
             process.wait(timeout=10)
     local_store.gateway.latency_ms = 0
+
+
+def wait_for_recovery_rounds(process, rounds):
+    """Until the worker's recovery loop has looked `rounds` more times (however slow a loaded machine makes it)."""
+    done = process.log.read_text().count(RECOVERY_ROUND)
+    wait_for(lambda: process.log.read_text().count(RECOVERY_ROUND) >= done + rounds, what=f"{rounds} recovery rounds")
 
 
 def freeze(process):
@@ -478,9 +485,9 @@ def test_a_search_the_store_refuses_as_a_whole_fails_at_once_and_is_not_run_agai
     limit = local_store.gateway.max_request_bytes
     local_store.gateway.max_request_bytes = 10  # every request is refused: a top-level {"error": ...}
     try:
-        workers()
+        worker = workers()
         wait_for(lambda: SearchJob.objects.get(pk=job.pk).status == "failed", what="the search to fail")
-        time.sleep(2.5)  # five rounds of the worker's recovery
+        wait_for_recovery_rounds(worker, 5)
     finally:
         local_store.gateway.max_request_bytes = limit
     job.refresh_from_db()
@@ -506,10 +513,10 @@ def test_a_long_model_call_on_a_live_worker_is_not_taken_over(connection, store,
         time.sleep(1.5)  # longer than MEMORYADMIN_JOB_STALE_SECONDS: the job's heartbeat must say it lives
         second = workers()
         wait_for(lambda: "Starting worker" in second.log.read_text(), what="the second worker")
-        time.sleep(1.5)  # three rounds of its recovery
+        wait_for_recovery_rounds(second, 3)
         model.closing.set()  # the model answers
         wait_for(lambda: SummaryJob.objects.get(pk=job.pk).status == "done", what="the summary")
-        time.sleep(0.5)
+        wait_for_recovery_rounds(second, 1)  # one more look after it: nothing runs it again
     finally:
         model.stop()
     job.refresh_from_db()

@@ -2,7 +2,6 @@
 held sessions are left alone, a due run starts once however many workers, every change of a policy is audited."""
 
 import io
-import time
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 
@@ -21,7 +20,7 @@ from memoryadmin.services import bulk, retention
 from .conftest import DATABASE_TASKS, DUMMY_TASKS, SHOWN_ENV, user_with_role
 from .factories import write_langchain_session
 from .test_bill import text_of
-from .test_jobs import wait_for, workers  # noqa: F401 - `workers` is a fixture
+from .test_jobs import wait_for, wait_for_recovery_rounds, workers  # noqa: F401 - `workers` is a fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -225,7 +224,8 @@ def test_two_workers_run_a_due_policy_once(connection, store, admin_user, local_
     policy = enabled_policy(admin_user)
     first, second = workers(), workers()
     wait_for(lambda: BulkJob.objects.filter(policy=policy, status=BulkJob.DONE).exists(), what="the policy's run")
-    time.sleep(2)  # both workers' loops (every 0.5 s here) look again: the policy is not due any more
+    for worker in (first, second):  # both workers' loops look again: the policy is not due any more
+        wait_for_recovery_rounds(worker, 2)
     assert BulkJob.objects.filter(policy=policy).count() == 1
     assert AuditEvent.objects.filter(action="retention.run").count() == 1
     assert AuditEvent.objects.filter(action="bulk.finish").count() == 1

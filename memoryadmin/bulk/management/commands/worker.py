@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 RECOVERY_INTERVAL = 30  # seconds; more often when jobs count as interrupted sooner (MEMORYADMIN_JOB_STALE_SECONDS)
 RESTART_PAUSE = 5  # seconds before the search thread polls again after a database error
+RECOVERY_ROUND = "Looked for interrupted jobs, expired searches and due retention policies"
 
 
 class Command(BaseCommand):
@@ -92,3 +93,5 @@ class Command(BaseCommand):
                 log.exception("job recovery, the sweep of expired searches or the start of due policies failed")
             finally:
                 close_old_connections()
+            # At DEBUG only (one line every round); the tests count these to know the loop has looked again.
+            log.debug(RECOVERY_ROUND)
