@@ -90,10 +90,10 @@ def test_patterns_are_not_kept_once_used():
 
 def test_the_budget_stops_a_search_and_keeps_what_it_found(web, store, local_store, settings):
     # Replies of about three messages (a tiny request limit), each a 200 ms round trip: reading
-    # five short sessions and five long ones takes a dozen of them.
+    # five short sessions and twenty long ones takes dozens of them, several seconds.
     settings.MEMORYADMIN_MAX_REQUEST_BYTES = 450
     store.pipeline([["RPUSH", f"short{i}", langchain("human", "hello")] for i in range(5)])
-    store.pipeline([["RPUSH", f"long{i}", *[langchain("human", f"hello {j}") for j in range(6)]] for i in range(5)])
+    store.pipeline([["RPUSH", f"long{i}", *[langchain("human", f"hello {j}") for j in range(6)]] for i in range(20)])
     settings.MEMORYADMIN_SEARCH_BUDGET_SECONDS = 1
     local_store.gateway.latency_ms = 200
     started = time.monotonic()
@@ -101,9 +101,10 @@ def test_the_budget_stops_a_search_and_keeps_what_it_found(web, store, local_sto
     took = time.monotonic() - started
     local_store.gateway.latency_ms = 0
     job = SearchJob.objects.get()
-    assert response.status_code == 302 and took < 2
+    # About 1.4 s: the budget and a round trip; reading on to the end would take about 9 s.
+    assert response.status_code == 302 and took < 4
     assert job.status == "failed" and job.error.startswith("Stopped: too slow"), job.error
-    assert 0 < job.sessions_read < 10 and job.matched_sessions == job.sessions_read  # each says hello
+    assert 0 < job.sessions_read < 25 and job.matched_sessions == job.sessions_read  # each says hello
     page = web.get(f"/bulk/search/{job.pk}/").content.decode()
     assert "Stopped: too slow" in page and job.hits.first().session_key in page
     event = AuditEvent.objects.get(action="search.run")

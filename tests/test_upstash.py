@@ -67,11 +67,12 @@ def test_a_url_httpx_cannot_use_is_a_store_error():
 def test_slow_store_times_out_once_without_retry(local_store, connection):
     client = get_client(dataclasses.replace(connection, name="slow", timeout=1))
     local_store.gateway.latency_ms = 4000
+    served = local_store.gateway.requests_served
     started = time.monotonic()
     with pytest.raises(StoreUnavailable, match="did not answer within 1 s"):
         client.call("PING")
-    # About 1 s; a retry would take 2 s and more. The room between is for a loaded machine.
-    assert time.monotonic() - started < 1.9
+    assert local_store.gateway.requests_served == served + 1  # sent once: a timeout may have run the command
+    assert time.monotonic() - started < 3  # about 1 s; waiting for the answer would take 4
     local_store.gateway.latency_ms = 0
 
 
@@ -110,19 +111,18 @@ def test_after_a_timeout_the_next_request_finds_the_store_back(local_store, conn
 
 
 def test_while_the_probe_waits_other_requests_fail_at_once(local_store, connection):
-    client = get_client(dataclasses.replace(connection, name="flaky2", slug="flaky2", timeout=1))
-    local_store.gateway.latency_ms = 3000
+    client = get_client(dataclasses.replace(connection, name="flaky2", slug="flaky2", timeout=2))
+    local_store.gateway.latency_ms = 5000
     with pytest.raises(StoreUnavailable):
         client.call("PING")
     with ThreadPoolExecutor(max_workers=1) as pool:
         probe = pool.submit(client.call, "PING")
-        # The probe is in the store, next to the request that timed out (still in its 3 s there).
+        # The probe is in the store, next to the request that timed out (still in its 5 s there).
         wait_for(lambda: local_store.gateway.in_flight >= 2, what="the probe to reach the store")
-        started = time.monotonic()
         with pytest.raises(StoreUnavailable, match="a moment ago"):
             client.call("PING")
-        # At once (milliseconds), not after waiting for the probe (its 1 s timeout).
-        assert time.monotonic() - started < 0.5
+        # At once (milliseconds), not after waiting for the probe (its 2 s timeout).
+        assert not probe.done()
         with pytest.raises(StoreUnavailable):
             probe.result(timeout=30)
     local_store.gateway.latency_ms = 0
