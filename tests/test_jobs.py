@@ -8,11 +8,14 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 
 import pytest
+from django.db import OperationalError
 from django.db import connection as db
+from django.db.backends.signals import connection_created
 from django.utils import timezone
 from django_tasks import default_task_backend
 
@@ -26,7 +29,7 @@ from memoryadmin.summaries.models import SummarizerSettings, SummaryBatch, Summa
 
 from .conftest import DATABASE_TASKS, DUMMY_TASKS
 from .factories import langchain
-from .processes import app_env
+from .processes import BASE_DIR, app_env
 from .test_bulk import request_by, start, write_sessions
 from .test_summarizers import Answer, ChatCompletionsServer, completion
 from .waiting import wait_for
@@ -352,6 +355,112 @@ def test_a_job_found_interrupted_is_ended_only_as_it_was_found_and_alone(connect
     sibling.refresh_from_db()
     assert (found.status, found.worker, found.error) == ("failed", "", "given up")
     assert (sibling.status, sibling.worker, sibling.error) == ("running", gone, "")
+
+
+def test_a_job_taken_by_another_worker_while_the_recovery_looks_at_it_is_left_to_that_worker(
+    connection, operator, settings
+):
+    settings.TASKS = DUMMY_TASKS
+    job = running_summary_job(connection, operator, "elsewhere:4242:ab12cd34", timezone.now() - SILENT)
+    taken_by = "elsewhere:4343:ef56ab78"  # another instance's recovery queued it again, and a worker took it
+    taken = []
+
+    def taken_meanwhile(execute, sql, params, many, context):
+        # Right before the recovery's update of the job it read as silent: the other worker's take, committed.
+        if sql.startswith("UPDATE") and not taken:
+            taken.append(sql)
+            SummaryJob.objects.filter(pk=job.pk).update(worker=taken_by, heartbeat_at=timezone.now(), attempts=2)
+        return execute(sql, params, many, context)
+
+    with db.execute_wrapper(taken_meanwhile):
+        assert recover_interrupted_jobs() == 0
+    job.refresh_from_db()
+    assert taken and (job.status, job.worker, job.attempts) == ("running", taken_by, 2)
+    assert default_task_backend.results == []
+
+
+# Run as another account (nobody), asked about a live process of this one: os.kill(pid, 0) is refused then.
+ASKED_AS_ANOTHER_USER = """
+import os, socket, sys
+from django.conf import settings
+settings.configure(MEMORYADMIN_JOB_STALE_SECONDS=60, USE_TZ=True)
+from django.utils import timezone
+from memoryadmin.services.jobs import interruption
+os.setgid(65534)
+os.setuid(65534)
+print(repr(interruption(f"{socket.gethostname()}:{sys.argv[1]}:ab12cd34", timezone.now())))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "setuid") or os.geteuid() != 0, reason="needs root to ask as another user")
+def test_a_worker_process_of_another_user_is_alive_not_gone(live_pid):
+    """A worker run under another account than the recovery's: the liveness check may not signal it."""
+    assert interruption(f"{HOST}:{live_pid}:ab12cd34", timezone.now()) is None  # asked as its own user
+    asked = subprocess.run(
+        [sys.executable, "-c", ASKED_AS_ANOTHER_USER, str(live_pid)],
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert asked.stdout == "None\n"
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the heartbeat's thread reads what the test commits
+def test_a_claim_beats_well_within_a_short_stale_time_from_a_thread_that_never_keeps_its_process_alive(
+    connection, operator, settings
+):
+    settings.MEMORYADMIN_JOB_STALE_SECONDS = 0.8  # a beat every 0.2 s
+    job = running_summary_job(connection, operator, "", None, attempts=0)
+    SummaryJob.objects.filter(pk=job.pk).update(status="queued")
+    claim = Claim.take(SummaryJob, job.pk, "queued", "running")
+    oldest = timedelta(0)
+    with claim:
+        # A process that exits with a claim still open (its task killed) must not wait for the heartbeat.
+        assert claim._beating.daemon
+        watched_until = time.monotonic() + 2.5
+        while time.monotonic() < watched_until:
+            job.refresh_from_db(fields=["heartbeat_at"])
+            oldest = max(oldest, timezone.now() - job.heartbeat_at)
+            time.sleep(0.05)
+        claim.release(status="done")
+    assert oldest < timedelta(seconds=0.8)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_heartbeat_the_database_refuses_is_logged_with_the_job_and_the_error_and_the_next_one_beats(
+    connection, operator, settings, caplog
+):
+    settings.MEMORYADMIN_JOB_STALE_SECONDS = 0.4  # a beat every 0.1 s
+    job = running_summary_job(connection, operator, "", None, attempts=0)
+    SummaryJob.objects.filter(pk=job.pk).update(status="queued")
+    test_thread, refused = threading.get_ident(), []
+
+    def refuse_the_first_beat(execute, sql, params, many, context):
+        if threading.get_ident() != test_thread and sql.startswith("UPDATE") and not refused:
+            refused.append(sql)
+            raise OperationalError("database is locked")  # as SQLite says past its timeout
+        return execute(sql, params, many, context)
+
+    def on_new_connection(sender, connection, **kwargs):  # the heartbeat's thread opens its own
+        connection.execute_wrappers.append(refuse_the_first_beat)
+
+    connection_created.connect(on_new_connection)
+    try:
+        claim = Claim.take(SummaryJob, job.pk, "queued", "running")
+        with claim:
+            SummaryJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - SILENT)
+            logged = lambda: [record for record in caplog.records if record.name == "memoryadmin.services.jobs"]  # noqa: E731
+            wait_for(logged, what="the refused beat's log line")
+            assert [record.getMessage() for record in logged()] == [
+                f"heartbeat of SummaryJob {job.pk} failed: database is locked"
+            ]
+            assert refused
+            beating = lambda: timezone.now() - SummaryJob.objects.get(pk=job.pk).heartbeat_at < SILENT / 2  # noqa: E731
+            wait_for(beating, what="a beat after the refused one")
+            claim.release(status="done")
+    finally:
+        connection_created.disconnect(on_new_connection)
 
 
 # --- a worker that lost its job writes nothing ---------------------------------------------------

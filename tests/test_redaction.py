@@ -556,3 +556,167 @@ def test_a_session_cleared_between_two_requests_of_a_window_counts_the_rest_vani
     assert len(writes) == 2 and 0 < written < 30
     assert (result.redacted, result.vanished) == (written, 30 - written)
     assert len(result.sha1_after) == result.redacted and store.call("EXISTS", "s") == 0
+
+
+# ---- the room of a request that writes redactions, and sessions that change across windows and requests ----
+
+
+def weight(*strings):
+    """What strings weigh in a request, as the app counts a request's room: each a JSON string (UTF-8) and a comma."""
+    return sum(len(json.dumps(text, ensure_ascii=False).encode()) + 1 for text in strings)
+
+
+def room(conn):
+    """The bytes of changes a request that writes session "s"'s redactions may carry: the reply budget, less its key,
+    its summary's key and the script (counted as sent whole, though it usually goes by digest), less 100."""
+    return sessions.reply_budget(conn) - weight("s", SUMMARY, redaction.REDACT_SCRIPT.body) - 100
+
+
+def change_weight(index, element, new):
+    """A change in a request: its list index (as a string), the SHA-1 of the element it replaces, the new element."""
+    return weight(str(index), sha1(element.encode()), new)
+
+
+def changes_sent(write):
+    """The list indexes of the changes a request that writes redactions carried."""
+    command = json.loads(write.content)
+    assert command[0] in ("EVAL", "EVALSHA") and command[3:5] == ["s", SUMMARY]
+    return [int(index) for index in command[5::3]]
+
+
+def test_a_windows_changes_fill_each_request_to_its_room_and_not_a_byte_over(connection, store, before_each_write):
+    small = dataclasses.replace(connection, max_request_bytes=200_000)  # a room of about 119 KB
+    words = 5_000  # each "x " redacted is "[redacted] ": 10 KB read, 55 KB written
+
+    def message(pad):  # each "y" weighs one byte more, read and written
+        return llamaindex("user", "x " * words + "y" * pad)
+
+    def weighs(index, pad):
+        return change_weight(index, message(pad), llamaindex("user", "[redacted] " * words + "y" * pad))
+
+    # Three pairs: the first two fill a request exactly, the last one is a byte over, so its two go one by one.
+    pads = []
+    for index, over in ((0, 0), (2, 0), (4, 1)):
+        pads += [0, room(small) - weighs(index, 0) - weighs(index + 1, 0) + over]
+    assert min(pads) >= 0
+    store.call("RPUSH", "s", *(message(pad) for pad in pads))  # one window
+    writes = before_each_write(lambda write: None)
+    result = redaction.redact_session(small, "s", Matcher("x"), None, whole=False)
+    assert (result.redacted, result.not_redacted) == (6, 0)
+    assert [message["content"] for message in stored(store)] == ["[redacted] " * words + "y" * pad for pad in pads]
+    assert [changes_sent(write) for write in writes] == [[0, 1], [2, 3], [4], [5]]
+
+
+def message_with_id(text, id_bytes):
+    """A LangChain message whose id is `id_bytes` long: its whole-message redaction keeps the id, so it is as big."""
+    return langchain("human", text, id="i" * id_bytes)
+
+
+@pytest.mark.parametrize("over", [0, 1], ids=["fits-exactly", "a-byte-over"])
+@pytest.mark.parametrize("path", ["message", "session", "read-again"])
+def test_a_whole_message_redaction_goes_as_it_is_when_it_fits_a_request_exactly_else_as_the_bare_marker(
+    connection, store, before_each_write, path, over
+):
+    small = dataclasses.replace(connection, max_request_bytes=200_000)
+    position = "-1"  # LangChain's list, newest first: the only message is at -1 from the oldest end
+    whole_weight = change_weight(position, message_with_id(EMAIL, 0), message_with_id("[redacted]", 0))
+    id_bytes = room(small) - whole_weight + over  # each byte of the id weighs a byte in the request
+    element = message_with_id(f"I am {EMAIL}", id_bytes)
+    store.call("LPUSH", "s", element)
+    expected = b"[redacted]" if over else message_with_id("[redacted]", id_bytes).encode()
+    if path == "message":
+        done = redaction.redact_message(small, "s", 0, NEWEST_FIRST, sha1(element.encode()))
+        assert (done.outcome, done.sha1_after) == (redaction.REDACTED, sha1(expected))
+    else:
+        if path == "read-again":  # rewritten before the first write, the same but its text: written at the second
+            rewritten = message_with_id(EMAIL, id_bytes)
+            before_each_write(lambda write: write == 1 and chat_app(connection).call("LSET", "s", -1, rewritten))
+        result = redaction.redact_session(small, "s", Matcher(EMAIL), None, whole=True)
+        assert (result.redacted, result.not_redacted) == (1, 0)
+    assert store.call("LRANGE", "s", 0, -1) == [expected]
+
+
+def test_changes_not_sent_when_the_session_went_are_counted_as_vanished_not_as_the_last_ones_sent(
+    connection, store, before_each_write
+):
+    small = dataclasses.replace(connection, max_request_bytes=200_000)
+    store.call("RPUSH", "s", *(llamaindex("user", f"{i} " + "x " * 6_000) for i in range(3)))  # 66 KB each, redacted
+    writes = before_each_write(lambda write: write == 2 and chat_app(connection).call("DEL", "s"))
+    result = redaction.redact_session(small, "s", Matcher("x"), None, whole=False)
+    # A request each: the first written; the second finds the session gone; the third is not sent.
+    assert [changes_sent(write) for write in writes] == [[0], [1]]
+    assert (result.redacted, result.vanished, result.changed) == (1, 2, 0)
+
+
+def test_once_a_write_finds_the_session_gone_a_new_list_under_its_key_is_left_as_written(
+    connection, store, before_each_write
+):
+    small = dataclasses.replace(connection, max_request_bytes=200_000)  # windows of about 120 KB
+    store.call("RPUSH", "s", *(llamaindex("user", f"{EMAIL} " + "x" * 10_000) for _ in range(40)))
+    again = [llamaindex("user", f"{i}: {EMAIL} " + "y" * 10_000).encode() for i in range(40)]
+    app = chat_app(connection)
+
+    def started_again(response):  # after the write that found it gone, the chat app starts the session again
+        if writes and not pushed:
+            pushed.append(app.call("RPUSH", "s", *(element.decode() for element in again)))
+
+    writes, pushed = before_each_write(lambda write: write == 1 and app.call("DEL", "s")), []
+    hooks = get_writer(connection)._sdk._client.event_hooks["response"]
+    hooks.append(started_again)
+    try:
+        result = redaction.redact_session(small, "s", Matcher(EMAIL), None, whole=False)
+    finally:
+        hooks.remove(started_again)
+    assert pushed and len(writes) == 1 and result.redacted == 0 and 0 < result.vanished < 40
+    assert store.call("LRANGE", "s", 0, -1) == again
+
+
+def test_messages_that_change_at_every_write_in_several_windows_are_each_counted_and_the_rest_redacted(
+    connection, store, before_each_write
+):
+    small = dataclasses.replace(connection, max_request_bytes=200_000)  # windows of about 120 KB: 3 messages
+    store.call("RPUSH", "s", *(llamaindex("user", f"{i}: {EMAIL} " + "x" * 30_000) for i in range(8)))
+    app = chat_app(connection)
+
+    def rewrite_the_first_and_the_last(write):  # still matching, each time: their writes are refused
+        for index in (0, 7):
+            app.call("LSET", "s", index, llamaindex("user", f"{index}, write {write}: {EMAIL} " + "x" * 30_000))
+
+    before_each_write(rewrite_the_first_and_the_last)
+    result = redaction.redact_session(small, "s", Matcher(EMAIL), None, whole=True)
+    assert (result.redacted, result.changed, result.vanished) == (6, 2, 0)
+    now = stored(store)
+    assert [message["content"] == "[redacted]" for message in now] == [False] + [True] * 6 + [False]
+
+
+def test_a_message_read_again_in_parts_is_redacted_and_one_that_changes_while_read_again_is_tried_again(
+    connection, store, before_each_write
+):
+    small = dataclasses.replace(connection, max_request_bytes=200_000)  # parts of 120 KB
+    store.call("RPUSH", "s", llamaindex("user", f"0: {EMAIL}"), llamaindex("user", f"1: {EMAIL}"))  # one window
+    app = chat_app(connection)
+
+    def big(version):
+        return llamaindex("user", f"version {version}: {EMAIL} " + "x" * 300_000)
+
+    def before_the_first_write(write):  # #0 grows past a part, #1 is rewritten: both refused, both read again
+        if write == 1:
+            app.call("LSET", "s", 0, big(1))
+            app.call("LSET", "s", 1, llamaindex("user", f"1 again: {EMAIL}"))
+
+    def after_the_first_part_read_again(response):  # #0, read again (first), changes between two of its parts
+        script = json.loads(response.request.content)[1:2]  # EVAL_RO's body, or EVALSHA_RO's digest
+        if len(writes) == 1 and not rewrites and script in ([sessions.PART_SCRIPT.body], [sessions.PART_SCRIPT.digest]):
+            rewrites.append(app.call("LSET", "s", 0, big(2)))
+
+    writes, rewrites = before_each_write(before_the_first_write), []
+    hooks = get_writer(connection)._sdk._client.event_hooks["response"]
+    hooks.append(after_the_first_part_read_again)
+    try:
+        result = redaction.redact_session(small, "s", Matcher(EMAIL), None, whole=True)
+    finally:
+        hooks.remove(after_the_first_part_read_again)
+    # #1 written at the second write; #0, still changing when read again, refused there and written at the third.
+    assert rewrites and [changes_sent(write) for write in writes] == [[0, 1], [0, 1], [0]]
+    assert (result.redacted, result.changed, result.vanished) == (2, 0, 0)
+    assert stored(store) == [{"role": "user", "content": "[redacted]", "additional_kwargs": {}}] * 2
