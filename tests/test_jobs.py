@@ -410,7 +410,7 @@ def test_a_worker_process_of_another_user_is_alive_not_gone(live_pid):
 def test_a_claim_beats_well_within_a_short_stale_time_from_a_thread_that_never_keeps_its_process_alive(
     connection, operator, settings
 ):
-    settings.MEMORYADMIN_JOB_STALE_SECONDS = 0.8  # a beat every 0.2 s
+    settings.MEMORYADMIN_JOB_STALE_SECONDS = 0.4  # a beat every 0.1 s
     job = running_summary_job(connection, operator, "", None, attempts=0)
     SummaryJob.objects.filter(pk=job.pk).update(status="queued")
     claim = Claim.take(SummaryJob, job.pk, "queued", "running")
@@ -424,7 +424,9 @@ def test_a_claim_beats_well_within_a_short_stale_time_from_a_thread_that_never_k
             oldest = max(oldest, timezone.now() - job.heartbeat_at)
             time.sleep(0.05)
         claim.release(status="done")
-    assert oldest < timedelta(seconds=0.8)
+    # About 0.1 s; beats a second apart (a floor of 1 s between them) would show 1 s and more. The room
+    # between is for a loaded machine.
+    assert oldest < timedelta(seconds=0.9)
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
