@@ -194,6 +194,29 @@ def test_search_results_expire_unless_a_bulk_job_still_works_from_them(connectio
     assert copies_in_database(EMAIL) == [("bulk_searchhit", "snippet", SearchHit.objects.get(job=awaited).pk)]
 
 
+def test_an_expired_search_loses_its_query_even_without_hits_and_its_hits_even_once_erased(connection, operator):
+    found_nothing = searched_days_ago(connection, operator, 8)
+    found_nothing.hits.all().delete()  # a search that matched no session keeps its query only
+    erased = searched_days_ago(connection, operator, 8)
+    assert content_search.erase_search(erased, "purged") == 1  # its hits stay, their snippets blanked
+    erased_at = SearchJob.objects.get(pk=erased.pk).erased_at
+    recent = searched_days_ago(connection, operator, 6)
+    now = timezone.now() + timedelta(minutes=1)
+    assert content_search.erase_expired_searches(now=now) == 2
+    found_nothing.refresh_from_db()
+    assert (found_nothing.query_encrypted, found_nothing.erase_reason, found_nothing.erased_at) == ("", "expired", now)
+    recent.refresh_from_db()
+    assert (recent.erase_reason, recent.erased_at) == ("", None) and recent.hits.exists()
+    erased.refresh_from_db()
+    assert not erased.hits.exists()  # the keys it found go too once expired
+    assert (erased.erase_reason, erased.erased_at) == ("purged", erased_at)  # erased first as a purge's search
+    events = AuditEvent.objects.filter(action="search.erase", details__reason="expired")
+    assert sorted((event.details["search"], event.details["hits_erased"]) for event in events) == [
+        (found_nothing.pk, 0),
+        (erased.pk, 1),
+    ]
+
+
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_worker_sweeps_expired_searches_when_it_starts(connection, operator, settings, capsys):
     settings.TASKS = DATABASE_TASKS
