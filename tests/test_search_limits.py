@@ -13,6 +13,7 @@ import pytest
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, SearchJob
 from memoryadmin.services import bulk, secrets
+from memoryadmin.services.content_search import Matcher, QueryError
 
 from .factories import langchain
 from .processes import app_env
@@ -41,6 +42,34 @@ def test_a_pattern_too_costly_is_refused_at_once_with_a_form_error(web, query, e
     # Refused in ~0.1 s; compiled, the first of these takes seconds and hundreds of MB, the hostile one hours.
     assert time.monotonic() - started < 5
     assert not SearchJob.objects.exists()
+
+
+REPEATS = "a count may be at most 1000, and counts nested inside each other multiply, so (a{100}){20} is refused too."
+UNSUPPORTED = "lookahead, lookbehind and backreferences are not supported"
+
+
+@pytest.mark.parametrize(
+    ("query", "is_regex", "error"),
+    [
+        ("a{1001}", True, f"That regular expression repeats too much ({{1001}}): {REPEATS}"),
+        ("(?:a{100}){20}", True, f"That regular expression repeats too much ({{20}}): {REPEATS}"),
+        (r"\pL{1000}", True, "That regular expression is too large to search with (over 8 MB compiled): use smaller "
+         "repetition counts."),
+        ("(?=x)a", True, f"That regular expression is not valid: invalid perl operator: (?=; {UNSUPPORTED}."),
+        (r"(a)\1", True, f"That regular expression is not valid: invalid escape sequence: \\1; {UNSUPPORTED}."),
+        (r"\k<name>", True, f"That regular expression is not valid: invalid escape sequence: \\k; {UNSUPPORTED}."),
+        (r"\é", True, "That regular expression is not valid: invalid escape sequence: \\é."),
+        ("(unclosed", True, "That regular expression is not valid: missing ): (unclosed."),
+        ("a*", True, "That regular expression matches empty text, so it would match every message."),
+        ("", False, "Give a search text of 1 to 500 characters."),
+        ("x" * 501, False, "Give a search text of 1 to 500 characters."),
+        ("x" * 501, True, "Give a search text of 1 to 500 characters."),
+    ],
+)  # fmt: skip
+def test_each_refusal_says_exactly_why(query, is_regex, error):
+    with pytest.raises(QueryError) as refused:
+        Matcher(query, is_regex)
+    assert str(refused.value) == error
 
 
 def test_refusing_the_hostile_pattern_needs_little_memory():
