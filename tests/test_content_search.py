@@ -196,6 +196,41 @@ def test_a_message_too_big_for_a_reply_is_read_whole_while_the_chat_app_writes(c
     assert elements == [langchain("ai", "short").encode(), big.encode()]
 
 
+@pytest.mark.parametrize(
+    ("change", "left"),
+    [
+        (["LPOP", "chat"], ["small", "big"]),  # its index from the head now past the end: found from the tail
+        (["DEL", "chat"], ["small"]),  # gone at both: left out, the rest of the session kept
+    ],
+)
+def test_a_message_too_big_for_a_reply_is_found_from_either_end_or_left_out_once_gone(connection, store, change, left):
+    from memoryadmin.services import content_search
+
+    connection = replace_connection(connection, max_request_bytes=10_000)  # replies of 6 KB
+    elements = {"small": langchain("human", "hello"), "big": langchain("ai", "x" * 20_000 + " jane@example.com")}
+    store.call("RPUSH", "chat", elements["small"], elements["big"])
+    ((keys, first, _),) = content_search.scan_steps(connection, "*", "0")
+    store.call(*change)  # the chat app, before the big one is read in parts
+    ((key, read),) = content_search.read_sessions(connection, keys, first)
+    assert read == [elements[name].encode() for name in left]
+
+
+def test_a_message_too_big_for_a_reply_rewritten_before_it_is_read_stops_the_search_saying_so(connection, store):
+    from memoryadmin.services import content_search
+    from memoryadmin.services.sessions import MessageChanged
+
+    connection = replace_connection(connection, max_request_bytes=10_000)
+    store.call("RPUSH", "chat", langchain("human", "hello"), langchain("ai", "x" * 20_000))
+    ((keys, first, _),) = content_search.scan_steps(connection, "*", "0")
+    store.call("LSET", "chat", 1, langchain("ai", "y" * 30_000))  # another size at both of its indexes
+    with pytest.raises(MessageChanged) as changed:
+        list(content_search.read_sessions(connection, keys, first))
+    assert str(changed.value) == (
+        "A message of session 'chat' changed while the search read it: the chat app trimmed or rewrote "
+        "the session meanwhile. Search again."
+    )
+
+
 def test_read_ahead_hands_over_items_in_order_and_errors_in_place():
     from memoryadmin.services.read_ahead import read_ahead
 
