@@ -120,6 +120,8 @@ def test_the_query_is_kept_as_a_keyed_hash_a_masked_form_and_encrypted(web, jane
 def test_erase_search_is_idempotent_and_audited_with_counts_only(web, jane):
     found = search(web, query=EMAIL)
     assert content_search.erase_search(found, "purged") == 2
+    # Nor where the match was in the snippet: its length is the query's.
+    assert set(found.hits.values_list("snippet", "match_start", "match_end")) == {("", 0, 0)}
     erased_at = found.erased_at
     assert content_search.erase_search(found, "again") == 0
     found.refresh_from_db()
@@ -127,9 +129,19 @@ def test_erase_search_is_idempotent_and_audited_with_counts_only(web, jane):
     event = AuditEvent.objects.get(action="search.erase")
     assert event.details == {"search": found.pk, "reason": "purged", "hits_erased": 2, "query_hash": found.query_hash}
     assert event.job == f"search:{found.pk}" and event.outcome == "ok"
+    assert (event.connection_slug, event.connection_name) == ("env", "default (environment)")  # the search's own
     page = html.unescape(web.get(f"/bulk/search/{found.pk}/").content.decode())
     assert "were erased" in page and "chat:jane" in page and "jane.doe" not in page
     assert "Continue to the dry run" not in page
+
+
+def test_erasing_a_search_that_found_nothing_erases_its_query_and_is_audited(web, jane):
+    found = search(web, query="nobody@example.com")
+    found.refresh_from_db()
+    assert found.status == SearchJob.DONE and not found.hits.exists()
+    assert content_search.erase_search(found, "purged") == 0
+    assert (found.query_encrypted, found.erase_reason) == ("", "purged") and found.erased_at
+    assert AuditEvent.objects.get(action="search.erase").details["hits_erased"] == 0
 
 
 def test_an_erased_search_neither_runs_nor_becomes_a_purge(web, connection, operator, jane):
