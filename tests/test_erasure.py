@@ -57,6 +57,10 @@ def test_a_purge_from_a_search_is_verified_and_its_certificate_checks_out(web, m
     assert store.call("EXISTS", "lc:jane", "li:jane", "lc:bob") == 1
     # Verified: the same search, run again over the same scope, found nothing.
     assert job.verification.status == SearchJob.DONE and job.remaining == 0 and job.verified_at
+    # The same search, asked for by who confirmed the purge.
+    fields = ["connection_slug", "query_hash", "query_masked", "is_regex", "key_pattern", "role"]
+    assert [getattr(job.verification, name) for name in fields] == [getattr(job.search, name) for name in fields]
+    assert job.verification.requested_by == job.confirmed_by and job.confirmed_by.username == "olga"
     verify = AuditEvent.objects.get(action="bulk.verify")
     assert verify.outcome == "ok" and verify.details["remaining"] == 0
 
