@@ -58,7 +58,8 @@ def test_a_purge_from_a_search_is_verified_and_its_certificate_checks_out(web, m
     # Verified: the same search, run again over the same scope, found nothing.
     assert job.verification.status == SearchJob.DONE and job.remaining == 0 and job.verified_at
     # The same search, asked for by who confirmed the purge.
-    fields = ["connection_slug", "query_hash", "query_masked", "is_regex", "key_pattern", "role"]
+    fields = ["connection_slug", "connection_name", "query_hash", "query_hash_key_id", "query_masked", "key_pattern"]
+    fields += ["role", "is_regex"]
     assert [getattr(job.verification, name) for name in fields] == [getattr(job.search, name) for name in fields]
     assert job.verification.requested_by == job.confirmed_by and job.confirmed_by.username == "olga"
     verify = AuditEvent.objects.get(action="bulk.verify")

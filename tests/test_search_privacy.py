@@ -71,7 +71,8 @@ def test_an_erased_search_leaves_no_copy_of_the_email_or_the_name(web, store, co
     before = copies()
     assert ("bulk_searchhit", "snippet") in {(table, column) for table, column, _ in before[EMAIL]}
     assert ("bulk_searchhit", "snippet") in {(table, column) for table, column, _ in before["Dupré"]}
-    purge(web, regex)
+    job = purge(web, regex)
+    assert job.verification.is_regex and job.remaining == 0  # verified by the same regular expression
     # The sessions, and the summary that named her, are gone from the store.
     assert store.call("EXISTS", "chat:jane", "li:jane", summary_key(connection, "chat:jane")) == 0
 
