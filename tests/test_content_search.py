@@ -134,6 +134,11 @@ def test_match_counts_and_first_match_in_time_for_both_orders():
     oldest_first = [llamaindex("user", "x"), llamaindex("user", "needle a"), llamaindex("user", "needle b")]
     count, first, order, snippet, _ = match_session(matcher, [e.encode() for e in oldest_first], "")
     assert (count, first, order) == (2, 1, "oldest-first") and "needle a" in snippet
+    # The order of a writer known by one matching message, or else by the first message of the session.
+    known_by_a_match = [b"a needle, not JSON", llamaindex("user", "needle c").encode()]
+    assert match_session(matcher, known_by_a_match, "")[:3] == (2, 0, "oldest-first")
+    known_by_the_first = [llamaindex("user", "x").encode(), b"a needle, not JSON"]
+    assert match_session(matcher, known_by_the_first, "")[:3] == (1, 1, "oldest-first")
 
 
 def test_query_length_is_bounded():
