@@ -40,7 +40,7 @@ def mailbox(store):
 def test_plain_search_is_case_insensitive_and_only_sessions(web, mailbox):
     job = search(web, query="JANE.DOE@example.COM")
     job.refresh_from_db()
-    assert job.status == "done" and job.sessions_read == 3
+    assert job.status == "done" and job.sessions_read == 3 and job.messages_read == 6
     assert hit_keys(job) == ["lc:jane", "li:jane"]
 
 
@@ -139,6 +139,10 @@ def test_match_counts_and_first_match_in_time_for_both_orders():
     assert match_session(matcher, known_by_a_match, "")[:3] == (2, 0, "oldest-first")
     known_by_the_first = [llamaindex("user", "x").encode(), b"a needle, not JSON"]
     assert match_session(matcher, known_by_the_first, "")[:3] == (1, 1, "oldest-first")
+    # A snippet of the match with 80 characters either side, and where the match is in it.
+    long = langchain("human", "x" * 200 + " needle " + "y" * 200).encode()
+    _, _, _, snippet, (start, end) = match_session(matcher, [long], "")
+    assert snippet[start:end] == "needle" and snippet == "x" * 79 + " needle " + "y" * 79
 
 
 def test_query_length_is_bounded():
