@@ -139,6 +139,21 @@ def test_the_budget_stops_a_search_and_keeps_what_it_found(web, store, local_sto
     assert event.outcome == "failed" and event.error.startswith("Stopped: too slow")
 
 
+def test_the_budget_stops_a_search_between_the_replies_of_one_long_session(web, store, local_store, settings):
+    settings.MEMORYADMIN_MAX_REQUEST_BYTES = 450  # replies of about three messages
+    store.call("RPUSH", "long", *[langchain("human", f"hello {j}") for j in range(36)])  # read in a dozen replies
+    settings.MEMORYADMIN_SEARCH_BUDGET_SECONDS = 1
+    local_store.gateway.latency_ms = 300
+    started = time.monotonic()
+    web.post("/bulk/search/", {"query": "hello", "key_pattern": "", "role": ""})
+    took = time.monotonic() - started
+    local_store.gateway.latency_ms = 0
+    job = SearchJob.objects.get()
+    assert job.status == "failed" and job.error.startswith("Stopped: too slow"), job.error
+    assert job.sessions_read == 0  # stopped before the session was whole
+    assert took < 3  # its key count, a SCAN step and replies for a second (1.7 s); read to its end, 6 s
+
+
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_bulk_job_is_not_held_up_by_a_running_search(connection, store, operator, settings, local_store):
     """A real `worker` process: a purge is dry-run, confirmed and done while a long search still runs."""
