@@ -115,6 +115,12 @@ def test_the_query_is_kept_as_a_keyed_hash_a_masked_form_and_encrypted(web, jane
     assert content_search.masked_query(r"jane\.doe@.*", True) == "regular expression, 12 characters"
     assert content_search.masked_query("x" * 600, False) == "x***"
     assert len(content_search.masked_query("ab " * 150, False)) == content_search.MASKED_MAX_LENGTH
+    assert content_search.masked_query("x", True) == "regular expression, 1 character"
+    assert content_search.masked_query(" \t ", False) == "(blank)"
+    assert content_search.masked_query("Ab @x me@ @", False) == "A*** @*** m*** @***"  # no e-mail without a domain
+    # Up to 200 characters as they are; over that, cut with an ellipsis.
+    assert content_search.masked_query("j@" + "d" * 195, False) == "j***@" + "d" * 195
+    assert content_search.masked_query("j@" + "d" * 196, False) == "j***@" + "d" * 194 + "…"
     assert found.SECRET_FIELDS == ("query_encrypted",)  # re-encrypted by rotate_encryption_keys
 
 
