@@ -1,6 +1,7 @@
 """Content search for erasure requests: matching rules, the job, results, and on to a purge."""
 
 import json
+import logging
 import re
 import time
 
@@ -264,3 +265,15 @@ def test_a_search_costs_one_round_trip_per_scan_step(web, store, local_store):
     assert hit_keys(job) == ["s2499"] and job.sessions_read == 2500
     assert job.store_round_trips == steps + 1  # + the last step's reads
     assert local_store.gateway.requests_served - before == steps + 2  # + the DBSIZE of its estimate
+
+
+def test_a_store_that_cannot_count_its_keys_gives_no_estimate_and_the_log_says_why(connection, caplog):
+    from memoryadmin.services import content_search
+
+    gone = replace_connection(connection, name="gone", slug="gone", url="http://127.0.0.1:9")  # nothing listens
+    with caplog.at_level(logging.INFO, logger=content_search.__name__):
+        assert content_search.count_keys(gone) is None
+    assert caplog.messages == [
+        "gone: no key count for a search estimate (Could not reach the store at 127.0.0.1:9 (ConnectError). "
+        "Check that it is running and the URL is right, then try again.)"
+    ]
