@@ -277,3 +277,37 @@ def test_a_store_that_cannot_count_its_keys_gives_no_estimate_and_the_log_says_w
         "gone: no key count for a search estimate (Could not reach the store at 127.0.0.1:9 (ConnectError). "
         "Check that it is running and the URL is right, then try again.)"
     ]
+
+
+def test_a_search_goes_on_from_its_saved_cursor_and_saves_where_it_ended(connection, store, operator):
+    from memoryadmin.services import content_search, secrets
+
+    store.pipeline([["LPUSH", f"s{i}", langchain("human", f"hello {i}")] for i in range(2500)])
+    (keys, _, cursor), *_ = content_search.scan_steps(connection, "*", "0")  # where a first worker stopped
+    job = SearchJob.objects.create(
+        connection_slug="env",
+        connection_name=connection.name,
+        query_encrypted=secrets.encrypt("hello"),
+        requested_by=operator,
+        cursor=cursor,
+        examined_keys=1000,
+    )
+    # SCAN may return a key again in a later step (the store rehashed meanwhile): a hit an earlier step
+    # saved for it is replaced, not doubled.
+    again = next(key for key in (f"s{i}" for i in range(2500)) if key not in keys)
+    SearchHit.objects.create(
+        job=job,
+        session_key=again,
+        matches=1,
+        first_match=0,
+        order="newest-first",
+        snippet="",
+        match_start=0,
+        match_end=0,
+    )
+    content_search.run_search(job.pk)
+    job.refresh_from_db()
+    assert job.status == "done" and job.cursor == "0"
+    assert job.sessions_read == job.matched_sessions == 2500 - len(keys)
+    assert hit_keys(job) == sorted({f"s{i}" for i in range(2500)} - set(keys))
+    assert SearchHit.objects.get(job=job, session_key=again).snippet == f"hello {again[1:]}"

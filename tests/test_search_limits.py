@@ -133,6 +133,7 @@ def test_the_budget_stops_a_search_and_keeps_what_it_found(web, store, local_sto
     assert response.status_code == 302 and took < 2
     assert job.status == "failed" and job.error.startswith("Stopped: too slow"), job.error
     assert 0 < job.sessions_read < 10 and job.matched_sessions == job.sessions_read  # each says hello
+    assert job.examined_keys == 0  # the step it stopped in is not counted as examined
     page = web.get(f"/bulk/search/{job.pk}/").content.decode()
     assert "Stopped: too slow" in page and job.hits.first().session_key in page
     event = AuditEvent.objects.get(action="search.run")
