@@ -4,8 +4,10 @@ import json
 import logging
 import re
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from memoryadmin.bulk.models import BulkJob, SearchHit, SearchJob
 from memoryadmin.services.content_search import Matcher, QueryError, match_session
@@ -42,6 +44,7 @@ def test_plain_search_is_case_insensitive_and_only_sessions(web, mailbox):
     job = search(web, query="JANE.DOE@example.COM")
     job.refresh_from_db()
     assert job.status == "done" and job.sessions_read == 3 and job.messages_read == 6
+    assert job.started_at <= job.finished_at
     assert hit_keys(job) == ["lc:jane", "li:jane"]
 
 
@@ -291,7 +294,9 @@ def test_a_search_goes_on_from_its_saved_cursor_and_saves_where_it_ended(connect
         requested_by=operator,
         cursor=cursor,
         examined_keys=1000,
+        started_at=timezone.now() - timedelta(minutes=5),
     )
+    started_at = SearchJob.objects.get(pk=job.pk).started_at  # kept: it started with the first worker
     # SCAN may return a key again in a later step (the store rehashed meanwhile): a hit an earlier step
     # saved for it is replaced, not doubled.
     again = next(key for key in (f"s{i}" for i in range(2500)) if key not in keys)
@@ -307,7 +312,18 @@ def test_a_search_goes_on_from_its_saved_cursor_and_saves_where_it_ended(connect
     )
     content_search.run_search(job.pk)
     job.refresh_from_db()
-    assert job.status == "done" and job.cursor == "0"
+    assert job.status == "done" and job.cursor == "0" and job.started_at == started_at
     assert job.sessions_read == job.matched_sessions == 2500 - len(keys)
     assert hit_keys(job) == sorted({f"s{i}" for i in range(2500)} - set(keys))
     assert SearchHit.objects.get(job=job, session_key=again).snippet == f"hello {again[1:]}"
+
+
+def test_a_search_whose_connection_was_deleted_fails_saying_so(connection, operator):
+    from memoryadmin.services import content_search, secrets
+
+    job = SearchJob.objects.create(
+        connection_slug="999", connection_name="gone", query_encrypted=secrets.encrypt("hello"), requested_by=operator
+    )
+    content_search.run_search(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.error) == ("failed", "The connection of this search was deleted.")
