@@ -327,3 +327,23 @@ def test_a_search_whose_connection_was_deleted_fails_saying_so(connection, opera
     content_search.run_search(job.pk)
     job.refresh_from_db()
     assert (job.status, job.error) == ("failed", "The connection of this search was deleted.")
+
+
+def test_a_search_cancelled_while_it_runs_ends_cancelled_and_only_it(connection, store, operator):
+    from memoryadmin.services import content_search, secrets
+
+    store.call("LPUSH", "chat", langchain("human", "hello"))
+    cancelled, other = (
+        SearchJob.objects.create(
+            connection_slug="env",
+            connection_name=connection.name,
+            query_encrypted=secrets.encrypt("hello"),
+            requested_by=operator,
+            cancel_requested=cancel,  # asked for as the worker took it up
+        )
+        for cancel in (True, False)
+    )
+    for job in (cancelled, other):
+        content_search.run_search(job.pk)
+        job.refresh_from_db()
+    assert (cancelled.status, other.status) == ("cancelled", "done")
