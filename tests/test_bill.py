@@ -414,3 +414,17 @@ def test_a_script_the_store_lost_is_counted_as_the_store_ran_it(web, store, ran)
         assert header(response)[0] == ran.total() == job.store_commands + 1
     finally:
         scripts._known.clear()  # the app's other clients believe the store has scripts it lost
+
+
+@pytest.mark.parametrize("sessions", [[["big", "hi"], ["hi"]], [["hi", "big", "hi"]], [["hi", "big"], ["hi"]]])
+def test_a_search_counts_an_llen_for_each_message_too_big_for_a_reply_wherever_it_is(
+    web, store, ran, settings, sessions
+):
+    settings.MEMORYADMIN_MAX_REQUEST_BYTES = 10_000  # replies of 6 KB: a 20 KB message is read in parts
+    texts = {"hi": "hi needle", "big": "x" * 20_000 + " needle"}
+    for n, session in enumerate(sessions):
+        store.call("RPUSH", f"chat:{n}", *[langchain("human", texts[name]) for name in session])
+    ran.since()
+    response, job = search(web, "needle")
+    assert job.status == "done" and job.matched_sessions == len(sessions), job.error
+    assert header(response)[0] == ran.total() == job.store_commands + 1  # + the DBSIZE of the estimate

@@ -1,10 +1,13 @@
 """Content search for erasure requests: matching rules, the job, results, and on to a purge."""
 
 import json
+import logging
 import re
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from memoryadmin.bulk.models import BulkJob, SearchHit, SearchJob
 from memoryadmin.services.content_search import Matcher, QueryError, match_session
@@ -40,7 +43,8 @@ def mailbox(store):
 def test_plain_search_is_case_insensitive_and_only_sessions(web, mailbox):
     job = search(web, query="JANE.DOE@example.COM")
     job.refresh_from_db()
-    assert job.status == "done" and job.sessions_read == 3
+    assert job.status == "done" and job.sessions_read == 3 and job.messages_read == 6
+    assert job.started_at <= job.finished_at
     assert hit_keys(job) == ["lc:jane", "li:jane"]
 
 
@@ -134,6 +138,15 @@ def test_match_counts_and_first_match_in_time_for_both_orders():
     oldest_first = [llamaindex("user", "x"), llamaindex("user", "needle a"), llamaindex("user", "needle b")]
     count, first, order, snippet, _ = match_session(matcher, [e.encode() for e in oldest_first], "")
     assert (count, first, order) == (2, 1, "oldest-first") and "needle a" in snippet
+    # The order of a writer known by one matching message, or else by the first message of the session.
+    known_by_a_match = [b"a needle, not JSON", llamaindex("user", "needle c").encode()]
+    assert match_session(matcher, known_by_a_match, "")[:3] == (2, 0, "oldest-first")
+    known_by_the_first = [llamaindex("user", "x").encode(), b"a needle, not JSON"]
+    assert match_session(matcher, known_by_the_first, "")[:3] == (1, 1, "oldest-first")
+    # A snippet of the match with 80 characters either side, and where the match is in it.
+    long = langchain("human", "x" * 200 + " needle " + "y" * 200).encode()
+    _, _, _, snippet, (start, end) = match_session(matcher, [long], "")
+    assert snippet[start:end] == "needle" and snippet == "x" * 79 + " needle " + "y" * 79
 
 
 def test_query_length_is_bounded():
@@ -196,6 +209,41 @@ def test_a_message_too_big_for_a_reply_is_read_whole_while_the_chat_app_writes(c
     assert elements == [langchain("ai", "short").encode(), big.encode()]
 
 
+@pytest.mark.parametrize(
+    ("change", "left"),
+    [
+        (["LPOP", "chat"], ["small", "big"]),  # its index from the head now past the end: found from the tail
+        (["DEL", "chat"], ["small"]),  # gone at both: left out, the rest of the session kept
+    ],
+)
+def test_a_message_too_big_for_a_reply_is_found_from_either_end_or_left_out_once_gone(connection, store, change, left):
+    from memoryadmin.services import content_search
+
+    connection = replace_connection(connection, max_request_bytes=10_000)  # replies of 6 KB
+    elements = {"small": langchain("human", "hello"), "big": langchain("ai", "x" * 20_000 + " jane@example.com")}
+    store.call("RPUSH", "chat", elements["small"], elements["big"])
+    ((keys, first, _),) = content_search.scan_steps(connection, "*", "0")
+    store.call(*change)  # the chat app, before the big one is read in parts
+    ((key, read),) = content_search.read_sessions(connection, keys, first)
+    assert read == [elements[name].encode() for name in left]
+
+
+def test_a_message_too_big_for_a_reply_rewritten_before_it_is_read_stops_the_search_saying_so(connection, store):
+    from memoryadmin.services import content_search
+    from memoryadmin.services.sessions import MessageChanged
+
+    connection = replace_connection(connection, max_request_bytes=10_000)
+    store.call("RPUSH", "chat", langchain("human", "hello"), langchain("ai", "x" * 20_000))
+    ((keys, first, _),) = content_search.scan_steps(connection, "*", "0")
+    store.call("LSET", "chat", 1, langchain("ai", "y" * 30_000))  # another size at both of its indexes
+    with pytest.raises(MessageChanged) as changed:
+        list(content_search.read_sessions(connection, keys, first))
+    assert str(changed.value) == (
+        "A message of session 'chat' changed while the search read it: the chat app trimmed or rewrote "
+        "the session meanwhile. Search again."
+    )
+
+
 def test_read_ahead_hands_over_items_in_order_and_errors_in_place():
     from memoryadmin.services.read_ahead import read_ahead
 
@@ -220,3 +268,82 @@ def test_a_search_costs_one_round_trip_per_scan_step(web, store, local_store):
     assert hit_keys(job) == ["s2499"] and job.sessions_read == 2500
     assert job.store_round_trips == steps + 1  # + the last step's reads
     assert local_store.gateway.requests_served - before == steps + 2  # + the DBSIZE of its estimate
+
+
+def test_a_store_that_cannot_count_its_keys_gives_no_estimate_and_the_log_says_why(connection, caplog):
+    from memoryadmin.services import content_search
+
+    gone = replace_connection(connection, name="gone", slug="gone", url="http://127.0.0.1:9")  # nothing listens
+    with caplog.at_level(logging.INFO, logger=content_search.__name__):
+        assert content_search.count_keys(gone) is None
+    assert caplog.messages == [
+        "gone: no key count for a search estimate (Could not reach the store at 127.0.0.1:9 (ConnectError). "
+        "Check that it is running and the URL is right, then try again.)"
+    ]
+
+
+def test_a_search_goes_on_from_its_saved_cursor_and_saves_where_it_ended(connection, store, operator):
+    from memoryadmin.services import content_search, secrets
+
+    store.pipeline([["LPUSH", f"s{i}", langchain("human", f"hello {i}")] for i in range(2500)])
+    (keys, _, cursor), *_ = content_search.scan_steps(connection, "*", "0")  # where a first worker stopped
+    job = SearchJob.objects.create(
+        connection_slug="env",
+        connection_name=connection.name,
+        query_encrypted=secrets.encrypt("hello"),
+        requested_by=operator,
+        cursor=cursor,
+        examined_keys=1000,
+        started_at=timezone.now() - timedelta(minutes=5),
+    )
+    started_at = SearchJob.objects.get(pk=job.pk).started_at  # kept: it started with the first worker
+    # SCAN may return a key again in a later step (the store rehashed meanwhile): a hit an earlier step
+    # saved for it is replaced, not doubled.
+    again = next(key for key in (f"s{i}" for i in range(2500)) if key not in keys)
+    SearchHit.objects.create(
+        job=job,
+        session_key=again,
+        matches=1,
+        first_match=0,
+        order="newest-first",
+        snippet="",
+        match_start=0,
+        match_end=0,
+    )
+    content_search.run_search(job.pk)
+    job.refresh_from_db()
+    assert job.status == "done" and job.cursor == "0" and job.started_at == started_at
+    assert job.sessions_read == job.matched_sessions == 2500 - len(keys)
+    assert hit_keys(job) == sorted({f"s{i}" for i in range(2500)} - set(keys))
+    assert SearchHit.objects.get(job=job, session_key=again).snippet == f"hello {again[1:]}"
+
+
+def test_a_search_whose_connection_was_deleted_fails_saying_so(connection, operator):
+    from memoryadmin.services import content_search, secrets
+
+    job = SearchJob.objects.create(
+        connection_slug="999", connection_name="gone", query_encrypted=secrets.encrypt("hello"), requested_by=operator
+    )
+    content_search.run_search(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.error) == ("failed", "The connection of this search was deleted.")
+
+
+def test_a_search_cancelled_while_it_runs_ends_cancelled_and_only_it(connection, store, operator):
+    from memoryadmin.services import content_search, secrets
+
+    store.call("LPUSH", "chat", langchain("human", "hello"))
+    cancelled, other = (
+        SearchJob.objects.create(
+            connection_slug="env",
+            connection_name=connection.name,
+            query_encrypted=secrets.encrypt("hello"),
+            requested_by=operator,
+            cancel_requested=cancel,  # asked for as the worker took it up
+        )
+        for cancel in (True, False)
+    )
+    for job in (cancelled, other):
+        content_search.run_search(job.pk)
+        job.refresh_from_db()
+    assert (cancelled.status, other.status) == ("cancelled", "done")

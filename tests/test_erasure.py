@@ -52,11 +52,17 @@ def elements(store, key):
 
 
 def test_a_purge_from_a_search_is_verified_and_its_certificate_checks_out(web, mailbox, store, tmp_path):
-    job = erase(web, search(web), "clear")
+    job = erase(web, search(web, key_pattern="l[ci]:*", role="human"), "clear")  # verified in the same scope
     assert job.status == BulkJob.DONE and job.done == 2
     assert store.call("EXISTS", "lc:jane", "li:jane", "lc:bob") == 1
     # Verified: the same search, run again over the same scope, found nothing.
     assert job.verification.status == SearchJob.DONE and job.remaining == 0 and job.verified_at
+    # The same search, asked for by who confirmed the purge.
+    fields = ["connection_slug", "connection_name", "query_hash", "query_hash_key_id", "query_masked", "key_pattern"]
+    fields += ["role", "is_regex"]
+    assert [getattr(job.verification, name) for name in fields] == [getattr(job.search, name) for name in fields]
+    assert job.verification.requested_by == job.confirmed_by and job.confirmed_by.username == "olga"
+    assert job.verification.read_after  # the sync token of the purge's last write: it reads after it
     verify = AuditEvent.objects.get(action="bulk.verify")
     assert verify.outcome == "ok" and verify.details["remaining"] == 0
 

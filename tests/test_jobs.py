@@ -265,6 +265,8 @@ def test_an_interrupted_job_is_resumed_later_each_time_then_given_up_with_the_re
     assert html.escape(job.error) in web.get(f"/bulk/search/{job.pk}/").content.decode()
     event = AuditEvent.objects.get(action="search.run")
     assert event.outcome == "failed" and event.error == job.error
+    # Filed under the search's connection, for the Admin who asked for it.
+    assert (event.connection_slug, event.connection_name, event.user) == ("env", "default (environment)", operator)
 
 
 def test_a_dry_run_queued_again_is_not_queued_twice(settings):

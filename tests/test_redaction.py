@@ -213,6 +213,7 @@ def test_matcher_sub_replaces_every_match_whatever_its_case_and_the_characters_b
     assert Matcher("sse").sub("Straße STRASSE", "[r]") == "Stra[r] STRA[r]"  # "ß" folds into two letters
     assert Matcher(r"j.ne@\w+", is_regex=True).sub("é \ud800 Jane@x jyne@y", "[r]") == "é \ud800 [r] [r]"
     assert Matcher(r"\bx", is_regex=True).sub("x ax xx", "[r]") == "[r] ax [r]x"  # empty matches replace nothing
+    assert Matcher(r"jane|\b", is_regex=True).sub("hi jane", "[r]") == "hi [r]"  # nor stop those after them
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import pytest
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, SearchJob
 from memoryadmin.services import bulk, secrets
+from memoryadmin.services.content_search import Matcher, QueryError
 
 from .factories import langchain
 from .processes import app_env
@@ -41,6 +42,34 @@ def test_a_pattern_too_costly_is_refused_at_once_with_a_form_error(web, query, e
     # Refused in ~0.1 s; compiled, the first of these takes seconds and hundreds of MB, the hostile one hours.
     assert time.monotonic() - started < 5
     assert not SearchJob.objects.exists()
+
+
+REPEATS = "a count may be at most 1000, and counts nested inside each other multiply, so (a{100}){20} is refused too."
+UNSUPPORTED = "lookahead, lookbehind and backreferences are not supported"
+
+
+@pytest.mark.parametrize(
+    ("query", "is_regex", "error"),
+    [
+        ("a{1001}", True, f"That regular expression repeats too much ({{1001}}): {REPEATS}"),
+        ("(?:a{100}){20}", True, f"That regular expression repeats too much ({{20}}): {REPEATS}"),
+        (r"\pL{1000}", True, "That regular expression is too large to search with (over 8 MB compiled): use smaller "
+         "repetition counts."),
+        ("(?=x)a", True, f"That regular expression is not valid: invalid perl operator: (?=; {UNSUPPORTED}."),
+        (r"(a)\1", True, f"That regular expression is not valid: invalid escape sequence: \\1; {UNSUPPORTED}."),
+        (r"\k<name>", True, f"That regular expression is not valid: invalid escape sequence: \\k; {UNSUPPORTED}."),
+        (r"\é", True, "That regular expression is not valid: invalid escape sequence: \\é."),
+        ("(unclosed", True, "That regular expression is not valid: missing ): (unclosed."),
+        ("a*", True, "That regular expression matches empty text, so it would match every message."),
+        ("", False, "Give a search text of 1 to 500 characters."),
+        ("x" * 501, False, "Give a search text of 1 to 500 characters."),
+        ("x" * 501, True, "Give a search text of 1 to 500 characters."),
+    ],
+)  # fmt: skip
+def test_each_refusal_says_exactly_why(query, is_regex, error):
+    with pytest.raises(QueryError) as refused:
+        Matcher(query, is_regex)
+    assert str(refused.value) == error
 
 
 def test_refusing_the_hostile_pattern_needs_little_memory():
@@ -103,12 +132,32 @@ def test_the_budget_stops_a_search_and_keeps_what_it_found(web, store, local_sto
     job = SearchJob.objects.get()
     # About 1.4 s: the budget and a round trip; reading on to the end would take about 9 s.
     assert response.status_code == 302 and took < 4
-    assert job.status == "failed" and job.error.startswith("Stopped: too slow"), job.error
+    assert job.status == "failed" and job.error == (
+        "Stopped: too slow. The search used its 1 s budget (MEMORYADMIN_SEARCH_BUDGET_SECONDS); the sessions found "
+        "until then are listed. Narrow the key pattern or the text and search again."
+    )
     assert 0 < job.sessions_read < 25 and job.matched_sessions == job.sessions_read  # each says hello
+    assert job.examined_keys == 0  # the step it stopped in is not counted as examined
     page = web.get(f"/bulk/search/{job.pk}/").content.decode()
     assert "Stopped: too slow" in page and job.hits.first().session_key in page
     event = AuditEvent.objects.get(action="search.run")
-    assert event.outcome == "failed" and event.error.startswith("Stopped: too slow")
+    assert event.outcome == "failed" and event.error == job.error
+    assert (event.connection_slug, event.user) == ("env", job.requested_by)  # filed under its connection
+
+
+def test_the_budget_stops_a_search_between_the_replies_of_one_long_session(web, store, local_store, settings):
+    settings.MEMORYADMIN_MAX_REQUEST_BYTES = 450  # replies of about three messages
+    store.call("RPUSH", "long", *[langchain("human", f"hello {j}") for j in range(36)])  # read in a dozen replies
+    settings.MEMORYADMIN_SEARCH_BUDGET_SECONDS = 1
+    local_store.gateway.latency_ms = 300
+    served = local_store.gateway.requests_served
+    web.post("/bulk/search/", {"query": "hello", "key_pattern": "", "role": ""})
+    local_store.gateway.latency_ms = 0
+    job = SearchJob.objects.get()
+    assert job.status == "failed" and job.error.startswith("Stopped: too slow"), job.error
+    assert job.sessions_read == 0  # stopped before the session was whole
+    # Its key count, a SCAN step and the replies of about a second (6 round trips in all); read to its end, 14.
+    assert local_store.gateway.requests_served - served < 10
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -71,7 +71,8 @@ def test_an_erased_search_leaves_no_copy_of_the_email_or_the_name(web, store, co
     before = copies()
     assert ("bulk_searchhit", "snippet") in {(table, column) for table, column, _ in before[EMAIL]}
     assert ("bulk_searchhit", "snippet") in {(table, column) for table, column, _ in before["Dupré"]}
-    purge(web, regex)
+    job = purge(web, regex)
+    assert job.verification.is_regex and job.remaining == 0  # verified by the same regular expression
     # The sessions, and the summary that named her, are gone from the store.
     assert store.call("EXISTS", "chat:jane", "li:jane", summary_key(connection, "chat:jane")) == 0
 
@@ -114,12 +115,20 @@ def test_the_query_is_kept_as_a_keyed_hash_a_masked_form_and_encrypted(web, jane
     assert content_search.masked_query(r"jane\.doe@.*", True) == "regular expression, 12 characters"
     assert content_search.masked_query("x" * 600, False) == "x***"
     assert len(content_search.masked_query("ab " * 150, False)) == content_search.MASKED_MAX_LENGTH
+    assert content_search.masked_query("x", True) == "regular expression, 1 character"
+    assert content_search.masked_query(" \t ", False) == "(blank)"
+    assert content_search.masked_query("Ab @x me@ @", False) == "A*** @*** m*** @***"  # no e-mail without a domain
+    # Up to 200 characters as they are; over that, cut with an ellipsis.
+    assert content_search.masked_query("j@" + "d" * 195, False) == "j***@" + "d" * 195
+    assert content_search.masked_query("j@" + "d" * 196, False) == "j***@" + "d" * 194 + "…"
     assert found.SECRET_FIELDS == ("query_encrypted",)  # re-encrypted by rotate_encryption_keys
 
 
 def test_erase_search_is_idempotent_and_audited_with_counts_only(web, jane):
     found = search(web, query=EMAIL)
     assert content_search.erase_search(found, "purged") == 2
+    # Nor where the match was in the snippet: its length is the query's.
+    assert set(found.hits.values_list("snippet", "match_start", "match_end")) == {("", 0, 0)}
     erased_at = found.erased_at
     assert content_search.erase_search(found, "again") == 0
     found.refresh_from_db()
@@ -127,9 +136,19 @@ def test_erase_search_is_idempotent_and_audited_with_counts_only(web, jane):
     event = AuditEvent.objects.get(action="search.erase")
     assert event.details == {"search": found.pk, "reason": "purged", "hits_erased": 2, "query_hash": found.query_hash}
     assert event.job == f"search:{found.pk}" and event.outcome == "ok"
+    assert (event.connection_slug, event.connection_name) == ("env", "default (environment)")  # the search's own
     page = html.unescape(web.get(f"/bulk/search/{found.pk}/").content.decode())
     assert "were erased" in page and "chat:jane" in page and "jane.doe" not in page
     assert "Continue to the dry run" not in page
+
+
+def test_erasing_a_search_that_found_nothing_erases_its_query_and_is_audited(web, jane):
+    found = search(web, query="nobody@example.com")
+    found.refresh_from_db()
+    assert found.status == SearchJob.DONE and not found.hits.exists()
+    assert content_search.erase_search(found, "purged") == 0
+    assert (found.query_encrypted, found.erase_reason) == ("", "purged") and found.erased_at
+    assert AuditEvent.objects.get(action="search.erase").details["hits_erased"] == 0
 
 
 def test_an_erased_search_neither_runs_nor_becomes_a_purge(web, connection, operator, jane):
@@ -192,6 +211,29 @@ def test_search_results_expire_unless_a_bulk_job_still_works_from_them(connectio
     assert content_search.erase_expired_searches(now=timezone.now() + timedelta(days=2)) == 1
     assert not SearchHit.objects.filter(job=recent).exists()
     assert copies_in_database(EMAIL) == [("bulk_searchhit", "snippet", SearchHit.objects.get(job=awaited).pk)]
+
+
+def test_an_expired_search_loses_its_query_even_without_hits_and_its_hits_even_once_erased(connection, operator):
+    found_nothing = searched_days_ago(connection, operator, 8)
+    found_nothing.hits.all().delete()  # a search that matched no session keeps its query only
+    erased = searched_days_ago(connection, operator, 8)
+    assert content_search.erase_search(erased, "purged") == 1  # its hits stay, their snippets blanked
+    erased_at = SearchJob.objects.get(pk=erased.pk).erased_at
+    recent = searched_days_ago(connection, operator, 6)
+    now = timezone.now() + timedelta(minutes=1)
+    assert content_search.erase_expired_searches(now=now) == 2
+    found_nothing.refresh_from_db()
+    assert (found_nothing.query_encrypted, found_nothing.erase_reason, found_nothing.erased_at) == ("", "expired", now)
+    recent.refresh_from_db()
+    assert (recent.erase_reason, recent.erased_at) == ("", None) and recent.hits.exists()
+    erased.refresh_from_db()
+    assert not erased.hits.exists()  # the keys it found go too once expired
+    assert (erased.erase_reason, erased.erased_at) == ("purged", erased_at)  # erased first as a purge's search
+    events = AuditEvent.objects.filter(action="search.erase", details__reason="expired")
+    assert sorted((event.details["search"], event.details["hits_erased"]) for event in events) == [
+        (found_nothing.pk, 0),
+        (erased.pk, 1),
+    ]
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
