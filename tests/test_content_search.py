@@ -106,6 +106,22 @@ def test_backtracking_patterns_run_in_linear_time():
     assert Matcher(r"(a|aa)+$", is_regex=True).find("b aaaa") == (2, 6)
 
 
+def test_a_pattern_that_matches_empty_text_at_some_positions_finds_only_its_real_matches(web, store):
+    store.call("LPUSH", "jane", langchain("human", "hello jane"))
+    store.call("LPUSH", "other", langchain("human", "hello world"))
+    job = search(web, query=r"jane|\b", is_regex="on")  # \b: the empty text at each word's edge
+    job.refresh_from_db()
+    assert job.status == "done" and hit_keys(job) == ["jane"]
+    hit = SearchHit.objects.get(job=job)
+    assert hit.snippet[hit.match_start : hit.match_end] == "jane"
+
+
+def test_a_match_is_placed_in_the_text_as_written_not_as_case_folded():
+    # "ß" folds to "ss": offsets in the folded text would be one character late.
+    assert Matcher("JANE").find("Straße: jane") == (8, 12)
+    assert Matcher("strasse").find("Straße: jane") == (0, 6)
+
+
 def test_a_backtracking_pattern_searches_to_the_end(web, store):
     store.pipeline([["LPUSH", f"s{i}", langchain("human", "a" * 60 + "b")] for i in range(60)])
     store.call("LPUSH", "match", langchain("human", "ends in aaaa"))

@@ -128,19 +128,8 @@ class Matcher:
             self.needs_decoding = self.escaped != self.needle
 
     def find(self, text):
-        """(start, end) of the first match in text, or None."""
-        if not self.is_regex:
-            start = text.casefold().find(self.needle)
-            return (start, start + len(self.needle)) if start >= 0 else None
-        # RE2 reads UTF-8. A lone surrogate (a JSON "\\ud800") cannot be encoded, so it becomes "?":
-        # one character for one byte, which keeps the offsets below right.
-        data = text.encode("utf-8", errors="replace")
-        match = self.pattern.search(data)
-        if match is None:
-            return None
-        start, end = match.span()
-        before = len(data[:start].decode())
-        return before, before + len(data[start:end].decode())
+        """(start, end) of the first match in text, or None: the first of those redaction would replace."""
+        return next(self._spans(text), None)
 
     def sub(self, text, replacement):
         """The text with every match replaced by `replacement` (redaction)."""
@@ -153,12 +142,16 @@ class Matcher:
     def _spans(self, text):
         """(start, end) of every match in text, in order, none overlapping."""
         if self.is_regex:
-            data = text.encode("utf-8", errors="replace")  # a lone surrogate: one "?", as in find
+            # RE2 reads UTF-8. A lone surrogate (a JSON "\\ud800") cannot be encoded, so it becomes "?":
+            # one character for one byte, which keeps the offsets below right.
+            data = text.encode("utf-8", errors="replace")
             characters, at = 0, 0
             for match in self.pattern.finditer(data):
                 start, end = match.span()
                 if start == end:
-                    continue  # a pattern may still match empty text at a position (\b)
+                    # Empty text at one position ("jane|\b" at a word's edge; a pattern that matches empty
+                    # text as a whole is refused): no match, or nearly every message would be a hit.
+                    continue
                 characters += len(data[at:start].decode())
                 length = len(data[start:end].decode())
                 yield characters, characters + length
