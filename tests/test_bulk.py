@@ -175,6 +175,7 @@ def test_resummarize_a_selection_reuses_summary_jobs(web, store):
     web.post(f"/bulk/{job.pk}/confirm/")
     job.refresh_from_db()
     assert job.status == "done" and job.summary_batch is not None
+    assert job.summary_batch.requested_by.username == "olga"  # who confirmed it, on the batch's page too
     assert sorted(job.summary_batch.jobs.values_list("status", flat=True)) == ["done", "done"]
     assert store.call("EXISTS", "memoryadmin:summary:a", "memoryadmin:summary:b") == 2
 
@@ -199,6 +200,49 @@ def test_discard_changes_nothing(web, store):
     assert job.status == "discarded" and store.call("EXISTS", "a") == 1
     assert web.post(f"/bulk/{job.pk}/confirm/", {"typed": "1"}).status_code == 302
     assert store.call("EXISTS", "a") == 1
+
+
+def jobs_in(connection, operator, *statuses):
+    """A job per status, as if it had come that far (its worker, if any, elsewhere)."""
+    jobs = []
+    for status in statuses:
+        job = bulk.create_job(connection, operator, "clear", keys=["a"])
+        BulkJob.objects.filter(pk=job.pk).update(status=status)
+        jobs.append(BulkJob.objects.get(pk=job.pk))
+    return jobs
+
+
+def state(job):
+    job.refresh_from_db()
+    return job.status, job.finished_at is not None, job.cancel_requested
+
+
+def test_discarding_drops_that_job_only_and_only_while_it_awaits_confirmation(connection, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    job, other, queued = jobs_in(connection, operator, "awaiting", "awaiting", "queued")
+    bulk.discard_job(job)
+    bulk.discard_job(queued)  # confirmed meanwhile (another tab): it goes on
+    assert [state(each) for each in (job, other, queued)] == [
+        ("discarded", True, False),
+        ("awaiting", False, False),
+        ("queued", False, False),
+    ]
+
+
+def test_cancelling_stops_that_job_only_at_once_or_after_its_batch(connection, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    jobs = jobs_in(connection, operator, "queued", "paused", "running", "counting", "done", "queued", "running")
+    for job in jobs[:5]:
+        bulk.request_cancel(job)
+    assert [state(job) for job in jobs] == [
+        ("cancelled", True, False),  # queued: it never starts
+        ("cancelled", True, False),  # paused: never resumed
+        ("running", False, True),  # its worker stops after the current batch
+        ("counting", False, True),  # its dry run stops after the current step
+        ("done", False, False),  # over: nothing to cancel
+        ("queued", False, False),  # the others go on
+        ("running", False, False),
+    ]
 
 
 def test_cancel_stops_before_the_next_batch(connection, store, operator, settings):
@@ -280,17 +324,31 @@ def test_store_failure_pauses_the_job_which_resumes_later(web, store, local_stor
     assert events.get(action="bulk.finish").details["messages_removed"] == 6
 
 
+def report(web, job):
+    return list(csv.reader(io.StringIO(b"".join(web.get(f"/bulk/{job.pk}/report.csv").streaming_content).decode())))
+
+
 def test_report_lists_every_key_and_outcome(web, store):
     write_sessions(store, ["a", "b"])
     job = start(web, action="clear", scope="selected", keys=["a", "b", "never-there"])
-    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "2"})
-    response = web.get(f"/bulk/{job.pk}/report.csv")
-    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert [(row["session_key"], row["outcome"]) for row in rows] == [
-        ("a", "done"),
-        ("b", "done"),
-        ("never-there", "gone"),
+    header = ["position", "session_key", "messages_at_dry_run", "outcome", "messages_redacted"]
+    # Before the run: every key pending, with its length at the dry run (0 when it was not a session).
+    assert report(web, job) == [
+        header,
+        ["0", "a", "3", "pending", ""],
+        ["1", "b", "3", "pending", ""],
+        ["2", "never-there", "0", "pending", ""],
     ]
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "2"})
+    assert report(web, job) == [
+        header,
+        ["0", "a", "3", "done", ""],  # a clear redacts nothing: that column stays empty
+        ["1", "b", "3", "done", ""],
+        ["2", "never-there", "0", "gone", ""],
+    ]
+    # A key the dry run has not counted yet (while it runs) has no length.
+    BulkJobKey.objects.filter(job=job, key="b").update(messages=None, outcome="")
+    assert report(web, job)[2] == ["1", "b", "", "pending", ""]
 
 
 def test_audit_trail_and_search_by_key(web, admin, store):
@@ -509,6 +567,57 @@ def test_a_run_or_a_resume_on_a_changed_connection_pauses_and_says_what_changed(
     job.refresh_from_db()
     assert job.status == "done" and job.done == 2 and job.messages_removed == 6
     assert store.call("EXISTS", "a", "b") == 0 and other.call("EXISTS", "a", "b") == 2
+
+
+def test_a_resume_queues_that_paused_job_afresh_or_says_why_not_on_that_job_only(
+    bot, operator, store, other_store, settings
+):
+    settings.TASKS = DUMMY_TASKS
+    connection = bot.to_store_connection()
+    job, other, resumed_meanwhile = jobs_in(connection, operator, "paused", "paused", "paused")
+    paused = {
+        "error": "The store did not answer.",
+        "total": 2,
+        "next_position": 1,
+        "done": 1,
+        "failed": 1,
+        "attempts": 2,
+    }
+    BulkJob.objects.filter(pk__in=[job.pk, other.pk, resumed_meanwhile.pk]).update(**paused)
+    job.refresh_from_db()
+    stale = BulkJob.objects.get(pk=resumed_meanwhile.pk)  # shown paused; another Operator resumes it meanwhile
+    BulkJob.objects.filter(pk=resumed_meanwhile.pk).update(status="queued", error="")
+
+    point_at(bot, other_store.url, other_store.token)
+    refused = (
+        f"The connection's URL changed from {store.url} to {other_store.url} and its token changed since the dry run. "
+        "The job goes on only once the connection points at that store again (or cancel it)."
+    )
+    assert bulk.resume_job(job, request_by(operator)) == refused
+    assert bulk.resume_job(stale, request_by(operator)) == refused
+    job.refresh_from_db()
+    assert (job.status, job.error) == ("paused", refused)  # shown on its page
+    assert BulkJob.objects.get(pk=other.pk).error == "The store did not answer."
+    assert BulkJob.objects.get(pk=resumed_meanwhile.pk).error == ""  # queued again: not a paused job's error
+
+    point_at(bot, store.url, TEST_TOKEN)
+    assert bulk.resume_job(job, request_by(operator)) is None
+    job.refresh_from_db()
+    assert (job.status, job.error, job.failed, job.attempts, job.next_position) == ("queued", "", 0, 0, 1)
+    assert BulkJob.objects.get(pk=other.pk).status == "paused"
+    not_paused = "This job is not paused."
+    assert bulk.resume_job(job, request_by(operator)) == not_paused  # queued now
+    assert bulk.resume_job(stale, request_by(operator)) == not_paused  # queued by another Operator meanwhile
+    assert BulkJob.objects.get(pk=other.pk).status == "paused"
+    events = AuditEvent.objects.filter(action="bulk.resume").order_by("id")
+    assert [(event.job, event.outcome, event.error) for event in events] == [
+        (job.audit_job, "failed", refused),
+        (stale.audit_job, "failed", refused),
+        (job.audit_job, "ok", ""),
+        (job.audit_job, "failed", not_paused),
+        (stale.audit_job, "failed", not_paused),
+    ]
+    assert events[2].details == {"action": "clear", "resumed_at": 1, "sessions": 2}
 
 
 def test_a_dry_run_on_a_changed_connection_is_dropped(bot, operator, store, other_store, settings):
