@@ -9,16 +9,19 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, BulkJobKey, SearchJob
 from memoryadmin.connections.models import Connection
 from memoryadmin.dashboard.converters import encode_key
+from memoryadmin.holds.models import LegalHold
 from memoryadmin.services import bulk, content_search
 from memoryadmin.services.upstash import StoreClient
 
@@ -106,6 +109,43 @@ def test_pattern_selection_is_a_complete_scan_frozen_at_the_dry_run(web, store):
     assert store.call("EXISTS", "old-bot:0", "old-bot:2499") == 0
     assert len(store.call("SCAN", "0", "MATCH", "keep:*", "COUNT", 1000)[1]) == 50
     assert BulkJobKey.objects.get(job=job, key="old-bot:7").outcome == "not a list"
+
+
+def test_a_patterns_dry_run_adds_up_messages_and_holds_over_every_scan_step(web, admin, connection, store):
+    write_sessions(store, [f"bot:{i}" for i in range(2500)], messages=2)  # 3 SCAN steps at least
+    LegalHold.objects.create(
+        connection_slug=connection.slug, connection_name="x", pattern="bot:1*", reason="Case 7", created_by=admin
+    )
+    job = start(web, action="clear", scope="pattern", q="bot:*")
+    job.refresh_from_db()
+    assert (job.status, job.total, job.total_messages) == ("awaiting", 2500, 5000)
+    assert job.held == 1 + 10 + 100 + 1000  # bot:1, bot:10 to bot:19, ...
+
+
+def test_a_patterns_dry_run_cancelled_stops_after_its_scan_step(connection, store, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    write_sessions(store, [f"bot:{i}" for i in range(2500)], messages=1)
+    job = bulk.create_job(connection, operator, "clear", pattern="bot:*")
+    bulk.request_cancel(job)  # the operator leaves: its dry run stops at the first step's end
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == "discarded" and job.examined_keys == 1000 and job.total < 2500
+
+
+def test_a_resumed_dry_run_scans_again_from_scratch(connection, store, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    write_sessions(store, ["bot:a", "bot:b"])
+    job = bulk.create_job(connection, operator, "clear", pattern="bot:*")
+    # Its first worker froze two keys, then died; one of them has gone since.
+    BulkJobKey.objects.bulk_create(
+        [BulkJobKey(job=job, position=0, key="bot:gone", messages=3), BulkJobKey(job=job, position=1, key="bot:a")]
+    )
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.total, job.total_messages) == ("awaiting", 2, 6)
+    frozen = BulkJobKey.objects.filter(job=job).order_by("position")
+    assert sorted(frozen.values_list("key", flat=True)) == ["bot:a", "bot:b"]
+    assert list(frozen.values_list("position", flat=True)) == [0, 1]
 
 
 def test_frozen_keys_keep_their_exact_text_in_one_insert_per_scan_step(web, store):
@@ -243,6 +283,40 @@ def test_cancelling_stops_that_job_only_at_once_or_after_its_batch(connection, o
         ("queued", False, False),  # the others go on
         ("running", False, False),
     ]
+
+
+def test_progress_counts_what_is_processed_its_rate_and_the_time_left(connection, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    running, over, last_batch, queued, empty = jobs_in(
+        connection, operator, "running", "done", "running", "queued", "queued"
+    )
+    now = timezone.now()
+    BulkJob.objects.filter(pk=running.pk).update(
+        total=200, done=30, skipped=10, started_at=now - timedelta(seconds=100)
+    )
+    start = now - timedelta(days=1)
+    BulkJob.objects.filter(pk=over.pk).update(
+        total=10, done=8, skipped=2, started_at=start, finished_at=start + timedelta(seconds=0.5)
+    )
+    BulkJob.objects.filter(pk=last_batch.pk).update(total=4, done=3, skipped=1, started_at=now - timedelta(seconds=100))
+    BulkJob.objects.filter(pk=queued.pk).update(total=5)
+    progress = {
+        job.pk: bulk.progress(BulkJob.objects.get(pk=job.pk)) for job in (running, over, last_batch, queued, empty)
+    }
+
+    # 40 sessions in 100 s (and the few ms the test took since): 0.4 a second, 160 left, 400 s to go.
+    now_running = progress[running.pk]
+    assert now_running.keys() == {"processed", "percent", "rate", "elapsed", "seconds_left"}
+    assert (now_running["processed"], now_running["percent"]) == (40, 20)
+    assert 100 <= now_running["elapsed"] < 110 and 40 / 110 < now_running["rate"] <= 0.4
+    assert 400 <= now_running["seconds_left"] <= 440
+    # Over: its rate over the time it ran (even under a second), no time left.
+    assert progress[over.pk] == {"processed": 10, "percent": 100, "rate": 20.0, "seconds_left": None, "elapsed": 0.5}
+    # Every session processed, the job not ended yet: nothing left.
+    assert progress[last_batch.pk]["percent"] == 100 and progress[last_batch.pk]["seconds_left"] == 0
+    # Not started: no time, no rate.
+    assert progress[queued.pk] == {"processed": 0, "percent": 0, "rate": 0, "seconds_left": None, "elapsed": 0}
+    assert progress[empty.pk]["percent"] == 100  # nothing to do is all done
 
 
 def test_cancel_stops_before_the_next_batch(connection, store, operator, settings):

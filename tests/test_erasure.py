@@ -14,7 +14,7 @@ from memoryadmin.bulk.models import BulkJob, BulkJobKey, SearchJob
 from memoryadmin.holds.models import LegalHold
 from memoryadmin.services import bulk, content_search, erasure, signing
 
-from .conftest import DUMMY_TASKS
+from .conftest import DUMMY_TASKS, TEST_TOKEN
 from .factories import langchain, llamaindex
 
 pytestmark = pytest.mark.django_db
@@ -162,6 +162,73 @@ def test_a_verification_that_could_not_finish_can_be_run_again(web, mailbox, sto
     bulk.record_verification(job.verification_id)
     job.refresh_from_db()
     assert job.verified_at and job.remaining == 0
+
+
+def test_a_verification_is_run_again_only_for_a_done_erasure_not_verified_nor_being_verified(
+    web, mailbox, store, settings, operator, connection
+):
+    settings.TASKS = DUMMY_TASKS
+    nothing = "This job has nothing to verify now."
+    not_an_erasure = BulkJob.objects.create(connection_slug="env", action="clear", selection="pattern", status="done")
+    assert bulk.verify_again(not_an_erasure) == nothing
+    job = counted_clear(web, connection, operator, reference="T-7")
+    assert bulk.verify_again(job) == nothing  # not run yet
+    bulk.confirm_job(job, confirm_request(operator), str(job.total))
+    bulk.run_job(job.pk)
+    job.refresh_from_db()
+    assert bulk.verify_again(job) == nothing  # its verification is queued
+    SearchJob.objects.filter(pk=job.verification_id).update(status=SearchJob.FAILED)
+    job.refresh_from_db()
+
+    settings.UPSTASH_REDIS_REST_TOKEN = "a-rotated-token"
+    assert bulk.verify_again(job) == (
+        "The connection's token changed since the dry run. "
+        "The job goes on only once the connection points at that store again (or cancel it)."
+    )
+    settings.UPSTASH_REDIS_REST_TOKEN = TEST_TOKEN
+    query = SearchJob.objects.filter(pk=job.search_id).values_list("query_encrypted", flat=True).get()
+    SearchJob.objects.filter(pk=job.search_id).update(query_encrypted="")  # its results expired
+    assert bulk.verify_again(BulkJob.objects.get(pk=job.pk)) == (
+        "The search's query has been erased (its results expired): search again to verify."
+    )
+    SearchJob.objects.filter(pk=job.search_id).update(query_encrypted=query)
+    job = BulkJob.objects.get(pk=job.pk)
+    assert job.verification.status == SearchJob.FAILED  # nothing started meanwhile
+
+    assert bulk.verify_again(job) is None
+    job.refresh_from_db()
+    content_search.run_search(job.verification_id)
+    bulk.record_verification(job.verification_id)
+    job.refresh_from_db()
+    assert job.verified_at and job.verification.status == SearchJob.DONE
+    assert bulk.verify_again(job) == nothing  # verified
+
+
+def test_a_verification_is_recorded_once_on_its_own_job_and_audited(
+    web, mailbox, store, settings, operator, connection
+):
+    settings.TASKS = DUMMY_TASKS
+    jobs = [counted_clear(web, connection, operator, reference=reference) for reference in ("T-8", "T-9")]
+    for job in jobs:
+        bulk.confirm_job(job, confirm_request(operator), str(job.total))
+        bulk.run_job(job.pk)
+        job.refresh_from_db()
+    failed, verified = jobs
+    SearchJob.objects.filter(pk=failed.verification_id).update(status=SearchJob.FAILED, error="The store timed out.")
+    bulk.record_verification(failed.verification_id)
+    content_search.run_search(verified.verification_id)
+    bulk.record_verification(verified.verification_id)
+    verified.refresh_from_db()
+    when = verified.verified_at
+    bulk.record_verification(verified.verification_id)  # its task run twice: recorded once
+    verified.refresh_from_db()
+    failed.refresh_from_db()
+    assert (verified.verified_at, verified.remaining) == (when, 0) and failed.verified_at is None
+    events = AuditEvent.objects.filter(action="bulk.verify").order_by("id")
+    assert [(e.job, e.username, e.connection_slug, e.outcome, e.error) for e in events] == [
+        (failed.audit_job, "olga", "env", "failed", "The store timed out."),
+        (verified.audit_job, "olga", "env", "ok", ""),
+    ]
 
 
 def test_sessions_on_legal_hold_are_left_alone_and_the_dry_run_and_certificate_say_so(
