@@ -99,6 +99,7 @@ def test_redacting_the_matching_messages_keeps_the_rest_and_is_verified(web, mai
         after = elements(store, key)
         assert len(after) == 2 and EMAIL not in json.dumps(after).lower()
         assert sum(new != old for new, old in zip(after, before[key])) == 1  # only the matching message changed
+    assert "Hi, I am" not in elements(store, "lc:jane")[1] and "my email is" not in elements(store, "li:jane")[0]
     assert elements(store, "lc:bob") == before["lc:bob"]
     row = BulkJobKey.objects.get(job=job, key="lc:jane")
     assert row.outcome == "done" and row.redacted == 1 and len(row.element_hashes) == 1
@@ -113,6 +114,14 @@ def test_redacting_only_the_matching_text_keeps_the_words_around_it(web, mailbox
     newest = json.loads(elements(store, "lc:jane")[1])  # the human message, pushed first
     assert newest["type"] == "human" and newest["data"]["content"].startswith("Hi, I am ")
     assert EMAIL not in newest["data"]["content"].lower()
+
+
+def test_a_redaction_of_a_search_by_role_redacts_that_roles_messages_only(web, store):
+    store.call("RPUSH", "lc:ann", langchain("human", f"write to {EMAIL}"), langchain("ai", f"noted: {EMAIL}"))
+    job = erase(web, search(web, role="human"), "redact:messages")
+    assert job.status == BulkJob.DONE and job.messages_redacted == 1
+    human, ai = elements(store, "lc:ann")
+    assert EMAIL not in human and ai == langchain("ai", f"noted: {EMAIL}")
 
 
 def test_a_redaction_needs_a_typed_confirmation(web, mailbox, store):
@@ -224,6 +233,7 @@ def test_a_verification_is_recorded_once_on_its_own_job_and_audited(
     verified.refresh_from_db()
     failed.refresh_from_db()
     assert (verified.verified_at, verified.remaining) == (when, 0) and failed.verified_at is None
+    assert verified.verification.requested_by == operator  # the search is run again on behalf of who confirmed
     events = AuditEvent.objects.filter(action="bulk.verify").order_by("id")
     assert [(e.job, e.username, e.connection_slug, e.outcome, e.error) for e in events] == [
         (failed.audit_job, "olga", "env", "failed", "The store timed out."),
