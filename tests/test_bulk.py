@@ -132,6 +132,20 @@ def test_a_patterns_dry_run_cancelled_stops_after_its_scan_step(connection, stor
     assert job.status == "discarded" and job.examined_keys == 1000 and job.total < 2500
 
 
+def test_a_selections_dry_run_adds_up_over_every_batch(admin, connection, store, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    keys = [f"s{i}" for i in range(1500)]  # two batches
+    write_sessions(store, keys, messages=2)
+    LegalHold.objects.create(
+        connection_slug=connection.slug, connection_name="x", pattern="s1*", reason="Case 7", created_by=admin
+    )
+    job = bulk.create_job(connection, operator, "clear", keys=[*keys, "gone"])
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.examined_keys, job.total, job.total_messages) == ("awaiting", 1501, 1500, 3000)
+    assert job.held == 1 + 10 + 100 + 500  # s1, s10 to s19, s100 to s199, s1000 to s1499
+
+
 def test_a_resumed_dry_run_scans_again_from_scratch(connection, store, operator, settings):
     settings.TASKS = DUMMY_TASKS
     write_sessions(store, ["bot:a", "bot:b"])

@@ -124,6 +124,16 @@ def test_a_redaction_of_a_search_by_role_redacts_that_roles_messages_only(web, s
     assert EMAIL not in human and ai == langchain("ai", f"noted: {EMAIL}")
 
 
+def test_a_redactions_dry_run_counts_nothing_of_a_session_gone_since_the_search(web, mailbox, store):
+    found = search(web)
+    store.call("DEL", "li:jane")  # cleared by the chat app meanwhile
+    web.post(f"/bulk/search/{found.pk}/purge/", {"action": "redact:messages", "reference": "T-10"})
+    job = BulkJob.objects.get(search=found)
+    assert (job.status, job.total, job.total_messages) == ("awaiting", 1, 1)
+    rows = BulkJobKey.objects.filter(job=job).order_by("position")
+    assert {row.key: row.messages for row in rows} == {"lc:jane": 1, "li:jane": 0}
+
+
 def test_a_redaction_needs_a_typed_confirmation(web, mailbox, store):
     search_job = search(web)
     web.post(f"/bulk/search/{search_job.pk}/purge/", {"action": "redact:messages", "reference": "T-1"})
