@@ -23,7 +23,8 @@ from memoryadmin.connections.models import Connection
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.holds.models import LegalHold
 from memoryadmin.services import bulk, content_search
-from memoryadmin.services.upstash import StoreClient
+from memoryadmin.services.connections import find_connection
+from memoryadmin.services.upstash import StoreClient, get_writer
 
 from .conftest import DATABASE_TASKS, DUMMY_TASKS, TEST_TOKEN
 from .factories import langchain
@@ -414,6 +415,31 @@ def test_store_failure_pauses_the_job_which_resumes_later(web, store, local_stor
 
 def report(web, job):
     return list(csv.reader(io.StringIO(b"".join(web.get(f"/bulk/{job.pk}/report.csv").streaming_content).decode())))
+
+
+def test_a_receipt_the_store_did_not_drop_is_left_to_expire(web, store, local_store, settings, monkeypatch, caplog):
+    monkeypatch.setattr(StoreClient, "QUIET_AFTER_TIMEOUT", 0.05)
+    write_sessions(store, ["a"])
+    job = start(web, action="clear", scope="selected", keys=["a"])
+    settings.MEMORYADMIN_STORE_TIMEOUT = 0.2
+
+    def slow_on_the_receipts_drop(request):
+        if b'"DEL"' in request.content:
+            local_store.gateway.latency_ms = 500
+
+    hooks = get_writer(find_connection(job.connection_slug))._sdk._client.event_hooks["request"]
+    hooks.append(slow_on_the_receipts_drop)
+    try:
+        web.post(f"/bulk/{job.pk}/confirm/", {"typed": "1"})
+    finally:
+        hooks.remove(slow_on_the_receipts_drop)
+        local_store.gateway.latency_ms = 0
+        local_store.gateway.wait_idle()
+    job.refresh_from_db()
+    assert job.status == "done" and job.done == 1 and store.call("EXISTS", "a") == 0
+    dropped = [message for message in caplog.messages if "its receipt stays" in message]
+    assert len(dropped) == 1 and dropped[0].startswith(f"bulk job {job.pk}: its receipt stays until it expires (")
+    assert "did not answer" in dropped[0]
 
 
 def test_report_lists_every_key_and_outcome(web, store):
