@@ -417,6 +417,35 @@ def report(web, job):
     return list(csv.reader(io.StringIO(b"".join(web.get(f"/bulk/{job.pk}/report.csv").streaming_content).decode())))
 
 
+def test_a_batch_the_store_did_not_answer_is_sent_again_after_a_pause(
+    web, store, local_store, settings, monkeypatch, caplog
+):
+    monkeypatch.setattr(bulk, "RETRY_PAUSES", (0.3, 0.3))
+    monkeypatch.setattr(StoreClient, "QUIET_AFTER_TIMEOUT", 0.05)
+    write_sessions(store, ["a", "b"])
+    job = start(web, action="clear", scope="selected", keys=["a", "b"])
+    settings.MEMORYADMIN_STORE_TIMEOUT = 0.2
+    batches = []
+
+    def slow_on_the_first_attempt(request):
+        if bulk.BATCH_SCRIPT.digest.encode() in request.content or b"table.concat(replies" in request.content:
+            batches.append(request)
+            local_store.gateway.latency_ms = 500 if len(batches) == 1 else 0
+
+    hooks = get_writer(find_connection(job.connection_slug))._sdk._client.event_hooks["request"]
+    hooks.append(slow_on_the_first_attempt)
+    try:
+        web.post(f"/bulk/{job.pk}/confirm/", {"typed": "2"})
+    finally:
+        hooks.remove(slow_on_the_first_attempt)
+        local_store.gateway.latency_ms = 0
+        local_store.gateway.wait_idle()
+    job.refresh_from_db()
+    assert len(batches) == 2 and (job.status, job.done, job.failed, job.messages_removed) == ("done", 2, 0, 6)
+    retried = [message for message in caplog.messages if message.startswith("bulk batch failed (")]
+    assert len(retried) == 1 and retried[0].endswith("; retrying in 0.3 s") and "did not answer" in retried[0]
+
+
 def test_a_receipt_the_store_did_not_drop_is_left_to_expire(web, store, local_store, settings, monkeypatch, caplog):
     monkeypatch.setattr(StoreClient, "QUIET_AFTER_TIMEOUT", 0.05)
     write_sessions(store, ["a"])
