@@ -224,14 +224,23 @@ def test_custom_ttl_is_validated(web, store):
     assert not BulkJob.objects.exists()
 
 
-def test_resummarize_a_selection_reuses_summary_jobs(web, store):
-    write_sessions(store, ["a", "b"])
-    job = start(web, action="summarize", scope="selected", keys=["a", "b"])
+def test_resummarize_a_selection_reuses_summary_jobs(web, admin, connection, store):
+    write_sessions(store, ["a", "b", "held"])
+    LegalHold.objects.create(
+        connection_slug=connection.slug, connection_name="x", pattern="held", reason="Case 7", created_by=admin
+    )
+    job = start(web, action="summarize", scope="selected", keys=["a", "b", "held"])
     web.post(f"/bulk/{job.pk}/confirm/")
     job.refresh_from_db()
     assert job.status == "done" and job.summary_batch is not None
+    assert (job.done, job.skipped, job.held) == (2, 1, 1)
+    assert BulkJobKey.objects.get(job=job, key="held").outcome == "on hold"  # not summarized
     assert job.summary_batch.requested_by.username == "olga"  # who confirmed it, on the batch's page too
-    assert sorted(job.summary_batch.jobs.values_list("status", flat=True)) == ["done", "done"]
+    summaries = job.summary_batch.jobs.order_by("session_key")
+    assert [(each.session_key, each.status, each.requested_by.username) for each in summaries] == [
+        ("a", "done", "olga"),
+        ("b", "done", "olga"),
+    ]
     assert store.call("EXISTS", "memoryadmin:summary:a", "memoryadmin:summary:b") == 2
 
 

@@ -244,11 +244,14 @@ def test_a_verification_is_recorded_once_on_its_own_job_and_audited(
     failed.refresh_from_db()
     assert (verified.verified_at, verified.remaining) == (when, 0) and failed.verified_at is None
     assert verified.verification.requested_by == operator  # the search is run again on behalf of who confirmed
+    assert (verified.search.erase_reason, verified.verification.erase_reason) == ("erasure done", "erasure verified")
     events = AuditEvent.objects.filter(action="bulk.verify").order_by("id")
     assert [(e.job, e.username, e.connection_slug, e.outcome, e.error) for e in events] == [
         (failed.audit_job, "olga", "env", "failed", "The store timed out."),
         (verified.audit_job, "olga", "env", "ok", ""),
     ]
+    assert events[1].details.keys() == {"search", "remaining", "sessions_read"}
+    assert (events[1].details["search"], events[1].details["remaining"]) == (verified.verification_id, 0)
 
 
 def test_sessions_on_legal_hold_are_left_alone_and_the_dry_run_and_certificate_say_so(
