@@ -9,18 +9,22 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, BulkJobKey, SearchJob
 from memoryadmin.connections.models import Connection
 from memoryadmin.dashboard.converters import encode_key
+from memoryadmin.holds.models import LegalHold
 from memoryadmin.services import bulk, content_search
-from memoryadmin.services.upstash import StoreClient
+from memoryadmin.services.connections import find_connection
+from memoryadmin.services.upstash import StoreClient, get_writer
 
 from .conftest import DATABASE_TASKS, DUMMY_TASKS, TEST_TOKEN
 from .factories import langchain
@@ -108,6 +112,57 @@ def test_pattern_selection_is_a_complete_scan_frozen_at_the_dry_run(web, store):
     assert BulkJobKey.objects.get(job=job, key="old-bot:7").outcome == "not a list"
 
 
+def test_a_patterns_dry_run_adds_up_messages_and_holds_over_every_scan_step(web, admin, connection, store):
+    write_sessions(store, [f"bot:{i}" for i in range(2500)], messages=2)  # 3 SCAN steps at least
+    LegalHold.objects.create(
+        connection_slug=connection.slug, connection_name="x", pattern="bot:1*", reason="Case 7", created_by=admin
+    )
+    job = start(web, action="clear", scope="pattern", q="bot:*")
+    job.refresh_from_db()
+    assert (job.status, job.total, job.total_messages) == ("awaiting", 2500, 5000)
+    assert job.held == 1 + 10 + 100 + 1000  # bot:1, bot:10 to bot:19, ...
+
+
+def test_a_patterns_dry_run_cancelled_stops_after_its_scan_step(connection, store, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    write_sessions(store, [f"bot:{i}" for i in range(2500)], messages=1)
+    job = bulk.create_job(connection, operator, "clear", pattern="bot:*")
+    bulk.request_cancel(job)  # the operator leaves: its dry run stops at the first step's end
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == "discarded" and job.examined_keys == 1000 and job.total < 2500
+
+
+def test_a_selections_dry_run_adds_up_over_every_batch(admin, connection, store, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    keys = [f"s{i}" for i in range(1500)]  # two batches
+    write_sessions(store, keys, messages=2)
+    LegalHold.objects.create(
+        connection_slug=connection.slug, connection_name="x", pattern="s1*", reason="Case 7", created_by=admin
+    )
+    job = bulk.create_job(connection, operator, "clear", keys=[*keys, "gone"])
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.examined_keys, job.total, job.total_messages) == ("awaiting", 1501, 1500, 3000)
+    assert job.held == 1 + 10 + 100 + 500  # s1, s10 to s19, s100 to s199, s1000 to s1499
+
+
+def test_a_resumed_dry_run_scans_again_from_scratch(connection, store, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    write_sessions(store, ["bot:a", "bot:b"])
+    job = bulk.create_job(connection, operator, "clear", pattern="bot:*")
+    # Its first worker froze two keys, then died; one of them has gone since.
+    BulkJobKey.objects.bulk_create(
+        [BulkJobKey(job=job, position=0, key="bot:gone", messages=3), BulkJobKey(job=job, position=1, key="bot:a")]
+    )
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.total, job.total_messages) == ("awaiting", 2, 6)
+    frozen = BulkJobKey.objects.filter(job=job).order_by("position")
+    assert sorted(frozen.values_list("key", flat=True)) == ["bot:a", "bot:b"]
+    assert list(frozen.values_list("position", flat=True)) == [0, 1]
+
+
 def test_frozen_keys_keep_their_exact_text_in_one_insert_per_scan_step(web, store):
     keys = ["nul:a\x00b", "nul:\u2400mark", "nul:é日", *[f"nul:{i}" for i in range(1200)]]
     write_sessions(store, keys, messages=2)
@@ -169,13 +224,23 @@ def test_custom_ttl_is_validated(web, store):
     assert not BulkJob.objects.exists()
 
 
-def test_resummarize_a_selection_reuses_summary_jobs(web, store):
-    write_sessions(store, ["a", "b"])
-    job = start(web, action="summarize", scope="selected", keys=["a", "b"])
+def test_resummarize_a_selection_reuses_summary_jobs(web, admin, connection, store):
+    write_sessions(store, ["a", "b", "held"])
+    LegalHold.objects.create(
+        connection_slug=connection.slug, connection_name="x", pattern="held", reason="Case 7", created_by=admin
+    )
+    job = start(web, action="summarize", scope="selected", keys=["a", "b", "held"])
     web.post(f"/bulk/{job.pk}/confirm/")
     job.refresh_from_db()
     assert job.status == "done" and job.summary_batch is not None
-    assert sorted(job.summary_batch.jobs.values_list("status", flat=True)) == ["done", "done"]
+    assert (job.done, job.skipped, job.held) == (2, 1, 1)
+    assert BulkJobKey.objects.get(job=job, key="held").outcome == "on hold"  # not summarized
+    assert job.summary_batch.requested_by.username == "olga"  # who confirmed it, on the batch's page too
+    summaries = job.summary_batch.jobs.order_by("session_key")
+    assert [(each.session_key, each.status, each.requested_by.username) for each in summaries] == [
+        ("a", "done", "olga"),
+        ("b", "done", "olga"),
+    ]
     assert store.call("EXISTS", "memoryadmin:summary:a", "memoryadmin:summary:b") == 2
 
 
@@ -199,6 +264,83 @@ def test_discard_changes_nothing(web, store):
     assert job.status == "discarded" and store.call("EXISTS", "a") == 1
     assert web.post(f"/bulk/{job.pk}/confirm/", {"typed": "1"}).status_code == 302
     assert store.call("EXISTS", "a") == 1
+
+
+def jobs_in(connection, operator, *statuses):
+    """A job per status, as if it had come that far (its worker, if any, elsewhere)."""
+    jobs = []
+    for status in statuses:
+        job = bulk.create_job(connection, operator, "clear", keys=["a"])
+        BulkJob.objects.filter(pk=job.pk).update(status=status)
+        jobs.append(BulkJob.objects.get(pk=job.pk))
+    return jobs
+
+
+def state(job):
+    job.refresh_from_db()
+    return job.status, job.finished_at is not None, job.cancel_requested
+
+
+def test_discarding_drops_that_job_only_and_only_while_it_awaits_confirmation(connection, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    job, other, queued = jobs_in(connection, operator, "awaiting", "awaiting", "queued")
+    bulk.discard_job(job)
+    bulk.discard_job(queued)  # confirmed meanwhile (another tab): it goes on
+    assert [state(each) for each in (job, other, queued)] == [
+        ("discarded", True, False),
+        ("awaiting", False, False),
+        ("queued", False, False),
+    ]
+
+
+def test_cancelling_stops_that_job_only_at_once_or_after_its_batch(connection, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    jobs = jobs_in(connection, operator, "queued", "paused", "running", "counting", "done", "queued", "running")
+    for job in jobs[:5]:
+        bulk.request_cancel(job)
+    assert [state(job) for job in jobs] == [
+        ("cancelled", True, False),  # queued: it never starts
+        ("cancelled", True, False),  # paused: never resumed
+        ("running", False, True),  # its worker stops after the current batch
+        ("counting", False, True),  # its dry run stops after the current step
+        ("done", False, False),  # over: nothing to cancel
+        ("queued", False, False),  # the others go on
+        ("running", False, False),
+    ]
+
+
+def test_progress_counts_what_is_processed_its_rate_and_the_time_left(connection, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    running, over, last_batch, queued, empty = jobs_in(
+        connection, operator, "running", "done", "running", "queued", "queued"
+    )
+    now = timezone.now()
+    BulkJob.objects.filter(pk=running.pk).update(
+        total=200, done=30, skipped=10, started_at=now - timedelta(seconds=100)
+    )
+    start = now - timedelta(days=1)
+    BulkJob.objects.filter(pk=over.pk).update(
+        total=10, done=8, skipped=2, started_at=start, finished_at=start + timedelta(seconds=0.5)
+    )
+    BulkJob.objects.filter(pk=last_batch.pk).update(total=4, done=3, skipped=1, started_at=now - timedelta(seconds=100))
+    BulkJob.objects.filter(pk=queued.pk).update(total=5)
+    progress = {
+        job.pk: bulk.progress(BulkJob.objects.get(pk=job.pk)) for job in (running, over, last_batch, queued, empty)
+    }
+
+    # 40 sessions in 100 s (and the few ms the test took since): 0.4 a second, 160 left, 400 s to go.
+    now_running = progress[running.pk]
+    assert now_running.keys() == {"processed", "percent", "rate", "elapsed", "seconds_left"}
+    assert (now_running["processed"], now_running["percent"]) == (40, 20)
+    assert 100 <= now_running["elapsed"] < 110 and 40 / 110 < now_running["rate"] <= 0.4
+    assert 400 <= now_running["seconds_left"] <= 440
+    # Over: its rate over the time it ran (even under a second), no time left.
+    assert progress[over.pk] == {"processed": 10, "percent": 100, "rate": 20.0, "seconds_left": None, "elapsed": 0.5}
+    # Every session processed, the job not ended yet: nothing left.
+    assert progress[last_batch.pk]["percent"] == 100 and progress[last_batch.pk]["seconds_left"] == 0
+    # Not started: no time, no rate.
+    assert progress[queued.pk] == {"processed": 0, "percent": 0, "rate": 0, "seconds_left": None, "elapsed": 0}
+    assert progress[empty.pk]["percent"] == 100  # nothing to do is all done
 
 
 def test_cancel_stops_before_the_next_batch(connection, store, operator, settings):
@@ -280,17 +422,85 @@ def test_store_failure_pauses_the_job_which_resumes_later(web, store, local_stor
     assert events.get(action="bulk.finish").details["messages_removed"] == 6
 
 
+def report(web, job):
+    return list(csv.reader(io.StringIO(b"".join(web.get(f"/bulk/{job.pk}/report.csv").streaming_content).decode())))
+
+
+def test_a_batch_the_store_did_not_answer_is_sent_again_after_a_pause(
+    web, store, local_store, settings, monkeypatch, caplog
+):
+    monkeypatch.setattr(bulk, "RETRY_PAUSES", (0.3, 0.3))
+    monkeypatch.setattr(StoreClient, "QUIET_AFTER_TIMEOUT", 0.05)
+    write_sessions(store, ["a", "b"])
+    job = start(web, action="clear", scope="selected", keys=["a", "b"])
+    settings.MEMORYADMIN_STORE_TIMEOUT = 0.2
+    batches = []
+
+    def slow_on_the_first_attempt(request):
+        if bulk.BATCH_SCRIPT.digest.encode() in request.content or b"table.concat(replies" in request.content:
+            batches.append(request)
+            local_store.gateway.latency_ms = 500 if len(batches) == 1 else 0
+
+    hooks = get_writer(find_connection(job.connection_slug))._sdk._client.event_hooks["request"]
+    hooks.append(slow_on_the_first_attempt)
+    try:
+        web.post(f"/bulk/{job.pk}/confirm/", {"typed": "2"})
+    finally:
+        hooks.remove(slow_on_the_first_attempt)
+        local_store.gateway.latency_ms = 0
+        local_store.gateway.wait_idle()
+    job.refresh_from_db()
+    assert len(batches) == 2 and (job.status, job.done, job.failed, job.messages_removed) == ("done", 2, 0, 6)
+    retried = [message for message in caplog.messages if message.startswith("bulk batch failed (")]
+    assert len(retried) == 1 and retried[0].endswith("; retrying in 0.3 s") and "did not answer" in retried[0]
+
+
+def test_a_receipt_the_store_did_not_drop_is_left_to_expire(web, store, local_store, settings, monkeypatch, caplog):
+    monkeypatch.setattr(StoreClient, "QUIET_AFTER_TIMEOUT", 0.05)
+    write_sessions(store, ["a"])
+    job = start(web, action="clear", scope="selected", keys=["a"])
+    settings.MEMORYADMIN_STORE_TIMEOUT = 0.2
+
+    def slow_on_the_receipts_drop(request):
+        if b'"DEL"' in request.content:
+            local_store.gateway.latency_ms = 500
+
+    hooks = get_writer(find_connection(job.connection_slug))._sdk._client.event_hooks["request"]
+    hooks.append(slow_on_the_receipts_drop)
+    try:
+        web.post(f"/bulk/{job.pk}/confirm/", {"typed": "1"})
+    finally:
+        hooks.remove(slow_on_the_receipts_drop)
+        local_store.gateway.latency_ms = 0
+        local_store.gateway.wait_idle()
+    job.refresh_from_db()
+    assert job.status == "done" and job.done == 1 and store.call("EXISTS", "a") == 0
+    dropped = [message for message in caplog.messages if "its receipt stays" in message]
+    assert len(dropped) == 1 and dropped[0].startswith(f"bulk job {job.pk}: its receipt stays until it expires (")
+    assert "did not answer" in dropped[0]
+
+
 def test_report_lists_every_key_and_outcome(web, store):
     write_sessions(store, ["a", "b"])
     job = start(web, action="clear", scope="selected", keys=["a", "b", "never-there"])
-    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "2"})
-    response = web.get(f"/bulk/{job.pk}/report.csv")
-    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert [(row["session_key"], row["outcome"]) for row in rows] == [
-        ("a", "done"),
-        ("b", "done"),
-        ("never-there", "gone"),
+    header = ["position", "session_key", "messages_at_dry_run", "outcome", "messages_redacted"]
+    # Before the run: every key pending, with its length at the dry run (0 when it was not a session).
+    assert report(web, job) == [
+        header,
+        ["0", "a", "3", "pending", ""],
+        ["1", "b", "3", "pending", ""],
+        ["2", "never-there", "0", "pending", ""],
     ]
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "2"})
+    assert report(web, job) == [
+        header,
+        ["0", "a", "3", "done", ""],  # a clear redacts nothing: that column stays empty
+        ["1", "b", "3", "done", ""],
+        ["2", "never-there", "0", "gone", ""],
+    ]
+    # A key the dry run has not counted yet (while it runs) has no length.
+    BulkJobKey.objects.filter(job=job, key="b").update(messages=None, outcome="")
+    assert report(web, job)[2] == ["1", "b", "", "pending", ""]
 
 
 def test_audit_trail_and_search_by_key(web, admin, store):
@@ -509,6 +719,57 @@ def test_a_run_or_a_resume_on_a_changed_connection_pauses_and_says_what_changed(
     job.refresh_from_db()
     assert job.status == "done" and job.done == 2 and job.messages_removed == 6
     assert store.call("EXISTS", "a", "b") == 0 and other.call("EXISTS", "a", "b") == 2
+
+
+def test_a_resume_queues_that_paused_job_afresh_or_says_why_not_on_that_job_only(
+    bot, operator, store, other_store, settings
+):
+    settings.TASKS = DUMMY_TASKS
+    connection = bot.to_store_connection()
+    job, other, resumed_meanwhile = jobs_in(connection, operator, "paused", "paused", "paused")
+    paused = {
+        "error": "The store did not answer.",
+        "total": 2,
+        "next_position": 1,
+        "done": 1,
+        "failed": 1,
+        "attempts": 2,
+    }
+    BulkJob.objects.filter(pk__in=[job.pk, other.pk, resumed_meanwhile.pk]).update(**paused)
+    job.refresh_from_db()
+    stale = BulkJob.objects.get(pk=resumed_meanwhile.pk)  # shown paused; another Operator resumes it meanwhile
+    BulkJob.objects.filter(pk=resumed_meanwhile.pk).update(status="queued", error="")
+
+    point_at(bot, other_store.url, other_store.token)
+    refused = (
+        f"The connection's URL changed from {store.url} to {other_store.url} and its token changed since the dry run. "
+        "The job goes on only once the connection points at that store again (or cancel it)."
+    )
+    assert bulk.resume_job(job, request_by(operator)) == refused
+    assert bulk.resume_job(stale, request_by(operator)) == refused
+    job.refresh_from_db()
+    assert (job.status, job.error) == ("paused", refused)  # shown on its page
+    assert BulkJob.objects.get(pk=other.pk).error == "The store did not answer."
+    assert BulkJob.objects.get(pk=resumed_meanwhile.pk).error == ""  # queued again: not a paused job's error
+
+    point_at(bot, store.url, TEST_TOKEN)
+    assert bulk.resume_job(job, request_by(operator)) is None
+    job.refresh_from_db()
+    assert (job.status, job.error, job.failed, job.attempts, job.next_position) == ("queued", "", 0, 0, 1)
+    assert BulkJob.objects.get(pk=other.pk).status == "paused"
+    not_paused = "This job is not paused."
+    assert bulk.resume_job(job, request_by(operator)) == not_paused  # queued now
+    assert bulk.resume_job(stale, request_by(operator)) == not_paused  # queued by another Operator meanwhile
+    assert BulkJob.objects.get(pk=other.pk).status == "paused"
+    events = AuditEvent.objects.filter(action="bulk.resume").order_by("id")
+    assert [(event.job, event.outcome, event.error) for event in events] == [
+        (job.audit_job, "failed", refused),
+        (stale.audit_job, "failed", refused),
+        (job.audit_job, "ok", ""),
+        (job.audit_job, "failed", not_paused),
+        (stale.audit_job, "failed", not_paused),
+    ]
+    assert events[2].details == {"action": "clear", "resumed_at": 1, "sessions": 2}
 
 
 def test_a_dry_run_on_a_changed_connection_is_dropped(bot, operator, store, other_store, settings):

@@ -14,7 +14,7 @@ from memoryadmin.bulk.models import BulkJob, BulkJobKey, SearchJob
 from memoryadmin.holds.models import LegalHold
 from memoryadmin.services import bulk, content_search, erasure, signing
 
-from .conftest import DUMMY_TASKS
+from .conftest import DUMMY_TASKS, TEST_TOKEN
 from .factories import langchain, llamaindex
 
 pytestmark = pytest.mark.django_db
@@ -105,6 +105,7 @@ def test_redacting_the_matching_messages_keeps_the_rest_and_is_verified(web, mai
         after = elements(store, key)
         assert len(after) == 2 and EMAIL not in json.dumps(after).lower()
         assert sum(new != old for new, old in zip(after, before[key])) == 1  # only the matching message changed
+    assert "Hi, I am" not in elements(store, "lc:jane")[1] and "my email is" not in elements(store, "li:jane")[0]
     assert elements(store, "lc:bob") == before["lc:bob"]
     row = BulkJobKey.objects.get(job=job, key="lc:jane")
     assert row.outcome == "done" and row.redacted == 1 and len(row.element_hashes) == 1
@@ -119,6 +120,24 @@ def test_redacting_only_the_matching_text_keeps_the_words_around_it(web, mailbox
     newest = json.loads(elements(store, "lc:jane")[1])  # the human message, pushed first
     assert newest["type"] == "human" and newest["data"]["content"].startswith("Hi, I am ")
     assert EMAIL not in newest["data"]["content"].lower()
+
+
+def test_a_redaction_of_a_search_by_role_redacts_that_roles_messages_only(web, store):
+    store.call("RPUSH", "lc:ann", langchain("human", f"write to {EMAIL}"), langchain("ai", f"noted: {EMAIL}"))
+    job = erase(web, search(web, role="human"), "redact:messages")
+    assert job.status == BulkJob.DONE and job.messages_redacted == 1
+    human, ai = elements(store, "lc:ann")
+    assert EMAIL not in human and ai == langchain("ai", f"noted: {EMAIL}")
+
+
+def test_a_redactions_dry_run_counts_nothing_of_a_session_gone_since_the_search(web, mailbox, store):
+    found = search(web)
+    store.call("DEL", "li:jane")  # cleared by the chat app meanwhile
+    web.post(f"/bulk/search/{found.pk}/purge/", {"action": "redact:messages", "reference": "T-10"})
+    job = BulkJob.objects.get(search=found)
+    assert (job.status, job.total, job.total_messages) == ("awaiting", 1, 1)
+    rows = BulkJobKey.objects.filter(job=job).order_by("position")
+    assert {row.key: row.messages for row in rows} == {"lc:jane": 1, "li:jane": 0}
 
 
 def test_a_redaction_needs_a_typed_confirmation(web, mailbox, store):
@@ -168,6 +187,77 @@ def test_a_verification_that_could_not_finish_can_be_run_again(web, mailbox, sto
     bulk.record_verification(job.verification_id)
     job.refresh_from_db()
     assert job.verified_at and job.remaining == 0
+
+
+def test_a_verification_is_run_again_only_for_a_done_erasure_not_verified_nor_being_verified(
+    web, mailbox, store, settings, operator, connection
+):
+    settings.TASKS = DUMMY_TASKS
+    nothing = "This job has nothing to verify now."
+    not_an_erasure = BulkJob.objects.create(connection_slug="env", action="clear", selection="pattern", status="done")
+    assert bulk.verify_again(not_an_erasure) == nothing
+    job = counted_clear(web, connection, operator, reference="T-7")
+    assert bulk.verify_again(job) == nothing  # not run yet
+    bulk.confirm_job(job, confirm_request(operator), str(job.total))
+    bulk.run_job(job.pk)
+    job.refresh_from_db()
+    assert bulk.verify_again(job) == nothing  # its verification is queued
+    SearchJob.objects.filter(pk=job.verification_id).update(status=SearchJob.FAILED)
+    job.refresh_from_db()
+
+    settings.UPSTASH_REDIS_REST_TOKEN = "a-rotated-token"
+    assert bulk.verify_again(job) == (
+        "The connection's token changed since the dry run. "
+        "The job goes on only once the connection points at that store again (or cancel it)."
+    )
+    settings.UPSTASH_REDIS_REST_TOKEN = TEST_TOKEN
+    query = SearchJob.objects.filter(pk=job.search_id).values_list("query_encrypted", flat=True).get()
+    SearchJob.objects.filter(pk=job.search_id).update(query_encrypted="")  # its results expired
+    assert bulk.verify_again(BulkJob.objects.get(pk=job.pk)) == (
+        "The search's query has been erased (its results expired): search again to verify."
+    )
+    SearchJob.objects.filter(pk=job.search_id).update(query_encrypted=query)
+    job = BulkJob.objects.get(pk=job.pk)
+    assert job.verification.status == SearchJob.FAILED  # nothing started meanwhile
+
+    assert bulk.verify_again(job) is None
+    job.refresh_from_db()
+    content_search.run_search(job.verification_id)
+    bulk.record_verification(job.verification_id)
+    job.refresh_from_db()
+    assert job.verified_at and job.verification.status == SearchJob.DONE
+    assert bulk.verify_again(job) == nothing  # verified
+
+
+def test_a_verification_is_recorded_once_on_its_own_job_and_audited(
+    web, mailbox, store, settings, operator, connection
+):
+    settings.TASKS = DUMMY_TASKS
+    jobs = [counted_clear(web, connection, operator, reference=reference) for reference in ("T-8", "T-9")]
+    for job in jobs:
+        bulk.confirm_job(job, confirm_request(operator), str(job.total))
+        bulk.run_job(job.pk)
+        job.refresh_from_db()
+    failed, verified = jobs
+    SearchJob.objects.filter(pk=failed.verification_id).update(status=SearchJob.FAILED, error="The store timed out.")
+    bulk.record_verification(failed.verification_id)
+    content_search.run_search(verified.verification_id)
+    bulk.record_verification(verified.verification_id)
+    verified.refresh_from_db()
+    when = verified.verified_at
+    bulk.record_verification(verified.verification_id)  # its task run twice: recorded once
+    verified.refresh_from_db()
+    failed.refresh_from_db()
+    assert (verified.verified_at, verified.remaining) == (when, 0) and failed.verified_at is None
+    assert verified.verification.requested_by == operator  # the search is run again on behalf of who confirmed
+    assert (verified.search.erase_reason, verified.verification.erase_reason) == ("erasure done", "erasure verified")
+    events = AuditEvent.objects.filter(action="bulk.verify").order_by("id")
+    assert [(e.job, e.username, e.connection_slug, e.outcome, e.error) for e in events] == [
+        (failed.audit_job, "olga", "env", "failed", "The store timed out."),
+        (verified.audit_job, "olga", "env", "ok", ""),
+    ]
+    assert events[1].details.keys() == {"search", "remaining", "sessions_read"}
+    assert (events[1].details["search"], events[1].details["remaining"]) == (verified.verification_id, 0)
 
 
 def test_sessions_on_legal_hold_are_left_alone_and_the_dry_run_and_certificate_say_so(

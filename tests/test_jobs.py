@@ -308,6 +308,54 @@ def test_a_job_given_up_does_not_keep_the_recovery_from_the_jobs_after_it(connec
     assert [SummaryJob.objects.get(pk=job.pk).status for job in jobs] == ["failed", "queued", "failed"]
 
 
+@pytest.mark.parametrize("stage", ["dry run", "run"])
+def test_a_bulk_job_whose_worker_kept_stopping_is_given_up_with_the_reason(
+    connection, store, operator, settings, caplog, stage
+):
+    settings.TASKS = DUMMY_TASKS
+    settings.MEMORYADMIN_JOB_MAX_ATTEMPTS = 3
+    write_sessions(store, ["a", "b"])
+    job = bulk.create_job(connection, operator, "clear", keys=["a", "b"])
+    if stage == "run":
+        bulk.count_job(job.pk)
+        job.refresh_from_db()
+        assert bulk.confirm_job(job, request_by(operator), "2") is None
+    worker = f"{HOST}:{ended_process()}:ab12cd34"
+    running = "counting" if stage == "dry run" else "running"
+    BulkJob.objects.filter(pk=job.pk).update(status=running, worker=worker, attempts=3)
+    queued = len(default_task_backend.results)
+    assert recover_interrupted_jobs() == 0
+    job.refresh_from_db()
+    reason = (
+        "Stopped after 3 attempts: each time its worker stopped before the job ended "
+        f"(the last time, its worker process ({worker}) is gone). It is not retried again."
+    )
+    assert f"Gave up BulkJob {job.pk}: {reason}" in caplog.messages  # the worker's log
+    assert job.finished_at and job.worker == "" and len(default_task_backend.results) == queued  # not run again
+    event = AuditEvent.objects.get(job=job.audit_job, outcome="failed")
+    assert (event.username, event.connection_slug, event.error) == ("olga", "env", reason)
+    if stage == "dry run":  # dropped: it can never be confirmed
+        assert (job.status, job.error) == ("discarded", f"The dry run failed: {reason}")
+        assert event.action == "bulk.dry_run"
+    else:  # failed, with its counts; an Operator may resume it
+        assert (job.status, job.error) == ("failed", reason)
+        assert event.action == "bulk.fail" and (event.details["sessions"], event.details["done"]) == (2, 0)
+    assert store.call("EXISTS", "a", "b") == 2
+
+
+@pytest.mark.parametrize("stage", ["counting", "running"])
+def test_a_bulk_job_taken_up_again_meanwhile_is_not_given_up(connection, operator, settings, live_pid, stage):
+    settings.TASKS = DUMMY_TASKS
+    job = bulk.create_job(connection, operator, "clear", keys=["a"])
+    BulkJob.objects.filter(pk=job.pk).update(status=stage, worker=f"{HOST}:{ended_process()}:ab12cd34", attempts=3)
+    found = BulkJob.objects.get(pk=job.pk)
+    BulkJob.objects.filter(pk=job.pk).update(worker=f"{HOST}:{live_pid}:ef56ab78")  # a worker took it meanwhile
+    assert bulk.give_up(found, "given up") is False
+    job.refresh_from_db()
+    assert (job.status, job.error, job.finished_at) == (stage, "", None)
+    assert not AuditEvent.objects.filter(job=job.audit_job).exists()
+
+
 def test_a_save_of_progress_is_a_heartbeat_and_bills_the_store_commands_so_far(connection, operator, store):
     job = running_summary_job(connection, operator, "", None, attempts=0)
     SummaryJob.objects.filter(pk=job.pk).update(status="queued")

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from memoryadmin.bulk.models import BulkJob, BulkJobKey, SearchJob
 from memoryadmin.services import redaction, scripts, sessions
 from memoryadmin.services.content_search import Matcher
 from memoryadmin.services.sessions import NEWEST_FIRST, OLDEST_FIRST, SessionNotFound
@@ -470,6 +471,20 @@ def test_a_message_rewritten_before_every_write_is_tried_max_attempts_times_then
         1,
         1,
     )
+
+
+def test_a_bulk_redaction_fails_a_session_whose_message_kept_changing(web, connection, store, before_each_write):
+    store.call("RPUSH", "s", llamaindex("user", f"I am {EMAIL}"))
+    response = web.post("/bulk/search/", {"query": EMAIL, "key_pattern": "", "role": ""})
+    found = SearchJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
+    web.post(f"/bulk/search/{found.pk}/purge/", {"action": "redact:text", "reference": "T-1"})
+    job = BulkJob.objects.get(search=found)
+    assert job.status == "awaiting" and job.total == 1
+    before_each_write(lambda write: chat_app(connection).call("LSET", "s", 0, llamaindex("user", f"{write}: {EMAIL}")))
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "1"})
+    job.refresh_from_db()
+    assert (job.status, job.done, job.skipped, job.failed, job.messages_redacted) == ("done", 0, 0, 1, 0)
+    assert BulkJobKey.objects.get(job=job).outcome == "changed"
 
 
 def test_messages_trimmed_before_the_write_are_counted_vanished(connection, store, before_each_write):
