@@ -7,17 +7,20 @@ client keeps the last token each reply carried and sends it, as Upstash's SDKs d
 
 import pytest
 
+from memoryadmin.bulk.models import BulkJob
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.localstore.store import LocalStore
+from memoryadmin.services import bulk, content_search, upstash
 from memoryadmin.services.upstash import StoreConnection, get_client
 
-from .conftest import SHOWN_ENV, TEST_TOKEN
-from .factories import write_langchain_session
+from .conftest import DUMMY_TASKS, SHOWN_ENV, TEST_TOKEN
+from .factories import langchain, write_langchain_session
+from .test_erasure import EMAIL, confirm_request, counted_clear
 from .waiting import wait_for
 
 pytestmark = pytest.mark.django_db
 
-LAG_MS = 1500  # far longer than a clear and the next page take
+LAG_MS = 3000  # far longer than a clear and the next page take, or a purge and its verification
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +59,26 @@ def test_without_the_sync_token_the_replica_would_still_show_it(replicated):
     writer.call("DEL", "cleared-session")
     stranger = get_client(StoreConnection(name="other", slug="other", url=replicated.url, token=TEST_TOKEN))
     assert stranger.call("EXISTS", "cleared-session") == 1
+
+
+def test_an_erasures_verification_run_by_another_worker_reads_after_the_purge(web, replicated, settings, operator):
+    """The verification search may run in a worker whose client never saw the purge: it must send the purge's token."""
+    settings.TASKS = DUMMY_TASKS  # each task runs when this test says
+    writer = get_client(StoreConnection(name="seed", slug="seed", url=replicated.url, token=TEST_TOKEN))
+    writer.call("LPUSH", "lc:jane", langchain("human", f"my email is {EMAIL}"))
+    replica_reader = StoreConnection(name="fresh", slug="fresh", url=replicated.url, token=TEST_TOKEN)
+    wait_for(lambda: get_client(replica_reader).call("EXISTS", "lc:jane") == 1, what="the replica")
+    environment = StoreConnection(name="default (environment)", url=replicated.url, token=TEST_TOKEN)
+    job = counted_clear(web, environment, operator, reference="DPO-9")
+    assert bulk.confirm_job(job, confirm_request(operator), str(job.total)) is None
+    bulk.run_job(job.pk)
+    job = BulkJob.objects.get(pk=job.pk)
+    assert job.status == BulkJob.DONE and get_client(environment).call("EXISTS", "lc:jane") == 0
+    upstash._clients.clear()  # as in another worker process: its client has no sync token yet
+    content_search.run_search(job.verification_id)
+    bulk.record_verification(job.verification_id)
+    job.refresh_from_db()
+    assert job.verified_at and job.remaining == 0
+    # The counter-proof: the replica still had it, so only the purge's token kept the verification off it.
+    upstash._clients.clear()
+    assert get_client(replica_reader).call("EXISTS", "lc:jane") == 1
