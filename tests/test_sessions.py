@@ -112,6 +112,14 @@ def test_pattern_without_wildcard_is_looked_up_directly(local_store, connection,
     assert [row.key for row in sessions.scan_sessions(connection, r"message_store:ab\c").rows] == ["message_store:abc"]
 
 
+def test_a_key_typed_with_its_prefix_is_not_prefixed_again(connection, store):
+    prefixed = dataclasses.replace(connection, display_prefix="message_store:")
+    for key in ("message_store:abc", "message_store:message_store:abc"):
+        write_langchain_session(store, key, ["hello"])
+    page = sessions.scan_sessions(prefixed, "message_store:abc")
+    assert [row.key for row in page.rows] == ["message_store:abc"]
+
+
 @pytest.mark.parametrize(
     ("key", "typed"),
     [
@@ -120,6 +128,7 @@ def test_pattern_without_wildcard_is_looked_up_directly(local_store, connection,
         ("two\\\\backslashes", "two\\\\backslashes"),
         ("why*not?", "why\\*not\\?"),  # escaped glob characters are still literal
         ("with\\*star", "with\\*star"),  # a backslash before a glob character, typed as stored
+        ("two\nlines", "two\\\nlines"),  # an escaped newline is a newline, as SCAN MATCH reads it
     ],
 )
 def test_exact_lookup_finds_keys_with_backslashes_as_typed(connection, store, key, typed):
@@ -289,6 +298,16 @@ def test_read_message_returns_the_exact_element(connection, store):
     assert b'"m0"' in b"".join(sessions.read_message(connection, "lc", 0, "newest-first").parts)
     with pytest.raises(SessionNotFound):
         sessions.read_message(connection, "lc", 10, "newest-first")
+
+
+@pytest.mark.parametrize("writer", [write_langchain_session, write_llamaindex_session])
+def test_a_message_not_there_is_named_by_its_number_from_1_oldest_first(connection, store, writer):
+    writer(store, "s", texts(3))
+    order = sessions.get_transcript(connection, "s").order
+    for index in (3, 10):
+        with pytest.raises(SessionNotFound) as raised:
+            sessions.read_message(connection, "s", index, order)
+        assert str(raised.value) == f"Session 's' has no message #{index + 1} (any more)."
 
 
 # --- writes ------------------------------------------------------------------
