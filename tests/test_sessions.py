@@ -108,6 +108,7 @@ def test_pattern_without_wildcard_is_looked_up_directly(local_store, connection,
     prefixed = dataclasses.replace(connection, display_prefix="message_store:")
     page = sessions.scan_sessions(prefixed, "abc")
     assert page.exact and [row.key for row in page.rows] == ["message_store:abc"]
+    assert page.pattern == "abc"  # shown, kept in the search box, and what "Apply to all matching" applies to
     assert sessions.scan_sessions(prefixed, "plain-string").rows == []
     assert [row.key for row in sessions.scan_sessions(connection, r"message_store:ab\c").rows] == ["message_store:abc"]
 
