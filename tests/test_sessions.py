@@ -321,16 +321,19 @@ def test_set_ttl_and_persist_apply_to_session_and_summary(connection, store):
     assert change.before == -1 and 3590 < change.after <= 3600
     assert 3590 < store.call("TTL", "memoryadmin:summary:lc") <= 3600
     change = sessions.persist_session(connection, "lc")
-    assert change.after == -1
+    assert 3590 < change.before <= 3600 and change.after == -1
     assert store.call("TTL", "memoryadmin:summary:lc") == -1
 
 
 def test_ttl_bounds_are_checked(connection, store):
     write_langchain_session(store, "lc", texts(2))
-    with pytest.raises(ValueError):
-        sessions.set_ttl(connection, "lc", 0)
-    with pytest.raises(ValueError):
-        sessions.set_ttl(connection, "lc", sessions.MAX_TTL + 1)
+    for seconds in (0, sessions.MAX_TTL + 1):
+        with pytest.raises(ValueError) as refused:
+            sessions.set_ttl(connection, "lc", seconds)
+        assert str(refused.value) == "A TTL must be between 1 second and 3650 days."
+    assert store.call("TTL", "lc") == -1
+    assert sessions.set_ttl(connection, "lc", sessions.MAX_TTL).after == sessions.MAX_TTL  # both bounds are allowed
+    assert sessions.set_ttl(connection, "lc", 1).after == 1  # last: the session expires a second later
 
 
 def test_clear_removes_session_and_summary_and_nothing_else(connection, store):
