@@ -288,10 +288,12 @@ def test_sessions_with_keys_too_long_to_prefix_each_have_their_own_summary(conne
 
 def test_missing_key_and_non_list_are_not_found(connection, store):
     store.call("SET", "a-string", "x")
-    with pytest.raises(SessionNotFound, match="cleared or has expired"):
+    with pytest.raises(SessionNotFound) as refused:
         sessions.get_transcript(connection, "nope")
-    with pytest.raises(SessionNotFound, match="not a list"):
+    assert str(refused.value) == "There is no session 'nope': it was cleared or has expired."
+    with pytest.raises(SessionNotFound) as refused:
         sessions.get_transcript(connection, "a-string")
+    assert str(refused.value) == "'a-string' is not a list, so it is not a chat session."
 
 
 def test_read_message_returns_the_exact_element(connection, store):
@@ -353,12 +355,14 @@ def test_writes_leave_non_sessions_alone(connection, store):
         lambda: sessions.set_ttl(connection, "a-string", 60),
         lambda: sessions.persist_session(connection, "a-string"),
     ):
-        with pytest.raises(SessionNotFound, match="left alone"):
+        with pytest.raises(SessionNotFound) as refused:
             write()
+        assert str(refused.value) == "'a-string' is not a list, so it is not a chat session; it was left alone."
     assert store.call("GET", "a-string") == b"x"
     assert store.call("TTL", "a-string") == -1
-    with pytest.raises(SessionNotFound, match="cleared or has expired"):
+    with pytest.raises(SessionNotFound) as refused:
         sessions.clear_session(connection, "gone")
+    assert str(refused.value) == "There is no session 'gone': it was cleared or has expired."
 
 
 def test_a_window_past_the_end_is_numbered_from_its_start(connection, store):
