@@ -45,6 +45,17 @@ def test_lists_only_lists_with_their_metadata(connection, store):
     assert page.next_cursor is None
 
 
+def test_a_display_name_drops_the_prefix_only_from_keys_that_have_more_after_it(connection, store):
+    for key in ("message_store:abc", "message_store:", "other:message_store:x"):
+        write_langchain_session(store, key, ["hello"])
+    page = sessions.scan_sessions(dataclasses.replace(connection, display_prefix="message_store:"))
+    assert sorted((row.key, row.display_name) for row in page.rows) == [
+        ("message_store:", "message_store:"),  # the prefix alone would be an empty name
+        ("message_store:abc", "abc"),
+        ("other:message_store:x", "other:message_store:x"),
+    ]
+
+
 def test_a_dense_page_costs_one_scan_and_one_pipeline(local_store, connection, store):
     for i in range(120):
         store.call("LPUSH", f"s:{i:03}", langchain("human", "hi"))
