@@ -162,6 +162,7 @@ SIZE = len(langchain("human", "message 0000")) + sessions.ELEMENT_OVERHEAD  # wh
         ("", 50, 10**9),  # the latest window
         ("", 40, 10**9),  # a window of whole steps
         (30, 50, 10**9),  # the list's start reached
+        (21, 50, 10**9),  # the list's start reached one message into a step
         (0, 50, 10**9),  # nothing before the first message
         (500, 50, 10**9),  # past the list's end
         ("", 50, 25 * SIZE + 5),  # over the budget inside a step
