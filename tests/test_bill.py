@@ -97,7 +97,9 @@ def test_transcript_pages_count_every_read(web, store, ran):
     write_langchain_session(store, "newest-first", [f"m{i}" for i in range(80)])
     # An oldest-first session longer than the window: read as newest-first, then again.
     write_llamaindex_session(store, "oldest-first", [f"m{i}" for i in range(80)])
-    for key in ("newest-first", "oldest-first"):
+    # Messages of 70 KB, each read cut to 64 KB: the window stops over its 2 MB budget, inside its second step.
+    write_langchain_session(store, "big", [f"m{i} " + "x" * 70_000 for i in range(40)])
+    for key in ("newest-first", "oldest-first", "big"):
         ran.since()
         response = web.get(f"/sessions/{encode_key(key)}/")
         assert response.status_code == 200
