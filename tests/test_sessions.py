@@ -9,7 +9,7 @@ from memoryadmin.services import sessions, summaries
 from memoryadmin.services.sessions import SessionNotFound
 from memoryadmin.services.summarizers import SummaryResult
 
-from .factories import langchain, write_langchain_session, write_llamaindex_session
+from .factories import langchain, llamaindex, write_langchain_session, write_llamaindex_session
 
 
 def texts(n, prefix="m"):
@@ -176,6 +176,15 @@ def test_forced_order_reads_only_the_newest_end(connection, store):
     forced = dataclasses.replace(connection, list_order="oldest-first")
     (row,) = sessions.scan_sessions(forced).rows
     assert row.preview.text == "new"
+
+
+def test_a_forced_order_is_the_order_whatever_the_messages_format(connection, store):
+    # An app of its own writing LangChain's format oldest first, or LlamaIndex's newest first.
+    store.call("RPUSH", "lc-appended", *[langchain("human", text) for text in ("old", "middle", "new")])
+    store.call("LPUSH", "li-prepended", *[llamaindex("user", text) for text in ("old", "middle", "new")])
+    for key, order in (("lc-appended", "oldest-first"), ("li-prepended", "newest-first")):
+        (row,) = sessions.scan_sessions(dataclasses.replace(connection, list_order=order), key).rows
+        assert row.preview.text == "new"
 
 
 # --- transcripts -------------------------------------------------------------
