@@ -56,6 +56,14 @@ def test_a_display_name_drops_the_prefix_only_from_keys_that_have_more_after_it(
     ]
 
 
+def test_a_key_gone_or_no_list_since_scan_saw_it_leaves_the_rows_after_it(connection, store):
+    for key in ("a", "c"):
+        write_langchain_session(store, key, ["hello"])
+    store.call("SET", "b", "a list once, a string now")
+    rows = sessions._session_rows(connection, ["a", "gone", "b", "c"])  # the keys of a SCAN step, as it listed them
+    assert [row.key for row in rows] == ["a", "c"]
+
+
 def test_a_dense_page_costs_one_scan_and_one_pipeline(local_store, connection, store):
     for i in range(120):
         store.call("LPUSH", f"s:{i:03}", langchain("human", "hi"))
