@@ -191,8 +191,11 @@ def test_a_forced_order_is_the_order_whatever_the_messages_format(connection, st
     store.call("RPUSH", "lc-appended", *[langchain("human", text) for text in ("old", "middle", "new")])
     store.call("LPUSH", "li-prepended", *[llamaindex("user", text) for text in ("old", "middle", "new")])
     for key, order in (("lc-appended", "oldest-first"), ("li-prepended", "newest-first")):
-        (row,) = sessions.scan_sessions(dataclasses.replace(connection, list_order=order), key).rows
+        forced = dataclasses.replace(connection, list_order=order)
+        (row,) = sessions.scan_sessions(forced, key).rows
         assert row.preview.text == "new"
+        transcript = sessions.get_transcript(forced, key)
+        assert transcript.order == order and [m.text for _, m in transcript.messages] == ["old", "middle", "new"]
 
 
 # --- transcripts -------------------------------------------------------------
@@ -233,6 +236,28 @@ def test_transcript_page_is_one_round_trip_when_the_order_is_known(local_store, 
         local_store, lambda: sessions.get_transcript(connection, "li", before=100, order="oldest-first", window=50)
     )
     assert trips == 1
+
+
+def test_the_first_page_of_an_oldest_first_session_reads_again_only_when_longer_than_the_window(
+    local_store, connection, store
+):
+    for key, length, reads in (("short", 50, 1), ("long", 51, 2)):
+        write_llamaindex_session(store, key, texts(length))
+        transcript, trips = round_trips(
+            local_store, lambda key=key: sessions.get_transcript(connection, key, window=50)
+        )
+        assert trips == reads
+        assert [m.text for _, m in transcript.messages] == texts(length)[-50:]
+
+
+def test_a_message_too_big_for_a_transcript_comes_cut_and_read_as_far_as_it_goes(connection, store):
+    big = "word " * 100_000
+    write_langchain_session(store, "lc", ["before", big, "after"])
+    transcript = sessions.get_transcript(connection, "lc")
+    (_, before), (_, cut), (_, after) = transcript.messages
+    assert (cut.cut, cut.size, cut.role, cut.format) == (True, len(langchain("ai", big)), "ai", "langchain")
+    assert len(cut.text) > 60_000 and big.startswith(cut.text)
+    assert (before.cut, before.text, after.cut, after.text) == (False, "before", False, "after")
 
 
 def test_earlier_window_is_stable_while_the_app_keeps_writing(connection, store):
