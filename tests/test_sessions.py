@@ -250,6 +250,14 @@ def test_the_first_page_of_an_oldest_first_session_reads_again_only_when_longer_
         assert [m.text for _, m in transcript.messages] == texts(length)[-50:]
 
 
+def test_an_earlier_window_without_its_order_is_the_one_before_it_whatever_the_order(connection, store):
+    write_langchain_session(store, "lc", texts(100))
+    write_llamaindex_session(store, "li", texts(100))
+    for key in ("lc", "li"):
+        transcript = sessions.get_transcript(connection, key, before=30, window=10)  # a link that lost its order
+        assert [(i, m.text) for i, m in transcript.messages] == [(i, f"m{i}") for i in range(20, 30)]
+
+
 def test_a_message_too_big_for_a_transcript_comes_cut_and_read_as_far_as_it_goes(connection, store):
     big = "word " * 100_000
     write_langchain_session(store, "lc", ["before", big, "after"])
