@@ -212,6 +212,22 @@ def test_transcript_is_chronological_for_both_orders(connection, store):
         assert not transcript.has_earlier
 
 
+def test_a_transcripts_writer_is_that_of_its_first_message_of_a_known_format(connection, store):
+    store.call("LPUSH", "message_store:py", "not json", langchain("human", "hi"))
+    store.call("LPUSH", "chat:js", "not json", langchain("human", "hi"))
+    store.call("RPUSH", "li", "not json", llamaindex("user", "hi"))
+    store.call("RPUSH", "junk", "not json", "nor this")
+    writers = {
+        key: sessions.get_transcript(connection, key).writer for key in ("message_store:py", "chat:js", "li", "junk")
+    }
+    assert writers == {
+        "message_store:py": "LangChain (Python)",
+        "chat:js": "Flowise / LangChain JS",
+        "li": "LlamaIndex",
+        "junk": "unknown",
+    }
+
+
 @pytest.mark.parametrize("writer", [write_langchain_session, write_llamaindex_session])
 def test_long_session_reads_windows_back_to_the_start(connection, store, writer):
     writer(store, "long", texts(2500))
