@@ -442,6 +442,12 @@ def test_writes_leave_non_sessions_alone(connection, store):
     assert str(refused.value) == "There is no session 'gone': it was cleared or has expired."
 
 
+def test_the_window_before_the_first_message_is_empty_with_nothing_earlier(connection, store):
+    write_langchain_session(store, "lc", texts(3))
+    transcript = sessions.get_transcript(connection, "lc", before=0, order="newest-first")
+    assert (transcript.messages, transcript.start, transcript.has_earlier) == ([], 0, False)
+
+
 def test_a_window_past_the_end_is_numbered_from_its_start(connection, store):
     write_langchain_session(store, "lc", texts(40))
     transcript = sessions.get_transcript(connection, "lc", before=45, order="newest-first", window=50)
