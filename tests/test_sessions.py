@@ -68,7 +68,7 @@ def test_a_dense_page_costs_one_scan_and_one_pipeline(local_store, connection, s
     for i in range(120):
         store.call("LPUSH", f"s:{i:03}", langchain("human", "hi"))
     page, trips = round_trips(local_store, lambda: sessions.scan_sessions(connection, "s:*"))
-    assert len(page.rows) == 50
+    assert len(page.rows) == 50 and page.pattern == "s:*" and not page.exact
     assert trips == 2
 
 
@@ -138,6 +138,16 @@ def test_a_key_typed_with_its_prefix_is_not_prefixed_again(connection, store):
         write_langchain_session(store, key, ["hello"])
     page = sessions.scan_sessions(prefixed, "message_store:abc")
     assert [row.key for row in page.rows] == ["message_store:abc"]
+
+
+def test_an_exact_lookup_without_ttl_lists_the_session_only_when_it_has_no_ttl(connection, store):
+    for key in ("forever", "expiring"):
+        write_langchain_session(store, key, ["hello"])
+    store.call("EXPIRE", "expiring", 3600)
+    for key in ("forever", "expiring"):
+        assert [row.key for row in sessions.scan_sessions(connection, key).rows] == [key]
+    assert [row.key for row in sessions.scan_sessions(connection, "forever", no_ttl=True).rows] == ["forever"]
+    assert sessions.scan_sessions(connection, "expiring", no_ttl=True).rows == []
 
 
 @pytest.mark.parametrize(
