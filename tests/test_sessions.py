@@ -189,6 +189,14 @@ def test_keys_that_are_not_utf8_are_counted_not_listed(connection, store):
     assert page.unaddressable == 1
 
 
+def test_keys_that_are_not_utf8_are_counted_over_every_scan_step_of_a_page(connection, store):
+    script = "for i = 1, 2500 do redis.call('RPUSH', string.char(255) .. i, 'x') end return 1"
+    store.call("EVAL", script, 0)
+    page = sessions.scan_sessions(connection)  # three SCAN steps or more, none with a key to show
+    assert page.rows == [] and page.next_cursor is None and page.examined >= 3000
+    assert page.unaddressable == 2500
+
+
 def test_forced_order_reads_only_the_newest_end(connection, store):
     write_llamaindex_session(store, "li", ["old", "new"])
     forced = dataclasses.replace(connection, list_order="oldest-first")
