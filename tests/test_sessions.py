@@ -72,6 +72,25 @@ def test_a_dense_page_costs_one_scan_and_one_pipeline(local_store, connection, s
     assert trips == 2
 
 
+def test_a_page_that_holds_the_last_keys_exactly_ends_the_scan(connection, store):
+    for i in range(50):
+        store.call("LPUSH", f"s:{i:02}", langchain("human", "hi"))
+    page = sessions.scan_sessions(connection, "s:*")
+    assert len(page.rows) == 50 and page.next_cursor is None  # no "scan more" that would find nothing
+
+
+def test_a_page_resumed_near_the_end_of_a_step_fills_up_from_the_next_one_and_no_more(connection, store):
+    keys = [f"s:{i:05}" for i in range(2500)]
+    for start in range(0, len(keys), 500):
+        store.pipeline([["LPUSH", key, langchain("human", "hi")] for key in keys[start : start + 500]])
+    _, first_step = store.call("SCAN", "0", "MATCH", "s:*", "COUNT", sessions.SCAN_COUNT, "TYPE", "list")
+    after = sorted(first_step)[-5].decode()  # a few keys of that step are left to show
+    page = sessions.scan_sessions(connection, "s:*", cursor="0", after=after)
+    shown = [row.key for row in page.rows]
+    assert len(shown) == 50 and shown[0] > after
+    assert page.next_cursor not in (None, "0") and page.next_after == shown[-1]  # resumes inside the second step
+
+
 def test_paging_resumes_mid_step_without_duplicates_or_gaps(connection, store):
     for i in range(130):
         store.call("LPUSH", f"s:{i:03}", langchain("human", "hi"))
