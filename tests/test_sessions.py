@@ -415,6 +415,9 @@ def test_read_message_returns_the_exact_element(connection, store):
     assert b'"m0"' in b"".join(sessions.read_message(connection, "lc", 0, "newest-first").parts)
     with pytest.raises(SessionNotFound):
         sessions.read_message(connection, "lc", 10, "newest-first")
+    with pytest.raises(SessionNotFound) as refused:
+        sessions.read_message(connection, "gone", 0, "newest-first")
+    assert str(refused.value) == "There is no session 'gone': it was cleared or has expired."
 
 
 @pytest.mark.parametrize("writer", [write_langchain_session, write_llamaindex_session])
