@@ -216,6 +216,15 @@ def test_keys_that_are_not_utf8_are_counted_over_every_scan_step_of_a_page(conne
     assert page.unaddressable == 2500
 
 
+def test_a_row_whose_newest_message_is_of_no_known_format_names_no_writer(connection, store):
+    for key in ("message_store:junk", "chat:junk"):
+        store.call("RPUSH", key, "not json", "nor this")
+    assert {row.key: row.writer for row in sessions.scan_sessions(connection).rows} == {
+        "message_store:junk": "unknown",
+        "chat:junk": "unknown",
+    }
+
+
 def test_forced_order_reads_only_the_newest_end(connection, store):
     write_llamaindex_session(store, "li", ["old", "new"])
     forced = dataclasses.replace(connection, list_order="oldest-first")
