@@ -124,9 +124,24 @@ def test_single_session_writes_count_their_scripts_inner_commands(web, store, ra
     assert ran.total() == 2 and header(response) == (2, 1)
 
 
+def first_bytes(count):
+    """The bytes of the first `count` messages of the session the window tests write: a budget that stops after them."""
+    return sum(len(langchain("human" if i % 2 == 0 else "ai", f"message {i:04}")) for i in range(count))
+
+
 @pytest.mark.parametrize(
     ("count", "budget"),
-    [(250, 10**9), (100, 10**9), (1000, 10**9), (250, 250 * 40), (250, 100 * 40), (300, 1), (1, 10**9)],
+    [
+        (250, 10**9),
+        (100, 10**9),
+        (1000, 10**9),
+        (250, 250 * 40),
+        (250, 100 * 40),
+        (300, 1),
+        (1, 10**9),
+        (250, first_bytes(97)),  # over the budget a few messages before the end of a step
+        (250, first_bytes(100)),  # over the budget at the first message of a step
+    ],
 )
 def test_a_window_scripts_count_is_what_it_ran(connection, store, ran, count, budget):
     """Every way WINDOW_SCRIPT ends: all it was asked for, past the list's end, over the byte budget."""
