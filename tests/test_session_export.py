@@ -12,7 +12,7 @@ from django.http import StreamingHttpResponse
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.services.messages import parse_element
-from memoryadmin.services.sessions import EXPORT_WINDOW, EXPORT_WINDOW_BYTES, read_whole_session
+from memoryadmin.services.sessions import EXPORT_WINDOW, EXPORT_WINDOW_BYTES, SessionNotFound, read_whole_session
 from memoryadmin.services.upstash import StoreUnavailable
 
 from .conftest import replace_connection
@@ -127,6 +127,31 @@ def test_a_forced_order_is_the_order_whatever_the_messages_format(connection, st
     session = read_whole_session(replace_connection(connection, list_order=order), "app", window=2)
     assert session.order == order
     assert [text for window in session.windows for text in contents(window)] == ["old", "middle", "new"]
+
+
+@pytest.mark.parametrize("order", ["newest-first", "oldest-first"])
+def test_a_message_bigger_than_a_reply_is_read_whole_in_parts_in_either_order(connection, store, order):
+    element = langchain if order == "newest-first" else llamaindex
+    chronological = [element("user", text) for text in ("first", "b" * 500_000, "third", "last")]
+    store.call("LPUSH" if order == "newest-first" else "RPUSH", "s", *chronological)
+    small_replies = replace_connection(connection, max_request_bytes=200_000)  # parts of 120 KB
+    windows = list(read_whole_session(small_replies, "s", window=1000, window_bytes=250_000).windows)
+    assert windows == [
+        [chronological[0].encode()],
+        [chronological[1].encode()],
+        [e.encode() for e in chronological[2:]],
+    ]
+
+
+def test_a_session_that_is_not_there_says_so_by_its_key(connection, store):
+    store.call("SET", "a-string", "x")
+    for key, says in (
+        ("gone", "There is no session 'gone': it was cleared or has expired."),
+        ("a-string", "'a-string' is not a list, so it is not a chat session."),
+    ):
+        with pytest.raises(SessionNotFound) as refused:
+            read_whole_session(connection, key)
+        assert str(refused.value) == says
 
 
 def test_windows_are_bounded_in_bytes_too(connection, store):
