@@ -97,7 +97,9 @@ def test_transcript_pages_count_every_read(web, store, ran):
     write_langchain_session(store, "newest-first", [f"m{i}" for i in range(80)])
     # An oldest-first session longer than the window: read as newest-first, then again.
     write_llamaindex_session(store, "oldest-first", [f"m{i}" for i in range(80)])
-    for key in ("newest-first", "oldest-first"):
+    # Messages of 70 KB, each read cut to 64 KB: the window stops over its 2 MB budget, inside its second step.
+    write_langchain_session(store, "big", [f"m{i} " + "x" * 70_000 for i in range(40)])
+    for key in ("newest-first", "oldest-first", "big"):
         ran.since()
         response = web.get(f"/sessions/{encode_key(key)}/")
         assert response.status_code == 200
@@ -122,9 +124,24 @@ def test_single_session_writes_count_their_scripts_inner_commands(web, store, ra
     assert ran.total() == 2 and header(response) == (2, 1)
 
 
+def first_bytes(count):
+    """The bytes of the first `count` messages of the session the window tests write: a budget that stops after them."""
+    return sum(len(langchain("human" if i % 2 == 0 else "ai", f"message {i:04}")) for i in range(count))
+
+
 @pytest.mark.parametrize(
     ("count", "budget"),
-    [(250, 10**9), (100, 10**9), (1000, 10**9), (250, 250 * 40), (250, 100 * 40), (300, 1), (1, 10**9)],
+    [
+        (250, 10**9),
+        (100, 10**9),
+        (1000, 10**9),
+        (250, 250 * 40),
+        (250, 100 * 40),
+        (300, 1),
+        (1, 10**9),
+        (250, first_bytes(97)),  # over the budget a few messages before the end of a step
+        (250, first_bytes(100)),  # over the budget at the first message of a step
+    ],
 )
 def test_a_window_scripts_count_is_what_it_ran(connection, store, ran, count, budget):
     """Every way WINDOW_SCRIPT ends: all it was asked for, past the list's end, over the byte budget."""
@@ -162,6 +179,7 @@ SIZE = len(langchain("human", "message 0000")) + sessions.ELEMENT_OVERHEAD  # wh
         ("", 50, 10**9),  # the latest window
         ("", 40, 10**9),  # a window of whole steps
         (30, 50, 10**9),  # the list's start reached
+        (21, 50, 10**9),  # the list's start reached one message into a step
         (0, 50, 10**9),  # nothing before the first message
         (500, 50, 10**9),  # past the list's end
         ("", 50, 25 * SIZE + 5),  # over the budget inside a step
@@ -217,7 +235,9 @@ def test_a_streamed_export_counts_what_it_reads_before_and_while_streaming(web, 
         response = web.get(f"/sessions/{encode_key('long')}/export.json")
         before_streaming = header(response)
         b"".join(response.streaming_content)
-    total = ran.total()
+    commands = ran.since()
+    total = sum(commands.values())
+    assert commands["hgetall"] == 1  # the summary is read with the first window only
     assert before_streaming[0] < total  # the first window, read before the body starts
     (logged,) = [record.getMessage() for record in caplog.records if "(streamed)" in record.getMessage()]
     assert f": store {total} commands in 3 round trips" in logged

@@ -11,7 +11,8 @@ from django.http import StreamingHttpResponse
 
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.dashboard.converters import encode_key
-from memoryadmin.services.sessions import EXPORT_WINDOW, EXPORT_WINDOW_BYTES, read_whole_session
+from memoryadmin.services.messages import parse_element
+from memoryadmin.services.sessions import EXPORT_WINDOW, EXPORT_WINDOW_BYTES, SessionNotFound, read_whole_session
 from memoryadmin.services.upstash import StoreUnavailable
 
 from .conftest import replace_connection
@@ -94,6 +95,63 @@ def test_windows_count_from_the_oldest_end_while_the_app_writes(connection, stor
     assert shown == [f"message {index}" for index in range(2500)]
     # One read per window; an oldest-first list is first read from the wrong end, once.
     assert local_store.gateway.requests_served - requests_before == 3 + (order == "oldest-first")
+
+
+def contents(window):
+    """Each element's text; an element of no known format as it is."""
+    return [parse_element(element).text if element.startswith(b"{") else element.decode() for element in window]
+
+
+@pytest.mark.parametrize(("length", "reads"), [(5, 2), (3, 1)])  # longer than the window: read again from the start
+def test_a_whole_session_says_what_it_is_and_comes_oldest_first(connection, store, local_store, length, reads):
+    chronological = ["not json"] + [f"m{index}" for index in range(1, length)]
+    store.call("RPUSH", "chat:li", "not json", *[llamaindex("user", text) for text in chronological[1:]])
+    store.call("EXPIRE", "chat:li", 600)
+    store.call("HSET", "memoryadmin:summary:chat:li", "text", "A summary", "message_count", "3")
+    requests_before = local_store.gateway.requests_served
+    session = read_whole_session(replace_connection(connection, display_prefix="chat:"), "chat:li", window=3)
+    assert local_store.gateway.requests_served - requests_before == reads
+    assert (session.key, session.display_name, session.message_count) == ("chat:li", "li", length)
+    assert 590 < session.ttl <= 600
+    assert (session.order, session.writer, session.summary.text) == ("oldest-first", "LlamaIndex", "A summary")
+    assert [contents(window) for window in session.windows] == [chronological[:3], chronological[3:]][
+        : 1 + (length > 3)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("push", "element", "order"), [("RPUSH", langchain, "oldest-first"), ("LPUSH", llamaindex, "newest-first")]
+)
+def test_a_forced_order_is_the_order_whatever_the_messages_format(connection, store, push, element, order):
+    store.call(push, "app", *[element("user", text) for text in ("old", "middle", "new")])
+    session = read_whole_session(replace_connection(connection, list_order=order), "app", window=2)
+    assert session.order == order
+    assert [text for window in session.windows for text in contents(window)] == ["old", "middle", "new"]
+
+
+@pytest.mark.parametrize("order", ["newest-first", "oldest-first"])
+def test_a_message_bigger_than_a_reply_is_read_whole_in_parts_in_either_order(connection, store, order):
+    element = langchain if order == "newest-first" else llamaindex
+    chronological = [element("user", text) for text in ("first", "b" * 500_000, "third", "last")]
+    store.call("LPUSH" if order == "newest-first" else "RPUSH", "s", *chronological)
+    small_replies = replace_connection(connection, max_request_bytes=200_000)  # parts of 120 KB
+    windows = list(read_whole_session(small_replies, "s", window=1000, window_bytes=250_000).windows)
+    assert windows == [
+        [chronological[0].encode()],
+        [chronological[1].encode()],
+        [e.encode() for e in chronological[2:]],
+    ]
+
+
+def test_a_session_that_is_not_there_says_so_by_its_key(connection, store):
+    store.call("SET", "a-string", "x")
+    for key, says in (
+        ("gone", "There is no session 'gone': it was cleared or has expired."),
+        ("a-string", "'a-string' is not a list, so it is not a chat session."),
+    ):
+        with pytest.raises(SessionNotFound) as refused:
+            read_whole_session(connection, key)
+        assert str(refused.value) == says
 
 
 def test_windows_are_bounded_in_bytes_too(connection, store):
