@@ -426,6 +426,19 @@ def report(web, job):
     return list(csv.reader(io.StringIO(b"".join(web.get(f"/bulk/{job.pk}/report.csv").streaming_content).decode())))
 
 
+@contextmanager
+def sending(job, hook, local_store):
+    """While inside, `hook(request)` sees each request the job's store client sends (it may slow the store)."""
+    hooks = get_writer(find_connection(job.connection_slug))._sdk._client.event_hooks["request"]
+    hooks.append(hook)
+    try:
+        yield
+    finally:
+        hooks.remove(hook)
+        local_store.gateway.latency_ms = 0
+        local_store.gateway.wait_idle()  # a slowed request still in the store must not land in another test
+
+
 def test_a_batch_the_store_did_not_answer_is_sent_again_after_a_pause(
     web, store, local_store, settings, monkeypatch, caplog
 ):
@@ -441,14 +454,8 @@ def test_a_batch_the_store_did_not_answer_is_sent_again_after_a_pause(
             batches.append(request)
             local_store.gateway.latency_ms = 500 if len(batches) == 1 else 0
 
-    hooks = get_writer(find_connection(job.connection_slug))._sdk._client.event_hooks["request"]
-    hooks.append(slow_on_the_first_attempt)
-    try:
+    with sending(job, slow_on_the_first_attempt, local_store):
         web.post(f"/bulk/{job.pk}/confirm/", {"typed": "2"})
-    finally:
-        hooks.remove(slow_on_the_first_attempt)
-        local_store.gateway.latency_ms = 0
-        local_store.gateway.wait_idle()
     job.refresh_from_db()
     assert len(batches) == 2 and (job.status, job.done, job.failed, job.messages_removed) == ("done", 2, 0, 6)
     retried = [message for message in caplog.messages if message.startswith("bulk batch failed (")]
@@ -465,14 +472,8 @@ def test_a_receipt_the_store_did_not_drop_is_left_to_expire(web, store, local_st
         if b'"DEL"' in request.content:
             local_store.gateway.latency_ms = 500
 
-    hooks = get_writer(find_connection(job.connection_slug))._sdk._client.event_hooks["request"]
-    hooks.append(slow_on_the_receipts_drop)
-    try:
+    with sending(job, slow_on_the_receipts_drop, local_store):
         web.post(f"/bulk/{job.pk}/confirm/", {"typed": "1"})
-    finally:
-        hooks.remove(slow_on_the_receipts_drop)
-        local_store.gateway.latency_ms = 0
-        local_store.gateway.wait_idle()
     job.refresh_from_db()
     assert job.status == "done" and job.done == 1 and store.call("EXISTS", "a") == 0
     dropped = [message for message in caplog.messages if "its receipt stays" in message]
