@@ -4,6 +4,7 @@ import dataclasses
 import hashlib
 import json
 import threading
+from contextlib import contextmanager
 
 import pytest
 
@@ -25,6 +26,17 @@ SUMMARY = "memoryadmin:summary:s"
 
 def sha1(element):
     return hashlib.sha1(element).hexdigest()
+
+
+@contextmanager
+def each_reply(connection, hook):
+    """While inside, `hook(response)` sees each reply to the app's writer (the chat app may write then)."""
+    hooks = get_writer(connection)._sdk._client.event_hooks["response"]
+    hooks.append(hook)
+    try:
+        yield
+    finally:
+        hooks.remove(hook)
 
 
 @pytest.fixture
@@ -535,12 +547,8 @@ def test_messages_that_change_at_each_write_are_counted_changed_and_those_gone_w
             trimmed.append(app.call("LTRIM", "s", 0, 1))  # #2 and #3 go before they are read again
 
     writes, trimmed = before_each_write(rewrite_each_message), []
-    hooks = get_writer(connection)._sdk._client.event_hooks["response"]
-    hooks.append(after_the_first_write)
-    try:
+    with each_reply(connection, after_the_first_write):
         result = redaction.redact_session(connection, "s", Matcher(EMAIL), None, whole=True)
-    finally:
-        hooks.remove(after_the_first_write)
     assert len(writes) == redaction.MAX_ATTEMPTS and trimmed
     assert (result.redacted, result.changed, result.vanished) == (0, 2, 2)
 
@@ -677,12 +685,8 @@ def test_once_a_write_finds_the_session_gone_a_new_list_under_its_key_is_left_as
             pushed.append(app.call("RPUSH", "s", *(element.decode() for element in again)))
 
     writes, pushed = before_each_write(lambda write: write == 1 and app.call("DEL", "s")), []
-    hooks = get_writer(connection)._sdk._client.event_hooks["response"]
-    hooks.append(started_again)
-    try:
+    with each_reply(connection, started_again):
         result = redaction.redact_session(small, "s", Matcher(EMAIL), None, whole=False)
-    finally:
-        hooks.remove(started_again)
     assert pushed and len(writes) == 1 and result.redacted == 0 and 0 < result.vanished < 40
     assert store.call("LRANGE", "s", 0, -1) == again
 
@@ -726,12 +730,8 @@ def test_a_message_read_again_in_parts_is_redacted_and_one_that_changes_while_re
             rewrites.append(app.call("LSET", "s", 0, big(2)))
 
     writes, rewrites = before_each_write(before_the_first_write), []
-    hooks = get_writer(connection)._sdk._client.event_hooks["response"]
-    hooks.append(after_the_first_part_read_again)
-    try:
+    with each_reply(connection, after_the_first_part_read_again):
         result = redaction.redact_session(small, "s", Matcher(EMAIL), None, whole=True)
-    finally:
-        hooks.remove(after_the_first_part_read_again)
     # #1 written at the second write; #0, still changing when read again, refused there and written at the third.
     assert rewrites and [changes_sent(write) for write in writes] == [[0, 1], [0, 1], [0]]
     assert (result.redacted, result.changed, result.vanished) == (2, 0, 0)
