@@ -187,9 +187,13 @@ def test_set_ttl_and_persist_on_a_selection(web, store):
     job = start(web, action="expire", scope="selected", keys=["a", "b"], preset="86400")
     web.post(f"/bulk/{job.pk}/confirm/")
     assert 86300 < store.call("TTL", "a") <= 86400 and 86300 < store.call("TTL", "memoryadmin:summary:a") <= 86400
+    job.refresh_from_db()
+    assert (job.status, job.done, job.messages_removed) == ("done", 2, 0)  # a TTL removes no message
     job = start(web, action="persist", scope="selected", keys=["a"])
     web.post(f"/bulk/{job.pk}/confirm/")
     assert store.call("TTL", "a") == -1 and 0 < store.call("TTL", "b")
+    job.refresh_from_db()
+    assert (job.status, job.done, job.messages_removed) == ("done", 1, 0)
 
 
 def test_the_summary_follows_its_session_in_each_bulk_action(web, store):
@@ -517,6 +521,52 @@ def test_audit_trail_and_search_by_key(web, admin, store):
     page = auditor.get("/audit/", {"session_key": key}).context["page"]
     assert {event.action for event in page} >= {"bulk.finish", "bulk.confirm"}
     assert not auditor.get("/audit/", {"session_key": "other"}).context["page"].paginator.count
+
+
+def test_a_runs_audit_events_name_who_where_the_job_and_its_counts(web, operator, store):
+    write_sessions(store, ["a"], messages=1)
+    write_sessions(store, ["b"], messages=3)
+    store.call("SET", "s", "not a session")
+    job = start(web, action="clear", scope="selected", keys=["a", "b", "s"])
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "2"})
+    job.refresh_from_db()
+    events = AuditEvent.objects.filter(job=job.audit_job).order_by("id")
+    assert [
+        (event.action, event.outcome, event.error, event.user, event.connection_slug, event.connection_name)
+        for event in events
+    ] == [
+        (action, "ok", "", operator, job.connection_slug, "default (environment)")
+        for action in ("bulk.dry_run", "bulk.confirm", "bulk.start", "bulk.finish")
+    ]
+    # 3 frozen keys in one batch: EVAL, GET, SET, a TYPE each, LLEN and UNLINK per list; the receipt's DEL.
+    assert (job.estimated_commands, job.estimated_round_trips, job.run_commands, job.run_round_trips) == (13, 2, 11, 2)
+    assert [event.details for event in events] == [
+        {
+            "sessions": 2,
+            "messages": 4,
+            "on_hold": 0,
+            "action": "clear",
+            "dry_run_commands": job.dry_run_commands,
+            "dry_run_round_trips": 1,
+            "estimated_commands": 13,
+            "estimated_round_trips": 2,
+        },
+        {"action": "clear", "sessions": 2, "typed": "2"},
+        {"action": "clear", "sessions": 2},
+        {
+            "action": "clear",
+            "sessions": 2,
+            "done": 2,
+            "skipped": 1,
+            "failed": 0,
+            "messages_removed": 4,
+            "messages_redacted": 0,
+            "on_hold": 0,
+            "estimated_commands": 13,
+            "run_commands": 11,
+            "run_round_trips": 2,
+        },
+    ]
 
 
 def test_viewer_cannot_start_or_see_bulk_actions(client, viewer, connection, store):
