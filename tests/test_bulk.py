@@ -569,6 +569,16 @@ def test_a_runs_audit_events_name_who_where_the_job_and_its_counts(web, operator
     ]
 
 
+def test_a_runs_outcomes_are_saved_on_its_own_frozen_keys_only(web, store):
+    write_sessions(store, ["a"])
+    first = start(web, action="clear", scope="selected", keys=["a"])
+    second = start(web, action="clear", scope="selected", keys=["a"])
+    web.post(f"/bulk/{first.pk}/confirm/", {"typed": "1"})
+    web.post(f"/bulk/{second.pk}/confirm/", {"typed": "1"})
+    outcomes = BulkJobKey.objects.order_by("job_id").values_list("job_id", "outcome")
+    assert list(outcomes) == [(first.pk, BulkJobKey.DONE), (second.pk, BulkJobKey.GONE)]
+
+
 def test_viewer_cannot_start_or_see_bulk_actions(client, viewer, connection, store):
     write_sessions(store, ["a"])
     client.force_login(viewer)
