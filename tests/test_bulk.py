@@ -391,6 +391,27 @@ def test_cancel_during_a_run_stops_after_the_current_batch(connection, store, op
     assert AuditEvent.objects.filter(job=f"bulk:{job.pk}", action="bulk.cancel").exists()
 
 
+def test_each_saved_batch_is_a_heartbeat(connection, store, operator, settings, monkeypatch):
+    """A worker in another process is given up when its job's heartbeat is stale or missing: a batch saved counts."""
+    settings.TASKS = DUMMY_TASKS
+    monkeypatch.setattr(bulk, "BATCH_SIZE", 2)
+    keys = [f"s{i}" for i in range(4)]
+    write_sessions(store, keys, messages=1)
+    job = bulk.create_job(connection, operator, "clear", keys=keys)
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    assert bulk.confirm_job(job, request_by(operator), "4") is None
+    apply_to_batch, beats = bulk.apply_to_batch, []
+
+    def heartbeat_seen_before_each_batch(*args, **kwargs):
+        beats.append(BulkJob.objects.get(pk=job.pk).heartbeat_at)
+        return apply_to_batch(*args, **kwargs)
+
+    monkeypatch.setattr(bulk, "apply_to_batch", heartbeat_seen_before_each_batch)
+    bulk.run_job(job.pk)  # the heartbeat's own thread beats every 30 s: not during this run
+    assert len(beats) == 2 and None not in beats and beats[0] < beats[1]
+
+
 def test_store_failure_pauses_the_job_which_resumes_later(web, store, local_store, settings, monkeypatch, other_store):
     elsewhere = saved_connection("elsewhere", other_store.url, other_store.token)
     monkeypatch.setattr(bulk, "RETRY_PAUSES", (0.01, 0.01))
