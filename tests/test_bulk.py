@@ -391,8 +391,11 @@ def test_cancel_during_a_run_stops_after_the_current_batch(connection, store, op
     assert AuditEvent.objects.filter(job=f"bulk:{job.pk}", action="bulk.cancel").exists()
 
 
-def test_each_saved_batch_is_a_heartbeat(connection, store, operator, settings, monkeypatch):
-    """A worker in another process is given up when its job's heartbeat is stale or missing: a batch saved counts."""
+def test_each_saved_batch_is_a_heartbeat_and_bills_its_commands(connection, store, operator, settings, monkeypatch):
+    """A worker in another process is given up when its job's heartbeat is stale or missing: a batch saved counts.
+
+    And its bill is saved with it: a worker killed later does not take the commands it sent with it.
+    """
     settings.TASKS = DUMMY_TASKS
     monkeypatch.setattr(bulk, "BATCH_SIZE", 2)
     keys = [f"s{i}" for i in range(4)]
@@ -403,13 +406,15 @@ def test_each_saved_batch_is_a_heartbeat(connection, store, operator, settings, 
     assert bulk.confirm_job(job, request_by(operator), "4") is None
     apply_to_batch, beats = bulk.apply_to_batch, []
 
-    def heartbeat_seen_before_each_batch(*args, **kwargs):
-        beats.append(BulkJob.objects.get(pk=job.pk).heartbeat_at)
+    def saved_before_each_batch(*args, **kwargs):
+        beats.append(BulkJob.objects.values_list("heartbeat_at", "run_commands", "run_round_trips").get(pk=job.pk))
         return apply_to_batch(*args, **kwargs)
 
-    monkeypatch.setattr(bulk, "apply_to_batch", heartbeat_seen_before_each_batch)
+    monkeypatch.setattr(bulk, "apply_to_batch", saved_before_each_batch)
     bulk.run_job(job.pk)  # the heartbeat's own thread beats every 30 s: not during this run
-    assert len(beats) == 2 and None not in beats and beats[0] < beats[1]
+    assert len(beats) == 2 and None not in (beats[0][0], beats[1][0]) and beats[0][0] < beats[1][0]
+    # The first batch: EVAL, the receipt's GET and SET, a TYPE, LLEN and UNLINK per session.
+    assert [beat[1:] for beat in beats] == [(0, 0), (9, 1)]
 
 
 def test_store_failure_pauses_the_job_which_resumes_later(web, store, local_store, settings, monkeypatch, other_store):
