@@ -787,7 +787,9 @@ def test_a_run_or_a_resume_on_a_changed_connection_pauses_and_says_what_changed(
     point_at(bot, other_store.url, other_store.token)  # after the confirmation, before the worker starts
     bulk.run_job(job.pk)
     job.refresh_from_db()
-    expected = f"The connection's URL changed from {store.url} to {other_store.url} and its token changed"
+    expected = (
+        f"The connection's URL changed from {store.url} to {other_store.url} and its token changed since the dry run."
+    )
     assert job.status == "paused" and expected in job.error and job.done == 0
     assert other.call("EXISTS", "a", "b") == 2 and store.call("EXISTS", "a", "b") == 2
     assert expected in AuditEvent.objects.get(action="bulk.fail").error
