@@ -487,6 +487,18 @@ def test_a_bulk_redaction_fails_a_session_whose_message_kept_changing(web, conne
     assert BulkJobKey.objects.get(job=job).outcome == "changed"
 
 
+def test_a_bulk_redaction_of_a_regular_expression_search_redacts_what_it_matches(web, store):
+    store.call("RPUSH", "s", llamaindex("user", f"I am {EMAIL}"))
+    query = {"query": r"[a-z.]+@example\.com", "is_regex": "on", "key_pattern": "", "role": ""}
+    found = SearchJob.objects.get(pk=int(web.post("/bulk/search/", query)["Location"].rstrip("/").rsplit("/", 1)[1]))
+    web.post(f"/bulk/search/{found.pk}/purge/", {"action": "redact:text", "reference": "T-1"})
+    job = BulkJob.objects.get(search=found)
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "1"})
+    job.refresh_from_db()
+    assert (job.status, job.done, job.messages_redacted) == ("done", 1, 1)
+    assert EMAIL not in store.call("LINDEX", "s", 0).decode()
+
+
 @pytest.mark.parametrize("search_is", ["erased", "deleted"])
 def test_a_bulk_redaction_whose_search_query_was_erased_fails_and_changes_nothing(web, store, search_is):
     store.call("RPUSH", "s", llamaindex("user", f"I am {EMAIL}"))
