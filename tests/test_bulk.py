@@ -187,9 +187,13 @@ def test_set_ttl_and_persist_on_a_selection(web, store):
     job = start(web, action="expire", scope="selected", keys=["a", "b"], preset="86400")
     web.post(f"/bulk/{job.pk}/confirm/")
     assert 86300 < store.call("TTL", "a") <= 86400 and 86300 < store.call("TTL", "memoryadmin:summary:a") <= 86400
+    job.refresh_from_db()
+    assert (job.status, job.done, job.messages_removed) == ("done", 2, 0)  # a TTL removes no message
     job = start(web, action="persist", scope="selected", keys=["a"])
     web.post(f"/bulk/{job.pk}/confirm/")
     assert store.call("TTL", "a") == -1 and 0 < store.call("TTL", "b")
+    job.refresh_from_db()
+    assert (job.status, job.done, job.messages_removed) == ("done", 1, 0)
 
 
 def test_the_summary_follows_its_session_in_each_bulk_action(web, store):
@@ -387,6 +391,32 @@ def test_cancel_during_a_run_stops_after_the_current_batch(connection, store, op
     assert AuditEvent.objects.filter(job=f"bulk:{job.pk}", action="bulk.cancel").exists()
 
 
+def test_each_saved_batch_is_a_heartbeat_and_bills_its_commands(connection, store, operator, settings, monkeypatch):
+    """A worker in another process is given up when its job's heartbeat is stale or missing: a batch saved counts.
+
+    And its bill is saved with it: a worker killed later does not take the commands it sent with it.
+    """
+    settings.TASKS = DUMMY_TASKS
+    monkeypatch.setattr(bulk, "BATCH_SIZE", 2)
+    keys = [f"s{i}" for i in range(4)]
+    write_sessions(store, keys, messages=1)
+    job = bulk.create_job(connection, operator, "clear", keys=keys)
+    bulk.count_job(job.pk)
+    job.refresh_from_db()
+    assert bulk.confirm_job(job, request_by(operator), "4") is None
+    apply_to_batch, beats = bulk.apply_to_batch, []
+
+    def saved_before_each_batch(*args, **kwargs):
+        beats.append(BulkJob.objects.values_list("heartbeat_at", "run_commands", "run_round_trips").get(pk=job.pk))
+        return apply_to_batch(*args, **kwargs)
+
+    monkeypatch.setattr(bulk, "apply_to_batch", saved_before_each_batch)
+    bulk.run_job(job.pk)  # the heartbeat's own thread beats every 30 s: not during this run
+    assert len(beats) == 2 and None not in (beats[0][0], beats[1][0]) and beats[0][0] < beats[1][0]
+    # The first batch: EVAL, the receipt's GET and SET, a TYPE, LLEN and UNLINK per session.
+    assert [beat[1:] for beat in beats] == [(0, 0), (9, 1)]
+
+
 def test_store_failure_pauses_the_job_which_resumes_later(web, store, local_store, settings, monkeypatch, other_store):
     elsewhere = saved_connection("elsewhere", other_store.url, other_store.token)
     monkeypatch.setattr(bulk, "RETRY_PAUSES", (0.01, 0.01))
@@ -518,6 +548,62 @@ def test_audit_trail_and_search_by_key(web, admin, store):
     page = auditor.get("/audit/", {"session_key": key}).context["page"]
     assert {event.action for event in page} >= {"bulk.finish", "bulk.confirm"}
     assert not auditor.get("/audit/", {"session_key": "other"}).context["page"].paginator.count
+
+
+def test_a_runs_audit_events_name_who_where_the_job_and_its_counts(web, operator, store):
+    write_sessions(store, ["a"], messages=1)
+    write_sessions(store, ["b"], messages=3)
+    store.call("SET", "s", "not a session")
+    job = start(web, action="clear", scope="selected", keys=["a", "b", "s"])
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "2"})
+    job.refresh_from_db()
+    events = AuditEvent.objects.filter(job=job.audit_job).order_by("id")
+    assert [
+        (event.action, event.outcome, event.error, event.user, event.connection_slug, event.connection_name)
+        for event in events
+    ] == [
+        (action, "ok", "", operator, job.connection_slug, "default (environment)")
+        for action in ("bulk.dry_run", "bulk.confirm", "bulk.start", "bulk.finish")
+    ]
+    # 3 frozen keys in one batch: EVAL, GET, SET, a TYPE each, LLEN and UNLINK per list; the receipt's DEL.
+    assert (job.estimated_commands, job.estimated_round_trips, job.run_commands, job.run_round_trips) == (13, 2, 11, 2)
+    assert [event.details for event in events] == [
+        {
+            "sessions": 2,
+            "messages": 4,
+            "on_hold": 0,
+            "action": "clear",
+            "dry_run_commands": job.dry_run_commands,
+            "dry_run_round_trips": 1,
+            "estimated_commands": 13,
+            "estimated_round_trips": 2,
+        },
+        {"action": "clear", "sessions": 2, "typed": "2"},
+        {"action": "clear", "sessions": 2},
+        {
+            "action": "clear",
+            "sessions": 2,
+            "done": 2,
+            "skipped": 1,
+            "failed": 0,
+            "messages_removed": 4,
+            "messages_redacted": 0,
+            "on_hold": 0,
+            "estimated_commands": 13,
+            "run_commands": 11,
+            "run_round_trips": 2,
+        },
+    ]
+
+
+def test_a_runs_outcomes_are_saved_on_its_own_frozen_keys_only(web, store):
+    write_sessions(store, ["a"])
+    first = start(web, action="clear", scope="selected", keys=["a"])
+    second = start(web, action="clear", scope="selected", keys=["a"])
+    web.post(f"/bulk/{first.pk}/confirm/", {"typed": "1"})
+    web.post(f"/bulk/{second.pk}/confirm/", {"typed": "1"})
+    outcomes = BulkJobKey.objects.order_by("job_id").values_list("job_id", "outcome")
+    assert list(outcomes) == [(first.pk, BulkJobKey.DONE), (second.pk, BulkJobKey.GONE)]
 
 
 def test_viewer_cannot_start_or_see_bulk_actions(client, viewer, connection, store):
@@ -702,7 +788,9 @@ def test_a_run_or_a_resume_on_a_changed_connection_pauses_and_says_what_changed(
     point_at(bot, other_store.url, other_store.token)  # after the confirmation, before the worker starts
     bulk.run_job(job.pk)
     job.refresh_from_db()
-    expected = f"The connection's URL changed from {store.url} to {other_store.url} and its token changed"
+    expected = (
+        f"The connection's URL changed from {store.url} to {other_store.url} and its token changed since the dry run."
+    )
     assert job.status == "paused" and expected in job.error and job.done == 0
     assert other.call("EXISTS", "a", "b") == 2 and store.call("EXISTS", "a", "b") == 2
     assert expected in AuditEvent.objects.get(action="bulk.fail").error

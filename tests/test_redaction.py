@@ -8,8 +8,9 @@ from contextlib import contextmanager
 
 import pytest
 
+from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, BulkJobKey, SearchJob
-from memoryadmin.services import redaction, scripts, sessions
+from memoryadmin.services import content_search, redaction, scripts, sessions
 from memoryadmin.services.content_search import Matcher
 from memoryadmin.services.sessions import NEWEST_FIRST, OLDEST_FIRST, SessionNotFound
 from memoryadmin.services.upstash import count_commands, get_client, get_writer
@@ -497,6 +498,38 @@ def test_a_bulk_redaction_fails_a_session_whose_message_kept_changing(web, conne
     job.refresh_from_db()
     assert (job.status, job.done, job.skipped, job.failed, job.messages_redacted) == ("done", 0, 0, 1, 0)
     assert BulkJobKey.objects.get(job=job).outcome == "changed"
+
+
+def test_a_bulk_redaction_of_a_regular_expression_search_redacts_what_it_matches(web, store):
+    store.call("RPUSH", "s", llamaindex("user", f"I am {EMAIL}"))
+    query = {"query": r"[a-z.]+@example\.com", "is_regex": "on", "key_pattern": "", "role": ""}
+    found = SearchJob.objects.get(pk=int(web.post("/bulk/search/", query)["Location"].rstrip("/").rsplit("/", 1)[1]))
+    web.post(f"/bulk/search/{found.pk}/purge/", {"action": "redact:text", "reference": "T-1"})
+    job = BulkJob.objects.get(search=found)
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "1"})
+    job.refresh_from_db()
+    assert (job.status, job.done, job.messages_redacted) == ("done", 1, 1)
+    assert EMAIL not in store.call("LINDEX", "s", 0).decode()
+
+
+@pytest.mark.parametrize("search_is", ["erased", "deleted"])
+def test_a_bulk_redaction_whose_search_query_was_erased_fails_and_changes_nothing(web, store, search_is):
+    store.call("RPUSH", "s", llamaindex("user", f"I am {EMAIL}"))
+    response = web.post("/bulk/search/", {"query": EMAIL, "key_pattern": "", "role": ""})
+    found = SearchJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
+    web.post(f"/bulk/search/{found.pk}/purge/", {"action": "redact:text", "reference": "T-1"})
+    job = BulkJob.objects.get(search=found)
+    if search_is == "erased":  # between the dry run and the run
+        content_search.erase_search(found, "results expired")
+    else:
+        found.delete()
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "1"})
+    job.refresh_from_db()
+    problem = "The search's query has been erased (its results expired): search again to redact."
+    assert (job.status, job.error, job.done, job.messages_redacted) == ("failed", problem, 0, 0) and job.finished_at
+    assert EMAIL in store.call("LINDEX", "s", 0).decode()
+    event = AuditEvent.objects.get(action="bulk.fail")
+    assert (event.job, event.outcome, event.error, event.username) == (job.audit_job, "failed", problem, "olga")
 
 
 def test_messages_trimmed_before_the_write_are_counted_vanished(connection, store, before_each_write):
