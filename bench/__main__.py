@@ -1,6 +1,7 @@
 """`python -m bench` (`make bench`): seed a local store, measure the app through gunicorn, report.
 
-Prints the tables and writes them to <out>/latest.md and <out>/latest.json.
+Prints the tables and writes them to <out>/latest.md and <out>/latest.json; a run of only some
+measurements (--only) to <out>/partial.md and partial.json, so it never replaces the whole run's.
 """
 
 import argparse
@@ -91,7 +92,7 @@ def parse_args(argv):
         help="comma-separated measurements: " + ", ".join(names),
     )
     parser.add_argument(
-        "--out", type=Path, default=ROOT / "bench" / "results", help="where latest.md and latest.json go"
+        "--out", type=Path, default=ROOT / "bench" / "results", help="where latest.* (partial.* with --only) go"
     )
     parser.add_argument(
         "--workdir", type=Path, help="keep the database and the logs here (default: a temporary folder)"
@@ -168,9 +169,10 @@ def main(argv=None):
     text = markdown(rows, about)
     print(text)
     options.out.mkdir(parents=True, exist_ok=True)
-    (options.out / "latest.md").write_text(text)
-    (options.out / "latest.json").write_text(as_json(rows, about))
-    print(f"Written to {options.out}/latest.md and latest.json in {about['seconds']} s.", file=sys.stderr)
+    stem = "latest" if {name for name, _ in MEASUREMENTS} <= set(options.only) else "partial"
+    (options.out / f"{stem}.md").write_text(text)
+    (options.out / f"{stem}.json").write_text(as_json(rows, about))
+    print(f"Written to {options.out}/{stem}.md and {stem}.json in {about['seconds']} s.", file=sys.stderr)
     return 1 if options.strict and missed(rows) else 0
 
 

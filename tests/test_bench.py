@@ -117,6 +117,25 @@ def test_the_bench_runs_at_a_tiny_size_and_reports_every_row(tmp_path):
             assert row["cells"]["commands/session"] >= 1, row
 
 
+def test_a_run_of_some_measurements_leaves_the_whole_runs_results_alone(tmp_path):
+    (tmp_path / "latest.md").write_text("the whole run's tables")
+    only = ["--only", "content search", "--search-sessions", "200", "--latencies", "0", "--out", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *only],
+        cwd=ROOT,
+        env=process_env(WEB_CONCURRENCY="2"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (tmp_path / "latest.md").read_text() == "the whole run's tables"
+    assert not (tmp_path / "latest.json").exists()
+    rows = json.loads((tmp_path / "partial.json").read_text())["rows"]
+    assert {row["measurement"] for row in rows} == {"content search"}
+    assert "content search" in (tmp_path / "partial.md").read_text()
+
+
 def test_commands_are_counted_as_upstash_bills_them(local_store):
     """Each command of a pipeline or transaction, and a script's own calls besides EVAL; never the gateway's."""
     store = InProcessStore(local_store)
