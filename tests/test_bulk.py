@@ -363,15 +363,21 @@ def test_cancel_stops_before_the_next_batch(connection, store, operator, setting
     assert len(store.call("SCAN", "0", "COUNT", 10000)[1]) == 2500
 
 
-def test_cancel_during_a_run_stops_after_the_current_batch(connection, store, operator, settings, monkeypatch):
+def confirmed_clear_in_batches_of_two(connection, store, operator, settings, monkeypatch, sessions):
+    """A clear of `sessions` sessions of one message, counted and confirmed here, run when the test says."""
     settings.TASKS = DUMMY_TASKS
     monkeypatch.setattr(bulk, "BATCH_SIZE", 2)
-    keys = [f"s{i}" for i in range(6)]
+    keys = [f"s{i}" for i in range(sessions)]
     write_sessions(store, keys, messages=1)
     job = bulk.create_job(connection, operator, "clear", keys=keys)
     bulk.count_job(job.pk)
     job.refresh_from_db()
-    assert bulk.confirm_job(job, request_by(operator), "6") is None
+    assert bulk.confirm_job(job, request_by(operator), str(sessions)) is None
+    return job, keys
+
+
+def test_cancel_during_a_run_stops_after_the_current_batch(connection, store, operator, settings, monkeypatch):
+    job, keys = confirmed_clear_in_batches_of_two(connection, store, operator, settings, monkeypatch, 6)
     apply_to_batch, sent = bulk.apply_to_batch, []
 
     def cancelled_while_the_first_batch_is_sent(*args, **kwargs):
@@ -396,14 +402,7 @@ def test_each_saved_batch_is_a_heartbeat_and_bills_its_commands(connection, stor
 
     And its bill is saved with it: a worker killed later does not take the commands it sent with it.
     """
-    settings.TASKS = DUMMY_TASKS
-    monkeypatch.setattr(bulk, "BATCH_SIZE", 2)
-    keys = [f"s{i}" for i in range(4)]
-    write_sessions(store, keys, messages=1)
-    job = bulk.create_job(connection, operator, "clear", keys=keys)
-    bulk.count_job(job.pk)
-    job.refresh_from_db()
-    assert bulk.confirm_job(job, request_by(operator), "4") is None
+    job, _ = confirmed_clear_in_batches_of_two(connection, store, operator, settings, monkeypatch, 4)
     apply_to_batch, beats = bulk.apply_to_batch, []
 
     def saved_before_each_batch(*args, **kwargs):
