@@ -436,6 +436,9 @@ from django.conf import settings
 settings.configure(MEMORYADMIN_JOB_STALE_SECONDS=60, USE_TZ=True)
 from django.utils import timezone
 from memoryadmin.services.jobs import interruption
+# Asked once as root first: what a first call loads lazily (mutmut's trampoline reads its config with
+# tomllib) comes from /root/.pyenv, which the other user cannot read.
+interruption(f"{socket.gethostname()}:{sys.argv[1]}:ab12cd34", timezone.now())
 os.setgid(65534)
 os.setuid(65534)
 print(repr(interruption(f"{socket.gethostname()}:{sys.argv[1]}:ab12cd34", timezone.now())))
