@@ -73,11 +73,25 @@ bench: $(VENV)/.installed-bench
 # e.g. make mutation MUTANTS='memoryadmin.services.audit.*'. Results stay in mutants/ between runs.
 MUTANTS ?=
 MUTATION_JOBS ?= 2
-.PHONY: mutation
+# MUTATION_TESTS narrows the tests (a pytest -k expression) for a module every test reaches. mutmut
+# does not see it when it reuses what it learnt of the tests in mutants/, so another one starts afresh.
+MUTATION_TESTS ?=
+# upstash.py: the tests of the client itself, its errors, replies, limits, bill and tokens.
+UPSTASH_TESTS := test_upstash.py or test_store_errors.py or test_store_replies.py or test_request_limit.py \
+	or test_read_your_writes.py or test_bill.py or test_connections.py or test_read_only_token.py \
+	or test_localstore_limits.py
+.PHONY: mutation mutation-upstash
 $(VENV)/.installed-mutation: $(VENV)/.installed-test requirements-mutation.txt
 	$(PY) -m pip install --quiet -r requirements-mutation.txt
 	touch $@
 
 mutation: test-deps $(VENV)/.installed-mutation
-	$(PY) -m mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
+	@if [ "$$(cat mutants/.tests 2>/dev/null)" != "$(MUTATION_TESTS)" ]; then \
+		echo "Other tests than the last run's: starting afresh"; rm -rf mutants; fi
+	@mkdir -p mutants && echo "$(MUTATION_TESTS)" > mutants/.tests
+	PYTEST_ADDOPTS="$(if $(MUTATION_TESTS),-k '$(MUTATION_TESTS)')" \
+		$(PY) -m mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
 	$(PY) scripts/mutation_report.py
+
+mutation-upstash:
+	$(MAKE) mutation MUTANTS='memoryadmin.services.upstash.*' MUTATION_TESTS='$(UPSTASH_TESTS)'
