@@ -69,9 +69,11 @@ bench: $(VENV)/.installed-bench
 	$(PY) -m bench $(BENCH_ARGS)
 
 # Mutation testing of the modules that guard data (README, "Mutation testing"); not part of `make test`.
-# MUTANTS picks mutants by mutmut's names (default: every mutant of the modules in pyproject.toml),
-# e.g. make mutation MUTANTS='memoryadmin.services.audit.*'. Results stay in mutants/ between runs.
-MUTANTS ?=
+# MUTANTS picks mutants by mutmut's names (default: every mutant of the modules in pyproject.toml but
+# upstash.py's, which make mutation-upstash runs), e.g. make mutation MUTANTS='memoryadmin.services.audit.*'.
+# Results stay in mutants/ between runs.
+MUTATION_MODULES := sessions bulk audit jobs secrets summaries content_search redaction holds erasure retention
+MUTANTS ?= $(foreach module,$(MUTATION_MODULES),'memoryadmin.services.$(module).*')
 MUTATION_JOBS ?= 2
 # MUTATION_TESTS narrows the tests (a pytest -k expression) for a module every test reaches. mutmut
 # does not see it when it reuses what it learnt of the tests in mutants/, so another one starts afresh.
@@ -94,4 +96,4 @@ mutation: test-deps $(VENV)/.installed-mutation
 	$(PY) scripts/mutation_report.py
 
 mutation-upstash:
-	$(MAKE) mutation MUTANTS='memoryadmin.services.upstash.*' MUTATION_TESTS='$(UPSTASH_TESTS)'
+	$(MAKE) mutation MUTANTS="'memoryadmin.services.upstash.*'" MUTATION_TESTS='$(UPSTASH_TESTS)'
