@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, SearchHit, SearchJob
 from memoryadmin.services.content_search import Matcher, QueryError, match_session
 from memoryadmin.services.upstash import StoreUnavailable
@@ -63,6 +64,41 @@ def test_role_filter(web, mailbox):
 
 def test_key_pattern_limits_the_scope(web, mailbox):
     assert hit_keys(search(web, query="jane.doe@", key_pattern="li:*")) == ["li:jane"]
+
+
+def test_a_key_pattern_that_matches_no_session_finds_nothing(web, mailbox):
+    job = search(web, query="jane", key_pattern="cache:*")  # a string: SCAN's last (and only) step has no list
+    job.refresh_from_db()
+    assert (job.status, job.error, job.sessions_read, hit_keys(job)) == ("done", "", 0, [])
+
+
+@pytest.mark.parametrize("budget", [60, 0])  # 0: out of time after its first SCAN step
+def test_a_searchs_run_event_names_who_where_the_search_its_outcome_and_counts(
+    web, operator, mailbox, settings, budget
+):
+    settings.MEMORYADMIN_SEARCH_BUDGET_SECONDS = budget
+    job = search(web, query="jane.doe@example.com")
+    job.refresh_from_db()
+    event = AuditEvent.objects.get(action="search.run")
+    outcome, status, read, matched = ("ok", "done", 3, 2) if budget else ("failed", "failed", 0, 0)
+    assert (event.outcome, event.error, event.user, event.connection_slug, event.connection_name, event.job) == (
+        outcome,
+        job.error,
+        operator,
+        "env",
+        "default (environment)",
+        f"search:{job.pk}",
+    )
+    assert job.status == status and job.store_commands > 0
+    assert event.details == {
+        "status": status,
+        "sessions_read": read,
+        "matched_sessions": matched,
+        "keys_in_store": 5,
+        "estimated_commands": 7,  # one SCAN step: its SCAN and its script run; an LRANGE per key
+        "store_commands": job.store_commands,
+        "store_round_trips": job.store_round_trips,
+    }
 
 
 def test_regex_search(web, mailbox):

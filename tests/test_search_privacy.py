@@ -293,6 +293,7 @@ def test_a_failed_search_leaves_no_text_in_the_task_backend_or_the_log(web, jane
     task = DBTaskResult.objects.get()
     assert task.status == "FAILED" and "SearchFailed" in task.exception_class_path
     assert "match_session" in task.traceback  # where it happened stays, for the log
+    assert task.traceback.rstrip().endswith(f"SearchFailed: {found.error}")  # and what the search recorded
     assert copies() == {text: [] for text in PERSONAL}
     for text in PERSONAL:
         assert text.casefold() not in caplog.text.casefold()
