@@ -238,6 +238,8 @@ def test_resummarize_a_selection_reuses_summary_jobs(web, admin, connection, sto
     job.refresh_from_db()
     assert job.status == "done" and job.summary_batch is not None
     assert (job.done, job.skipped, job.held) == (2, 1, 1)
+    # It sends nothing itself (each summary job bills its own reads and write): an estimate of nothing.
+    assert (job.estimated_commands, job.estimated_round_trips, job.run_commands) == (0, 0, 0)
     assert BulkJobKey.objects.get(job=job, key="held").outcome == "on hold"  # not summarized
     assert job.summary_batch.requested_by.username == "olga"  # who confirmed it, on the batch's page too
     summaries = job.summary_batch.jobs.order_by("session_key")
