@@ -399,6 +399,17 @@ def test_cancel_during_a_run_stops_after_the_current_batch(connection, store, op
     assert AuditEvent.objects.filter(job=f"bulk:{job.pk}", action="bulk.cancel").exists()
 
 
+def test_a_cancel_stops_only_the_job_it_was_asked_for(connection, store, operator, settings, monkeypatch):
+    job, keys = confirmed_clear_in_batches_of_two(connection, store, operator, settings, monkeypatch, 4)
+    (elsewhere,) = jobs_in(connection, operator, "running")
+    bulk.request_cancel(elsewhere)  # another job, in another worker, stops after its batch
+    counted = bulk.create_job(connection, operator, "clear", keys=["s0"])
+    bulk.count_job(counted.pk)
+    bulk.run_job(job.pk)
+    assert [state(each)[0] for each in (job, counted, elsewhere)] == ["done", "awaiting", "running"]
+    assert job.done == 4 and store.call("EXISTS", *keys) == 0
+
+
 def test_each_saved_batch_is_a_heartbeat_and_bills_its_commands(connection, store, operator, settings, monkeypatch):
     """A worker in another process is given up when its job's heartbeat is stale or missing: a batch saved counts.
 
@@ -869,8 +880,10 @@ def test_a_dry_run_on_a_changed_connection_is_dropped(bot, operator, store, othe
     point_at(bot, other_store.url, other_store.token)
     bulk.count_job(job.pk)
     job.refresh_from_db()
-    assert job.status == "discarded" and f"URL changed from {store.url} to {other_store.url}" in job.error
-    assert AuditEvent.objects.get(action="bulk.dry_run").outcome == "failed"
+    change = f"The connection's URL changed from {store.url} to {other_store.url} and its token changed"
+    assert (job.status, job.error) == ("discarded", f"The dry run failed: {change} since the dry run began.")
+    event = AuditEvent.objects.get(action="bulk.dry_run")
+    assert (event.outcome, event.error, event.user) == ("failed", f"{change} since the dry run began.", operator)
 
 
 def test_search_results_go_to_a_purge_only_on_the_store_the_search_ran_on(on_bot, bot, store, other, other_store):
