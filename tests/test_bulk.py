@@ -131,6 +131,7 @@ def test_a_patterns_dry_run_cancelled_stops_after_its_scan_step(connection, stor
     bulk.count_job(job.pk)
     job.refresh_from_db()
     assert job.status == "discarded" and job.examined_keys == 1000 and job.total < 2500
+    assert job.finished_at and job.worker == ""  # ended, not left for the recovery
 
 
 def test_a_selections_dry_run_adds_up_over_every_batch(admin, connection, store, operator, settings):

@@ -232,9 +232,19 @@ def test_printable_ascii_escaped_by_other_json_writers_is_found(query, stored):
     assert match_session(Matcher(query), [element], "") is not None
 
 
-def test_query_length_is_bounded():
-    with pytest.raises(QueryError):
-        Matcher("x" * 501)
+@pytest.mark.parametrize("is_regex", [False, True])
+def test_query_length_is_bounded(is_regex):
+    assert Matcher("x" * 500, is_regex).find("y" + "x" * 500) == (1, 501)
+    for query in ("", "x" * 501):
+        with pytest.raises(QueryError) as refused:
+            Matcher(query, is_regex)
+        assert str(refused.value) == "Give a search text of 1 to 500 characters."
+
+
+def test_a_regular_expression_that_matches_empty_text_is_refused_saying_why():
+    with pytest.raises(QueryError) as refused:
+        Matcher("a*", is_regex=True)
+    assert str(refused.value) == "That regular expression matches empty text, so it would match every message."
 
 
 def test_select_the_results_for_purge(web, mailbox, store):
