@@ -300,6 +300,18 @@ def test_discarding_drops_that_job_only_and_only_while_it_awaits_confirmation(co
     ]
 
 
+def test_only_a_job_still_awaiting_confirmation_is_confirmed_else_it_says_so(connection, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    queued, stale = jobs_in(connection, operator, "queued", "awaiting")
+    bulk.discard_job(BulkJob.objects.get(pk=stale.pk))  # in another tab, after this page showed it awaiting
+    problem = "This job is not awaiting confirmation any more."
+    for job in (queued, stale):
+        assert bulk.confirm_job(job, request_by(operator), connection.name) == problem
+    assert [state(job)[0] for job in (queued, stale)] == ["queued", "discarded"]
+    refusals = AuditEvent.objects.filter(action="bulk.confirm").order_by("id")
+    assert [(event.outcome, event.error) for event in refusals] == [("failed", problem)] * 2
+
+
 def test_cancelling_stops_that_job_only_at_once_or_after_its_batch(connection, operator, settings):
     settings.TASKS = DUMMY_TASKS
     jobs = jobs_in(connection, operator, "queued", "paused", "running", "counting", "done", "queued", "running")
