@@ -375,6 +375,16 @@ def test_a_store_that_cannot_count_its_keys_gives_no_estimate_and_the_log_says_w
     ]
 
 
+def test_a_search_is_queued_without_an_estimate_when_the_store_cannot_count_its_keys(connection, operator, settings):
+    from memoryadmin.services import content_search
+
+    settings.TASKS = DUMMY_TASKS
+    gone = replace_connection(connection, url="http://127.0.0.1:9")  # nothing listens
+    job = content_search.start_search(gone, operator, "jane", False, "", "")
+    job.refresh_from_db()
+    assert (job.status, job.requested_by, job.keys_in_store, job.estimated_commands) == ("queued", operator, None, None)
+
+
 def test_a_search_goes_on_from_its_saved_cursor_and_saves_where_it_ended(connection, store, operator):
     from memoryadmin.services import content_search, secrets
 
