@@ -4,6 +4,7 @@ import csv
 import html
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -164,6 +165,11 @@ def test_a_resumed_dry_run_scans_again_from_scratch(connection, store, operator,
     assert list(frozen.values_list("position", flat=True)) == [0, 1]
 
 
+def is_insert_of_frozen_keys(query):
+    # An executemany is logged once, as "<n> times: INSERT ...".
+    return re.match(r'(\d+ times: )?INSERT INTO "bulk_bulkjobkey"', query["sql"]) is not None
+
+
 def test_frozen_keys_keep_their_exact_text_in_one_insert_per_scan_step(web, store):
     keys = ["nul:a\x00b", "nul:\u2400mark", "nul:é日", *[f"nul:{i}" for i in range(1200)]]
     write_sessions(store, keys, messages=2)
@@ -171,8 +177,8 @@ def test_frozen_keys_keep_their_exact_text_in_one_insert_per_scan_step(web, stor
         job = start(web, action="clear", scope="pattern", q="nul:*")
     job.refresh_from_db()
     steps = -(-job.examined_keys // 1000)  # SCAN steps of COUNT 1000
-    inserts = [q for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "bulk_bulkjobkey"')]
-    assert len(inserts) <= steps  # one executemany a step (bulk_create made one per ~140 keys on SQLite)
+    inserts = [query for query in queries.captured_queries if is_insert_of_frozen_keys(query)]
+    assert 0 < len(inserts) <= steps  # one executemany a step (bulk_create made one per ~140 keys on SQLite)
     frozen = list(BulkJobKey.objects.filter(job=job))
     assert sorted(key.key for key in frozen) == sorted(keys)  # NUL and the escape mark itself, exactly
     assert [key.position for key in frozen] == list(range(len(keys)))
@@ -180,6 +186,18 @@ def test_frozen_keys_keep_their_exact_text_in_one_insert_per_scan_step(web, stor
     assert all(key.element_hashes == [] for key in frozen)
     selected = start(web, action="clear", scope="selected", keys=keys[:3])
     assert sorted(key.key for key in BulkJobKey.objects.filter(job=selected)) == sorted(keys[:3])
+
+
+def test_a_selection_is_frozen_an_insert_per_batch_size_keys(web, store, monkeypatch):
+    monkeypatch.setattr(bulk, "BATCH_SIZE", 2)  # what a freeze holds in memory: a batch of rows, never all
+    write_sessions(store, ["a", "b", "c"], messages=1)
+    with CaptureQueriesContext(connections[DEFAULT_DB_ALIAS]) as queries:
+        job = start(web, action="clear", scope="selected", keys=["a", "b", "c"])
+    assert [query["sql"].split(":")[0] for query in queries.captured_queries if is_insert_of_frozen_keys(query)] == [
+        "2 times",
+        "1 times",
+    ]
+    assert list(BulkJobKey.objects.filter(job=job).values_list("position", "key")) == [(0, "a"), (1, "b"), (2, "c")]
 
 
 def test_set_ttl_and_persist_on_a_selection(web, store):
