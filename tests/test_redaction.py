@@ -11,6 +11,7 @@ import pytest
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, BulkJobKey, SearchJob
 from memoryadmin.services import bulk, content_search, redaction, scripts, sessions
+from memoryadmin.services.connections import store_binding
 from memoryadmin.services.content_search import Matcher
 from memoryadmin.services.sessions import NEWEST_FIRST, OLDEST_FIRST, SessionNotFound
 from memoryadmin.services.upstash import count_commands, get_client, get_writer
@@ -532,6 +533,15 @@ def test_a_bulk_redaction_saves_its_progress_after_each_batch_of_redact_batch_se
     assert (job.status, job.done, job.next_position) == ("done", 3, 3)
     # Before each session, what was saved: nothing during the first batch of two, then that batch.
     assert [position for _, position in saved] == [0, 0, 2] and sorted(key for key, _ in saved) == ["s0", "s1", "s2"]
+
+
+@pytest.mark.parametrize(("has_search", "redaction"), [(False, "text"), (True, ""), (True, "everything")])
+def test_a_bulk_redaction_needs_a_search_and_what_to_redact(connection, operator, has_search, redaction):
+    found = SearchJob.objects.create(connection_slug="env", **store_binding(connection)) if has_search else None
+    with pytest.raises(ValueError) as refused:
+        bulk.create_job(connection, operator, BulkJob.REDACT, search=found, redaction=redaction)
+    assert str(refused.value) == ("A redaction redacts a content search's results: give the search and what to redact.")
+    assert not BulkJob.objects.exists()
 
 
 @pytest.mark.parametrize("search_is", ["erased", "deleted"])
