@@ -929,10 +929,17 @@ def test_search_results_go_to_a_purge_only_on_the_store_the_search_ran_on(on_bot
         f"/bulk/search/{search.pk}/purge/", {"action": "clear", "reference": "TICKET-1"}, follow=True
     )
     expected = f"The connection's URL changed from {store.url} to {other_store.url} and its token changed"
-    assert expected + " since the search" in html.unescape(response.content.decode())
+    problem = f"{expected} since the search ran. Run the search again to purge on the store it points at now."
+    assert problem in html.unescape(response.content.decode())
     assert not BulkJob.objects.exists()
     refusal = AuditEvent.objects.get(action="bulk.dry_run")
-    assert refusal.outcome == "failed" and expected in refusal.error and refusal.details["search"] == search.pk
+    assert (refusal.outcome, refusal.error, refusal.username, refusal.connection_slug, refusal.details) == (
+        "failed",
+        problem,
+        "olga",
+        bot.slug,
+        {"action": "clear", "search": search.pk},
+    )
     # A search taken up again (its worker died) goes on only on the store it started on.
     SearchJob.objects.filter(pk=search.pk).update(status="queued", worker="", cursor="0")
     content_search.run_search(search.pk)
