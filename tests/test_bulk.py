@@ -66,6 +66,7 @@ def test_selected_rows_dry_run_counts_then_typed_confirmation_clears_exactly_the
     job.refresh_from_db()
     assert job.status == "awaiting" and job.total == 2 and job.total_messages == 8
     assert (job.reference, job.redaction, job.selection) == ("", "", "keys")  # it answers no erasure request
+    assert (job.requested_by.username, job.confirmed_by, job.confirmed_at) == ("olga", None, None)  # not yet
     page = web.get(f"/bulk/{job.pk}/").content.decode()
     assert "Type <strong>2</strong>" in page and "deleted for good" in page
     assert store.call("EXISTS", "a", "c") == 2  # nothing changed yet
