@@ -4,6 +4,7 @@ import csv
 import html
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,6 +65,8 @@ def test_selected_rows_dry_run_counts_then_typed_confirmation_clears_exactly_the
     job = start(web, action="clear", scope="selected", keys=["a", "c"])
     job.refresh_from_db()
     assert job.status == "awaiting" and job.total == 2 and job.total_messages == 8
+    assert (job.reference, job.redaction, job.selection) == ("", "", "keys")  # it answers no erasure request
+    assert (job.requested_by.username, job.confirmed_by, job.confirmed_at) == ("olga", None, None)  # not yet
     page = web.get(f"/bulk/{job.pk}/").content.decode()
     assert "Type <strong>2</strong>" in page and "deleted for good" in page
     assert store.call("EXISTS", "a", "c") == 2  # nothing changed yet
@@ -131,6 +134,7 @@ def test_a_patterns_dry_run_cancelled_stops_after_its_scan_step(connection, stor
     bulk.count_job(job.pk)
     job.refresh_from_db()
     assert job.status == "discarded" and job.examined_keys == 1000 and job.total < 2500
+    assert job.finished_at and job.worker == ""  # ended, not left for the recovery
 
 
 def test_a_selections_dry_run_adds_up_over_every_batch(admin, connection, store, operator, settings):
@@ -163,6 +167,11 @@ def test_a_resumed_dry_run_scans_again_from_scratch(connection, store, operator,
     assert list(frozen.values_list("position", flat=True)) == [0, 1]
 
 
+def is_insert_of_frozen_keys(query):
+    # An executemany is logged once, as "<n> times: INSERT ...".
+    return re.match(r'(\d+ times: )?INSERT INTO "bulk_bulkjobkey"', query["sql"]) is not None
+
+
 def test_frozen_keys_keep_their_exact_text_in_one_insert_per_scan_step(web, store):
     keys = ["nul:a\x00b", "nul:\u2400mark", "nul:é日", *[f"nul:{i}" for i in range(1200)]]
     write_sessions(store, keys, messages=2)
@@ -170,8 +179,8 @@ def test_frozen_keys_keep_their_exact_text_in_one_insert_per_scan_step(web, stor
         job = start(web, action="clear", scope="pattern", q="nul:*")
     job.refresh_from_db()
     steps = -(-job.examined_keys // 1000)  # SCAN steps of COUNT 1000
-    inserts = [q for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "bulk_bulkjobkey"')]
-    assert len(inserts) <= steps  # one executemany a step (bulk_create made one per ~140 keys on SQLite)
+    inserts = [query for query in queries.captured_queries if is_insert_of_frozen_keys(query)]
+    assert 0 < len(inserts) <= steps  # one executemany a step (bulk_create made one per ~140 keys on SQLite)
     frozen = list(BulkJobKey.objects.filter(job=job))
     assert sorted(key.key for key in frozen) == sorted(keys)  # NUL and the escape mark itself, exactly
     assert [key.position for key in frozen] == list(range(len(keys)))
@@ -179,6 +188,18 @@ def test_frozen_keys_keep_their_exact_text_in_one_insert_per_scan_step(web, stor
     assert all(key.element_hashes == [] for key in frozen)
     selected = start(web, action="clear", scope="selected", keys=keys[:3])
     assert sorted(key.key for key in BulkJobKey.objects.filter(job=selected)) == sorted(keys[:3])
+
+
+def test_a_selection_is_frozen_an_insert_per_batch_size_keys(web, store, monkeypatch):
+    monkeypatch.setattr(bulk, "BATCH_SIZE", 2)  # what a freeze holds in memory: a batch of rows, never all
+    write_sessions(store, ["a", "b", "c"], messages=1)
+    with CaptureQueriesContext(connections[DEFAULT_DB_ALIAS]) as queries:
+        job = start(web, action="clear", scope="selected", keys=["a", "b", "c"])
+    assert [query["sql"].split(":")[0] for query in queries.captured_queries if is_insert_of_frozen_keys(query)] == [
+        "2 times",
+        "1 times",
+    ]
+    assert list(BulkJobKey.objects.filter(job=job).values_list("position", "key")) == [(0, "a"), (1, "b"), (2, "c")]
 
 
 def test_set_ttl_and_persist_on_a_selection(web, store):
@@ -238,6 +259,8 @@ def test_resummarize_a_selection_reuses_summary_jobs(web, admin, connection, sto
     job.refresh_from_db()
     assert job.status == "done" and job.summary_batch is not None
     assert (job.done, job.skipped, job.held) == (2, 1, 1)
+    # It sends nothing itself (each summary job bills its own reads and write): an estimate of nothing.
+    assert (job.estimated_commands, job.estimated_round_trips, job.run_commands) == (0, 0, 0)
     assert BulkJobKey.objects.get(job=job, key="held").outcome == "on hold"  # not summarized
     assert job.summary_batch.requested_by.username == "olga"  # who confirmed it, on the batch's page too
     summaries = job.summary_batch.jobs.order_by("session_key")
@@ -295,6 +318,18 @@ def test_discarding_drops_that_job_only_and_only_while_it_awaits_confirmation(co
         ("awaiting", False, False),
         ("queued", False, False),
     ]
+
+
+def test_only_a_job_still_awaiting_confirmation_is_confirmed_else_it_says_so(connection, operator, settings):
+    settings.TASKS = DUMMY_TASKS
+    queued, stale = jobs_in(connection, operator, "queued", "awaiting")
+    bulk.discard_job(BulkJob.objects.get(pk=stale.pk))  # in another tab, after this page showed it awaiting
+    problem = "This job is not awaiting confirmation any more."
+    for job in (queued, stale):
+        assert bulk.confirm_job(job, request_by(operator), connection.name) == problem
+    assert [state(job)[0] for job in (queued, stale)] == ["queued", "discarded"]
+    refusals = AuditEvent.objects.filter(action="bulk.confirm").order_by("id")
+    assert [(event.outcome, event.error) for event in refusals] == [("failed", problem)] * 2
 
 
 def test_cancelling_stops_that_job_only_at_once_or_after_its_batch(connection, operator, settings):
@@ -395,6 +430,17 @@ def test_cancel_during_a_run_stops_after_the_current_batch(connection, store, op
     assert job.status == "cancelled" and job.done == 2 and job.next_position == 2
     assert store.call("EXISTS", *keys) == 4
     assert AuditEvent.objects.filter(job=f"bulk:{job.pk}", action="bulk.cancel").exists()
+
+
+def test_a_cancel_stops_only_the_job_it_was_asked_for(connection, store, operator, settings, monkeypatch):
+    job, keys = confirmed_clear_in_batches_of_two(connection, store, operator, settings, monkeypatch, 4)
+    (elsewhere,) = jobs_in(connection, operator, "running")
+    bulk.request_cancel(elsewhere)  # another job, in another worker, stops after its batch
+    counted = bulk.create_job(connection, operator, "clear", keys=["s0"])
+    bulk.count_job(counted.pk)
+    bulk.run_job(job.pk)
+    assert [state(each)[0] for each in (job, counted, elsewhere)] == ["done", "awaiting", "running"]
+    assert job.done == 4 and store.call("EXISTS", *keys) == 0
 
 
 def test_each_saved_batch_is_a_heartbeat_and_bills_its_commands(connection, store, operator, settings, monkeypatch):
@@ -867,8 +913,10 @@ def test_a_dry_run_on_a_changed_connection_is_dropped(bot, operator, store, othe
     point_at(bot, other_store.url, other_store.token)
     bulk.count_job(job.pk)
     job.refresh_from_db()
-    assert job.status == "discarded" and f"URL changed from {store.url} to {other_store.url}" in job.error
-    assert AuditEvent.objects.get(action="bulk.dry_run").outcome == "failed"
+    change = f"The connection's URL changed from {store.url} to {other_store.url} and its token changed"
+    assert (job.status, job.error) == ("discarded", f"The dry run failed: {change} since the dry run began.")
+    event = AuditEvent.objects.get(action="bulk.dry_run")
+    assert (event.outcome, event.error, event.user) == ("failed", f"{change} since the dry run began.", operator)
 
 
 def test_search_results_go_to_a_purge_only_on_the_store_the_search_ran_on(on_bot, bot, store, other, other_store):
@@ -882,10 +930,17 @@ def test_search_results_go_to_a_purge_only_on_the_store_the_search_ran_on(on_bot
         f"/bulk/search/{search.pk}/purge/", {"action": "clear", "reference": "TICKET-1"}, follow=True
     )
     expected = f"The connection's URL changed from {store.url} to {other_store.url} and its token changed"
-    assert expected + " since the search" in html.unescape(response.content.decode())
+    problem = f"{expected} since the search ran. Run the search again to purge on the store it points at now."
+    assert problem in html.unescape(response.content.decode())
     assert not BulkJob.objects.exists()
     refusal = AuditEvent.objects.get(action="bulk.dry_run")
-    assert refusal.outcome == "failed" and expected in refusal.error and refusal.details["search"] == search.pk
+    assert (refusal.outcome, refusal.error, refusal.username, refusal.connection_slug, refusal.details) == (
+        "failed",
+        problem,
+        "olga",
+        bot.slug,
+        {"action": "clear", "search": search.pk},
+    )
     # A search taken up again (its worker died) goes on only on the store it started on.
     SearchJob.objects.filter(pk=search.pk).update(status="queued", worker="", cursor="0")
     content_search.run_search(search.pk)

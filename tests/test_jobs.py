@@ -356,6 +356,18 @@ def test_a_bulk_job_taken_up_again_meanwhile_is_not_given_up(connection, operato
     assert not AuditEvent.objects.filter(job=job.audit_job).exists()
 
 
+def test_a_search_taken_up_again_meanwhile_is_not_given_up(connection, operator, live_pid):
+    job = SearchJob.objects.create(
+        connection_slug="env", requested_by=operator, status="running", worker=f"{HOST}:{ended_process()}:ab12cd34"
+    )
+    found = SearchJob.objects.get(pk=job.pk)
+    SearchJob.objects.filter(pk=job.pk).update(worker=f"{HOST}:{live_pid}:ef56ab78")  # a worker took it meanwhile
+    assert content_search.give_up(found, "given up") is False  # else the recovery logs that it gave it up
+    job.refresh_from_db()
+    assert (job.status, job.error, job.finished_at) == ("running", "", None)
+    assert not AuditEvent.objects.filter(job=f"search:{job.pk}").exists()
+
+
 def test_a_save_of_progress_is_a_heartbeat_and_bills_the_store_commands_so_far(connection, operator, store):
     job = running_summary_job(connection, operator, "", None, attempts=0)
     SummaryJob.objects.filter(pk=job.pk).update(status="queued")

@@ -10,7 +10,8 @@ import pytest
 
 from memoryadmin.audit.models import AuditEvent
 from memoryadmin.bulk.models import BulkJob, BulkJobKey, SearchJob
-from memoryadmin.services import content_search, redaction, scripts, sessions
+from memoryadmin.services import bulk, content_search, redaction, scripts, sessions
+from memoryadmin.services.connections import store_binding
 from memoryadmin.services.content_search import Matcher
 from memoryadmin.services.sessions import NEWEST_FIRST, OLDEST_FIRST, SessionNotFound
 from memoryadmin.services.upstash import count_commands, get_client, get_writer
@@ -510,6 +511,37 @@ def test_a_bulk_redaction_of_a_regular_expression_search_redacts_what_it_matches
     job.refresh_from_db()
     assert (job.status, job.done, job.messages_redacted) == ("done", 1, 1)
     assert EMAIL not in store.call("LINDEX", "s", 0).decode()
+
+
+def test_a_bulk_redaction_saves_its_progress_after_each_batch_of_redact_batch_sessions(web, store, monkeypatch):
+    monkeypatch.setattr(bulk, "REDACT_BATCH", 2)  # it reads each session whole: small batches, not BATCH_SIZE
+    for key in ("s0", "s1", "s2"):
+        store.call("RPUSH", key, llamaindex("user", f"I am {EMAIL}"))
+    response = web.post("/bulk/search/", {"query": EMAIL, "key_pattern": "", "role": ""})
+    found = SearchJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
+    web.post(f"/bulk/search/{found.pk}/purge/", {"action": "redact:text", "reference": "T-1"})
+    job = BulkJob.objects.get(search=found)
+    redact_session, saved = redaction.redact_session, []
+
+    def redact_after_reading_the_progress(connection, key, *args, **kwargs):
+        saved.append((key, BulkJob.objects.get(pk=job.pk).next_position))
+        return redact_session(connection, key, *args, **kwargs)
+
+    monkeypatch.setattr(redaction, "redact_session", redact_after_reading_the_progress)
+    web.post(f"/bulk/{job.pk}/confirm/", {"typed": "3"})
+    job.refresh_from_db()
+    assert (job.status, job.done, job.next_position) == ("done", 3, 3)
+    # Before each session, what was saved: nothing during the first batch of two, then that batch.
+    assert [position for _, position in saved] == [0, 0, 2] and sorted(key for key, _ in saved) == ["s0", "s1", "s2"]
+
+
+@pytest.mark.parametrize(("has_search", "redaction"), [(False, "text"), (True, ""), (True, "everything")])
+def test_a_bulk_redaction_needs_a_search_and_what_to_redact(connection, operator, has_search, redaction):
+    found = SearchJob.objects.create(connection_slug="env", **store_binding(connection)) if has_search else None
+    with pytest.raises(ValueError) as refused:
+        bulk.create_job(connection, operator, BulkJob.REDACT, search=found, redaction=redaction)
+    assert str(refused.value) == ("A redaction redacts a content search's results: give the search and what to redact.")
+    assert not BulkJob.objects.exists()
 
 
 @pytest.mark.parametrize("search_is", ["erased", "deleted"])

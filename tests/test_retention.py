@@ -100,6 +100,7 @@ def test_a_run_changes_exactly_what_its_preview_said_key_by_key(admin_client, ad
     admin_client.post(f"/retention/{policy.pk}/preview/", SHOWN_ENV)
     preview = retention.latest_preview(policy)
     assert preview.status == BulkJob.PREVIEWED
+    assert (preview.confirmed_by, preview.confirmed_at) == (None, None)  # a preview confirms nothing
     previewed = {row.key: row.outcome for row in preview.keys.all()}
     # The preview counts only what the rule would change: the held session is named, and left alone.
     on_hold = [HELD] if rule != "cap_ttl" else []
@@ -119,6 +120,7 @@ def test_a_run_changes_exactly_what_its_preview_said_key_by_key(admin_client, ad
     after = snapshot(store)
 
     assert job.status == BulkJob.DONE and job.policy == policy and job.confirmed_by == admin_user
+    assert job.confirmed_at is not None and job.confirmed_at <= job.started_at  # confirmed as the policy made it
     assert {row.key: row.outcome for row in job.keys.all()} == {
         **dict.fromkeys(changed, "done"),
         **dict.fromkeys(on_hold, "on hold"),

@@ -122,6 +122,12 @@ def test_the_query_is_kept_as_a_keyed_hash_a_masked_form_and_encrypted(web, jane
     assert content_search.masked_query("j@" + "d" * 195, False) == "j***@" + "d" * 195
     assert content_search.masked_query("j@" + "d" * 196, False) == "j***@" + "d" * 194 + "…"
     assert found.SECRET_FIELDS == ("query_encrypted",)  # re-encrypted by rotate_encryption_keys
+    pattern = search(web, query=r"Jane\.Doe@.*", is_regex="on")  # a regular expression: as typed, by its length
+    pattern.refresh_from_db()
+    assert (pattern.query_masked, pattern.query_hash) == (
+        "regular expression, 12 characters",
+        signing.keyed_hash("search-query", r"Jane\.Doe@.*"),
+    )
 
 
 def test_erase_search_is_idempotent_and_audited_with_counts_only(web, jane):
@@ -293,6 +299,7 @@ def test_a_failed_search_leaves_no_text_in_the_task_backend_or_the_log(web, jane
     task = DBTaskResult.objects.get()
     assert task.status == "FAILED" and "SearchFailed" in task.exception_class_path
     assert "match_session" in task.traceback  # where it happened stays, for the log
+    assert task.traceback.rstrip().endswith(f"SearchFailed: {found.error}")  # and what the search recorded
     assert copies() == {text: [] for text in PERSONAL}
     for text in PERSONAL:
         assert text.casefold() not in caplog.text.casefold()
