@@ -109,6 +109,11 @@ def compile_pattern(query):
     raise QueryError(f"That regular expression is not valid: {reason}.")
 
 
+# An escaped printable ASCII character (casefolded). Python's json and JSON.stringify never write one;
+# other writers do (Gson's \u0027, Go's \u003c, PHP's \/), and it hides a plain query from the raw text.
+_ASCII_ESCAPE = re.compile(r"\\(?:u00[2-7][0-9a-f]|/)")
+
+
 class Matcher:
     """Finds the query in an element's raw text or decoded message text."""
 
@@ -172,7 +177,9 @@ class Matcher:
             return True
         folded = raw_text.casefold()
         # Any JSON escape starts with a backslash: only then can decoding reveal a match.
-        return self.needle in folded or (self.needs_decoding and "\\" in raw_text)
+        return self.needle in folded or (
+            "\\" in raw_text and (self.needs_decoding or _ASCII_ESCAPE.search(folded) is not None)
+        )
 
 
 def _folded_origins(text):
