@@ -4,6 +4,9 @@ Real Upstash refuses with replies the local store never gives, so a throwaway
 server gives them here; the app's own client reads them over real HTTP.
 """
 
+import functools
+import threading
+
 import pytest
 
 from memoryadmin.bulk.models import SearchJob
@@ -11,6 +14,7 @@ from memoryadmin.services.upstash import (
     StoreAuthError,
     StoreClient,
     StoreCommandError,
+    StoreError,
     StoreLimitError,
     StorePermissionError,
     StorePlanLimitError,
@@ -20,7 +24,8 @@ from memoryadmin.services.upstash import (
     refusal,
 )
 
-from .fake_store import FakeStore, Reply, b64
+from .fake_store import FakeStore, Reply, b64, pong_after
+from .threads import once_all_are_ready, run_together
 
 # The texts Upstash answers with (its troubleshooting pages).
 REQUEST_SIZE = (
@@ -374,15 +379,15 @@ def test_a_reply_cut_off_is_not_sent_again(fake, store_client):
     assert len(fake.seen) == 1
 
 
-def test_an_error_reply_is_an_answer_for_the_breaker(fake, store_client):
-    fake.replies["/"] = Reply(400, {"error": CONCURRENT})
-    with pytest.raises(StorePlanLimitError):
+@pytest.mark.parametrize("reply", [Reply(400, {"error": CONCURRENT}), Reply(502, PROXY_PAGE, "text/html")])
+def test_an_error_reply_is_an_answer_for_the_breaker(fake, store_client, reply):
+    """A refusal or a proxy's page is an answer, not silence: the requests after it all go, at once."""
+    fake.replies["/"] = reply
+    with pytest.raises(StoreError):
         store_client.call("PING")
-    fake.replies["/"] = Reply(502, PROXY_PAGE, "text/html")
-    with pytest.raises(StoreUnavailable):
-        store_client.call("PING")
-    fake.replies["/"] = Reply(200, {"result": b64("PONG")})
-    assert store_client.call("PING") == b"PONG"  # no "did not answer a moment ago"
+    fake.replies["/"] = pong_after(0.5)
+    ping = functools.partial(once_all_are_ready, threading.Barrier(2), functools.partial(store_client.call, "PING"))
+    assert run_together(ping, ping) == [b"PONG", b"PONG"]  # no "did not answer ... a moment ago"
 
 
 @pytest.mark.django_db

@@ -24,8 +24,8 @@ from memoryadmin.services.upstash import (
     last_sync_token,
 )
 
-from .fake_store import FakeStore, Reply, b64
-from .threads import run_together
+from .fake_store import FakeStore, Reply, b64, pong_after
+from .threads import once_all_are_ready, run_together
 from .waiting import wait_for
 
 
@@ -280,12 +280,15 @@ def test_the_breaker_fails_fast_after_a_timeout_but_lets_one_probe_through():
 
 
 def test_after_a_timeout_the_next_request_finds_the_store_back(local_store, connection):
-    client = get_client(dataclasses.replace(connection, name="flaky", slug="flaky", timeout=0.3))
-    local_store.gateway.latency_ms = 1000
-    with pytest.raises(StoreUnavailable, match="did not answer within 0.3 s"):
+    client = get_client(dataclasses.replace(connection, name="flaky", slug="flaky", timeout=1))
+    local_store.gateway.latency_ms = 3000
+    with pytest.raises(StoreUnavailable, match=r"did not answer within 1 s\. "):
+        client.call("PING")
+    # Within the quiet second after it, one request goes: the probe. It times out too.
+    with pytest.raises(StoreUnavailable, match=r"did not answer within 1 s\. "):
         client.call("PING")
     local_store.gateway.latency_ms = 0
-    assert client.call("PING") == b"PONG"  # the probe: recovered by itself
+    assert client.call("PING") == b"PONG"  # the next probe, as soon as the last is over: recovered by itself
     assert client.call("PING") == b"PONG"
 
 
@@ -311,19 +314,6 @@ def test_while_the_probe_waits_other_requests_fail_at_once(local_store, connecti
     local_store.gateway.latency_ms = 0
 
 
-def pong_after(seconds):
-    def reply(seen):
-        time.sleep(seconds)
-        return Reply(200, {"result": b64("PONG")})
-
-    return reply
-
-
-def ping_once_all_are_ready(ready, client):
-    ready.wait()
-    return client.call("PING")
-
-
 @pytest.mark.xfail(
     strict=True,
     reason="upstash.py bug: a request that fails before it is sent (an argument that is not JSON: bytes, a lone "
@@ -337,7 +327,7 @@ def test_a_command_that_cannot_be_sent_does_not_hold_back_the_requests_after_it(
         with pytest.raises(TypeError):
             client.call("SET", "k", b"bytes are no JSON")  # our bug, raised as it is
         assert fake.seen == []  # nothing was sent
-        ping = functools.partial(ping_once_all_are_ready, threading.Barrier(2), client)
+        ping = functools.partial(once_all_are_ready, threading.Barrier(2), functools.partial(client.call, "PING"))
         assert run_together(ping, ping) == [b"PONG", b"PONG"]
 
 
