@@ -8,6 +8,7 @@ talks to it over real HTTP.
 import base64
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -83,3 +84,13 @@ class FakeStore(ThreadingHTTPServer):
     def __exit__(self, *exc):
         self.shutdown()
         self.server_close()
+
+
+def pong_after(seconds):
+    """A reply to PING that takes `seconds` to come: a request still in flight meanwhile."""
+
+    def reply(seen):
+        time.sleep(seconds)
+        return Reply(200, {"result": b64("PONG")})
+
+    return reply

@@ -15,3 +15,9 @@ def run_together(*calls, timeout=120):
     pool.shutdown(wait=False, cancel_futures=True)
     assert not running, f"{len(running)} of {len(calls)} threads still running after {timeout} s"
     return [future.result() for future in futures]
+
+
+def once_all_are_ready(ready, call):
+    """`call()` once every thread sharing the barrier `ready` has got there: for calls meant to overlap."""
+    ready.wait()
+    return call()
