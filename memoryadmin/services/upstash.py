@@ -334,13 +334,14 @@ class QuietAfterTimeout:
             return True, True
 
     def settle(self, sent_at, answered, probe):
+        """`answered`: True, False (the store was silent) or None (nothing was sent: it tells nothing)."""
         with self._lock:
             if probe:
                 self._probing = False
             if answered:
                 self._last_answer_sent_at = max(self._last_answer_sent_at, sent_at)
                 self._quiet_until = 0.0
-            elif sent_at >= self._last_answer_sent_at:
+            elif answered is False and sent_at >= self._last_answer_sent_at:
                 self._quiet_until = time.monotonic() + self.seconds
 
 
@@ -458,7 +459,7 @@ class StoreClient:
                 "It may be overloaded or unreachable; try again in a few seconds."
             )
         sent_at = time.monotonic()
-        answered = False
+        answered = None  # until _execute returns or raises a StoreError: a payload that would not encode is never sent
         no_reply = _reply_in_hand.set(None)
         try:
             result = self._execute(endpoint, payload, commands, from_pipeline)
