@@ -194,14 +194,14 @@ def test_a_timeout_sent_with_the_latest_answered_request_still_quiets_the_store(
 def test_each_timeout_quiets_the_store_with_one_probe_at_a_time(local_store, connection):
     """After a probe that timed out too, the next request is a probe again, and finds the store back."""
     gateway = local_store.gateway
-    client = StoreClient(connection.url, connection.token, timeout=1)  # its own quiet: 1 s after a timeout
+    client = StoreClient(connection.url, connection.token, timeout=2)  # its own quiet: 2 s after a timeout
     host = client.host
     try:
-        gateway.latency_ms = 3000
+        gateway.latency_ms = 5000
         with pytest.raises(StoreUnavailable) as timed_out:
             client.call("PING")
         assert str(timed_out.value) == (
-            f"The store at {host} did not answer within 1 s. It may be overloaded or unreachable; try again in a moment."
+            f"The store at {host} did not answer within 2 s. It may be overloaded or unreachable; try again in a moment."
         )
         with ThreadPoolExecutor(max_workers=1) as pool:
             probe = pool.submit(client.call, "PING")
@@ -210,16 +210,22 @@ def test_each_timeout_quiets_the_store_with_one_probe_at_a_time(local_store, con
                 client.call("PING")
             assert not probe.done()  # failed at once, not after the probe
             assert str(quiet.value) == (
-                f"The store at {host} did not answer within 1 s a moment ago. "
+                f"The store at {host} did not answer within 2 s a moment ago. "
                 "It may be overloaded or unreachable; try again in a few seconds."
             )
-            with pytest.raises(StoreUnavailable, match="did not answer within 1 s"):
+            with pytest.raises(StoreUnavailable, match="did not answer within 2 s"):
                 probe.result(timeout=30)
         gateway.latency_ms = 0
         assert client.call("PING") == b"PONG"  # within the probe's quiet: the next probe goes
     finally:
         gateway.latency_ms = 0
         client.close()
+
+
+class Patient(StoreClient):
+    """The app's client with a quiet as long as its timeout: a loaded machine cannot outlast it mid-test."""
+
+    QUIET_AFTER_TIMEOUT = 60.0
 
 
 def answered_with_a_result(client):
@@ -255,7 +261,7 @@ def stopped_before_sending(client):
 def test_after_anything_but_silence_requests_go_side_by_side(local_store, connection, before):
     """Only silence quiets the store: after an answer, two requests at once both go (not one probe)."""
     gateway = local_store.gateway
-    client = StoreClient(connection.url, connection.token, timeout=5)
+    client = Patient(connection.url, connection.token, timeout=60)
     try:
         before(client)
         gateway.latency_ms = 1000
