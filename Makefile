@@ -78,10 +78,10 @@ MUTATION_JOBS ?= 2
 # MUTATION_TESTS narrows the tests (a pytest -k expression) for a module every test reaches. mutmut
 # does not see it when it reuses what it learnt of the tests in mutants/, so another one starts afresh.
 MUTATION_TESTS ?=
-# upstash.py: the tests of the client itself, its errors, replies, limits, bill and tokens.
+# upstash.py: the tests of the client itself, its transport, errors, replies, limits, bill and tokens.
 UPSTASH_TESTS := test_upstash.py or test_store_errors.py or test_store_replies.py or test_request_limit.py \
 	or test_read_your_writes.py or test_bill.py or test_connections.py or test_read_only_token.py \
-	or test_localstore_limits.py
+	or test_localstore_limits.py or test_store_transport.py
 .PHONY: mutation mutation-upstash
 $(VENV)/.installed-mutation: $(VENV)/.installed-test requirements-mutation.txt
 	$(PY) -m pip install --quiet -r requirements-mutation.txt
