@@ -26,6 +26,20 @@ def search(web, **data):
     return SearchJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
 
 
+def saved_hit(job, session_key, snippet=""):
+    """A hit as a search saves it: one match, in the first message, the whole snippet."""
+    return SearchHit.objects.create(
+        job=job,
+        session_key=session_key,
+        matches=1,
+        first_match=0,
+        order="newest-first",
+        snippet=snippet,
+        match_start=0,
+        match_end=len(snippet),
+    )
+
+
 def hit_keys(job):
     return sorted(SearchHit.objects.filter(job=job).values_list("session_key", flat=True))
 
@@ -405,16 +419,7 @@ def test_a_search_goes_on_from_its_saved_cursor_and_saves_where_it_ended(connect
     # SCAN may return a key again in a later step (the store rehashed meanwhile): a hit an earlier step
     # saved for it is replaced, not doubled.
     again = next(key for key in (f"s{i}" for i in range(2500)) if key not in keys)
-    SearchHit.objects.create(
-        job=job,
-        session_key=again,
-        matches=1,
-        first_match=0,
-        order="newest-first",
-        snippet="",
-        match_start=0,
-        match_end=0,
-    )
+    saved_hit(job, again)
     content_search.run_search(job.pk)
     job.refresh_from_db()
     assert job.status == "done" and job.cursor == "0" and job.started_at == started_at

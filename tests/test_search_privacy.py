@@ -22,7 +22,7 @@ from .conftest import DATABASE_TASKS
 from .factories import langchain, llamaindex, write_langchain_session
 from .privacy import copies_in_database
 from .processes import app_env
-from .test_content_search import search
+from .test_content_search import saved_hit, search
 from .test_jobs import wait_for
 
 pytestmark = pytest.mark.django_db
@@ -180,10 +180,7 @@ def searched_days_ago(connection, operator, days, query=EMAIL):
         requested_by=operator,
     )
     SearchJob.objects.filter(pk=found.pk).update(finished_at=timezone.now() - timedelta(days=days))
-    SearchHit.objects.create(
-        job=found, session_key="chat:jane", matches=1, first_match=0, order="newest_first", snippet=query,
-        match_start=0, match_end=len(query),
-    )  # fmt: skip
+    saved_hit(found, "chat:jane", query)
     return found
 
 

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 
 from memoryadmin.audit.models import AuditEvent
-from memoryadmin.bulk.models import SearchHit, SearchJob
+from memoryadmin.bulk.models import SearchJob
 from memoryadmin.dashboard.converters import encode_key
 from memoryadmin.services import bulk
 from memoryadmin.summaries.models import SummaryBatch, SummaryJob
 
 from .conftest import SHOWN_ENV
 from .factories import write_langchain_session
+from .test_content_search import saved_hit
 
 pytestmark = pytest.mark.django_db
 
@@ -118,16 +119,7 @@ def test_search_results_isolate_the_key(web, connection, operator, session):
         status="done",
         requested_by=operator,
     )
-    SearchHit.objects.create(
-        job=job,
-        session_key=KEY,
-        matches=1,
-        first_match=0,
-        order="newest-first",
-        snippet="hello",
-        match_start=0,
-        match_end=5,
-    )
+    saved_hit(job, KEY, "hello")
     assert_every_key_is_isolated(web.get(f"/bulk/search/{job.pk}/").content.decode())
 
 
