@@ -25,7 +25,7 @@ from memoryadmin.services.upstash import (
 )
 
 from .fake_store import FakeStore, Reply, b64
-from .threads import run_together
+from .threads import once_all_are_ready, run_together
 from .waiting import wait_for
 
 
@@ -246,16 +246,11 @@ def test_both_clients_of_a_connection_have_its_url_timeout_and_retries_and_name_
     ]
 
 
-def clients_once_all_are_ready(ready, connection):
-    ready.wait()
-    return connection_clients(connection)
-
-
 def test_threads_asking_at_once_for_a_new_connections_clients_all_get_the_same_ones(connection):
     """Built once under a lock: threads that all found none must not each build (and keep) their own."""
     for n in range(4):
         new = dataclasses.replace(connection, slug=f"at-once-{n}", name=f"at once {n}")
-        ask = functools.partial(clients_once_all_are_ready, threading.Barrier(6), new)
+        ask = functools.partial(once_all_are_ready, threading.Barrier(6), functools.partial(connection_clients, new))
         built = run_together(*[ask] * 6)
         assert all(clients is built[0] for clients in built)
         assert connection_clients(new) is built[0]
